@@ -1,0 +1,17 @@
+//! switchboard: a control plane for live calls. Each call is one supervised actor owning a
+//! pure state machine; every change is pushed to the people involved over WebSockets.
+//!
+//! - [`model`]: the records (agents, calls, transfers, transcripts, summaries, rooms, events).
+//! - [`call`]: the pure call machine, the call actor that carries out its effects, and the
+//!   registry that supervises actors and routes queued calls to agents.
+//! - [`store`]: durable storage behind one trait (embedded single-file default).
+//! - [`hub`] and [`ws`]: event fan-out and the WebSocket sessions of agents and callers.
+//! - [`http`]: the REST API, webhooks and the one error type mapped to `{code, message}`.
+//! - [`media`]: LiveKit (tokens, RoomService, webhooks).
+//! - [`auth`]: session tokens and API keys. [`config`]: settings. [`app`]: startup.
+
+pub mod auth;
+pub mod hub;
+pub mod model;
+pub mod store;
+pub mod ws;

@@ -1,0 +1,435 @@
+//! The records the switchboard keeps: agents, calls, transfers, transcripts, summaries, rooms
+//! and call events, with seed 000's camelCase field names.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Milliseconds since the Unix epoch; how time enters the pure call machine.
+pub type Millis = i64;
+
+/// Converts a wall-clock instant to [`Millis`].
+pub fn to_millis(at: DateTime<Utc>) -> Millis {
+    at.timestamp_millis()
+}
+
+/// Converts [`Millis`] back to a wall-clock instant (the epoch for out-of-range values).
+pub fn from_millis(ms: Millis) -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+/// How an agent is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentKind {
+    /// A browser in a LiveKit room, steered over the WebSocket.
+    #[default]
+    Web,
+    /// A phone specialist reached over the PSTN (see the Twilio issue).
+    Phone,
+}
+
+/// What an agent says about themself; combined with their connection into [`Presence`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentStatus {
+    /// Ready to take calls.
+    #[default]
+    Available,
+    /// Signed in but not taking new calls.
+    Away,
+}
+
+/// An agent's effective presence, as pushed in `agent.presence`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Presence {
+    /// No WebSocket session is open.
+    Offline,
+    /// Connected, not away, and engaged in no call.
+    Available,
+    /// Connected and engaged in a call (owner, target or offered).
+    Busy,
+    /// Connected but set away.
+    Away,
+}
+
+/// An agent of the directory (seed 000's `Agents` table).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Agent {
+    /// `agent-<uuid>` unless given at creation.
+    pub agent_id: String,
+    /// Display name.
+    pub name: String,
+    /// Inactive agents are hidden from `GET /api/agents` and are never offered calls.
+    pub active: bool,
+    /// How the agent is reached.
+    #[serde(default)]
+    pub kind: AgentKind,
+    /// E.164 number of a phone agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone_number: Option<String>,
+    /// The agent's own availability setting.
+    #[serde(default)]
+    pub status: AgentStatus,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Optimistic-concurrency version, bumped by every update.
+    #[serde(default)]
+    pub version: u64,
+}
+
+/// The status of a call (the `status` attribute of seed 000's `Calls` table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallStatus {
+    /// Waiting for an agent.
+    Queued,
+    /// Offered to an agent who has not accepted yet.
+    Ringing,
+    /// The caller talks to the owner.
+    Active,
+    /// The owner put the caller on hold.
+    OnHold,
+    /// A transfer is open.
+    Transferring,
+    /// Finished; terminal.
+    Ended,
+}
+
+impl CallStatus {
+    /// The wire name (`on_hold`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallStatus::Queued => "queued",
+            CallStatus::Ringing => "ringing",
+            CallStatus::Active => "active",
+            CallStatus::OnHold => "on_hold",
+            CallStatus::Transferring => "transferring",
+            CallStatus::Ended => "ended",
+        }
+    }
+}
+
+/// A call (seed 000's `Calls` table plus the switchboard's own attributes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Call {
+    /// `call-<uuid>`.
+    pub call_id: String,
+    /// The caller's participant identity.
+    pub caller_id: String,
+    /// The caller's name as given.
+    #[serde(default)]
+    pub caller_name: String,
+    /// Why the caller is calling, as given.
+    #[serde(default)]
+    pub reason: String,
+    /// The first agent who took the call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_a_id: Option<String>,
+    /// The most recent transfer target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_b_id: Option<String>,
+    /// The agent who has the caller now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_id: Option<String>,
+    /// The agent the call is offered to while `ringing`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offered_to: Option<String>,
+    /// The agent the caller asked for, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_agent_id: Option<String>,
+    /// Current status.
+    pub status: CallStatus,
+    /// The LiveKit room where caller and owner talk.
+    pub main_room: String,
+    /// The LiveKit room where the caller waits with music.
+    pub hold_room: String,
+    /// The transfer currently open, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_transfer_id: Option<String>,
+    /// The newest summary of this call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_summary_id: Option<String>,
+    /// Why the call ended (`caller_hangup`, `agent_hangup`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_reason: Option<String>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// When the call ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_at: Option<DateTime<Utc>>,
+    /// Free-form metadata given at creation or by `PATCH`.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub metadata: Value,
+}
+
+/// How a transfer hands the caller over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TransferMode {
+    /// Owner and target brief privately while the caller holds; then the caller is handed over.
+    #[default]
+    Warm,
+    /// The caller goes straight to the target, who receives the summary.
+    Cold,
+    /// Caller, owner and target together; the owner leaves when they choose.
+    Conference,
+}
+
+/// The status of a transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransferStatus {
+    /// Created; the parties are being placed.
+    Initiated,
+    /// Offered to the target, who has not answered yet.
+    Ringing,
+    /// The target accepted and is with the owner (warm) or in the conference.
+    Briefing,
+    /// The caller is with the target; terminal.
+    Completed,
+    /// The owner cancelled; terminal.
+    Cancelled,
+    /// The target declined; terminal.
+    Declined,
+    /// The target did not answer in time; terminal.
+    TimedOut,
+    /// A party could not be placed or left; terminal.
+    Failed,
+    /// The caller hung up during the transfer; terminal.
+    Abandoned,
+}
+
+impl TransferStatus {
+    /// Whether no further change can happen.
+    pub fn is_terminal(self) -> bool {
+        !matches!(
+            self,
+            TransferStatus::Initiated | TransferStatus::Ringing | TransferStatus::Briefing
+        )
+    }
+
+    /// The wire name (`timed_out`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransferStatus::Initiated => "initiated",
+            TransferStatus::Ringing => "ringing",
+            TransferStatus::Briefing => "briefing",
+            TransferStatus::Completed => "completed",
+            TransferStatus::Cancelled => "cancelled",
+            TransferStatus::Declined => "declined",
+            TransferStatus::TimedOut => "timed_out",
+            TransferStatus::Failed => "failed",
+            TransferStatus::Abandoned => "abandoned",
+        }
+    }
+}
+
+/// A transfer (seed 000's `Transfers` table plus mode, reason and timestamps).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Transfer {
+    /// `xfer-<uuid>`.
+    pub transfer_id: String,
+    /// The call being transferred.
+    pub call_id: String,
+    /// The owner who initiated it (Agent A).
+    pub from_agent_id: String,
+    /// The target (Agent B).
+    pub to_agent_id: String,
+    /// The consult (briefing) room.
+    pub transfer_room: String,
+    /// The summary handed to the target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary_id: Option<String>,
+    /// The summary text handed to the target.
+    #[serde(default)]
+    pub summary_text: String,
+    /// A note from A to B.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Warm, cold or conference.
+    pub mode: TransferMode,
+    /// Current status.
+    pub status: TransferStatus,
+    /// Why it ended where that is not obvious from the status (`target_disconnected`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+    /// When it reached a terminal status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+/// Where a transcript chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TranscriptSource {
+    /// Typed or posted by a person or a tool.
+    #[default]
+    Manual,
+    /// A Whisper transcription.
+    Whisper,
+    /// LiveKit's transcription.
+    Livekit,
+    /// Twilio's real-time transcription.
+    Twilio,
+}
+
+/// A transcript chunk (seed 000's `Transcripts` table plus the speaker).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Transcript {
+    /// `tx-<uuid>`.
+    pub transcript_id: String,
+    /// The call it belongs to.
+    pub call_id: String,
+    /// `caller` or an agent id.
+    #[serde(default)]
+    pub speaker: String,
+    /// The text.
+    pub text: String,
+    /// Where it came from.
+    pub source: TranscriptSource,
+    /// When it was stored.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A summary of a call (seed 000's `Summaries` table).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    /// `sum-<uuid>`.
+    pub summary_id: String,
+    /// The call summarised.
+    pub call_id: String,
+    /// The summary.
+    pub summary_text: String,
+    /// The model that wrote it (`offline-extractive`, `human`, or an LLM's name).
+    pub model: String,
+    /// When it was stored.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A LiveKit room the switchboard knows of (seed 000's `Rooms` table).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Room {
+    /// `room-<uuid>`.
+    pub room_id: String,
+    /// The LiveKit room name.
+    pub room_name: String,
+    /// Who the room is for (an agent id, or a call id for a call's rooms).
+    #[serde(default)]
+    pub owner_id: String,
+    /// The call it belongs to, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_id: Option<String>,
+    /// `main`, `hold`, `consult` or `adhoc`.
+    #[serde(default)]
+    pub kind: String,
+    /// `open` or `closed`.
+    pub status: String,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Who receives an event.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Audience {
+    /// Whether the call's caller receives it.
+    #[serde(default)]
+    pub caller: bool,
+    /// The agents who receive it.
+    #[serde(default)]
+    pub agents: Vec<String>,
+}
+
+impl Audience {
+    /// Whether the given party is in the audience.
+    pub fn includes(&self, party: &PartyRef) -> bool {
+        match party {
+            PartyRef::Caller { .. } => self.caller,
+            PartyRef::Agent { agent_id } => self.agents.iter().any(|a| a == agent_id),
+        }
+    }
+}
+
+/// A WebSocket client's identity, from its session token.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "role", rename_all = "snake_case")]
+pub enum PartyRef {
+    /// The caller of one call; reaches that call only.
+    Caller {
+        /// The call.
+        #[serde(rename = "callId")]
+        call_id: String,
+    },
+    /// An agent.
+    Agent {
+        /// The agent.
+        #[serde(rename = "agentId")]
+        agent_id: String,
+    },
+}
+
+/// An immutable fact about a call, numbered per call, stored, and pushed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    /// Per-call sequence number, starting at 1 and only growing.
+    pub seq: u64,
+    /// The call.
+    pub call_id: String,
+    /// `transfer.offered`, ...
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// Event-specific data.
+    pub data: Value,
+    /// Who receives it (stored, never sent).
+    #[serde(default)]
+    pub audience: Audience,
+}
+
+/// An event as sent over the WebSocket: `{seq, callId, type, at, data}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WireEvent {
+    /// Per-call sequence number (0 for events that belong to no call).
+    pub seq: u64,
+    /// The call, or `null` for agent-level events such as `agent.presence`.
+    pub call_id: Option<String>,
+    /// The event type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// Event-specific data.
+    pub data: Value,
+}
+
+impl From<&Event> for WireEvent {
+    fn from(e: &Event) -> Self {
+        WireEvent {
+            seq: e.seq,
+            call_id: Some(e.call_id.clone()),
+            kind: e.kind.clone(),
+            at: e.at,
+            data: e.data.clone(),
+        }
+    }
+}
+
+/// A new id with a readable prefix: `call-…`, `xfer-…`, `agent-…`.
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4())
+}

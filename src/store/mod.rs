@@ -1,0 +1,163 @@
+//! Durable storage behind one async trait: the embedded single-file backend by default, and
+//! any other backend that passes the same conformance suite.
+
+pub mod conformance;
+pub mod embedded;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::model::{Agent, Call, Event, Room, Summary, Transcript, Transfer, TransferStatus};
+
+/// Errors every backend maps its own failures into; no backend type leaks past the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A record with that id exists already.
+    #[error("{entity} {id} already exists")]
+    AlreadyExists {
+        /// The entity kind (`agent`, `call`, ...).
+        entity: &'static str,
+        /// The id.
+        id: String,
+    },
+    /// The record to update does not exist.
+    #[error("{entity} {id} not found")]
+    NotFound {
+        /// The entity kind.
+        entity: &'static str,
+        /// The id.
+        id: String,
+    },
+    /// Someone else changed the record since it was read (optimistic concurrency).
+    #[error("{entity} {id} changed concurrently (expected version {expected})")]
+    VersionConflict {
+        /// The entity kind.
+        entity: &'static str,
+        /// The id.
+        id: String,
+        /// The version the writer expected.
+        expected: u64,
+    },
+    /// An event with that `(callId, seq)` exists already.
+    #[error("event {seq} of call {call_id} already exists")]
+    DuplicateEvent {
+        /// The call.
+        call_id: String,
+        /// The sequence number.
+        seq: u64,
+    },
+    /// The backend failed (I/O, corruption, network); the source says how.
+    #[error("storage backend failed: {context}")]
+    Backend {
+        /// What the store was doing.
+        context: String,
+        /// The backend's own error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl StoreError {
+    /// Wraps a backend error with what the store was doing.
+    pub fn backend(
+        context: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        StoreError::Backend {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+}
+
+/// A call as stored: the public record, the call machine's private state, and a version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredCall {
+    /// The public record (what `GET /api/calls/{callId}` shows).
+    pub call: Call,
+    /// The call machine's state, opaque to the store.
+    pub state: Value,
+    /// Bumped by every commit; starts at 1 when the call is created.
+    pub version: u64,
+}
+
+/// Everything one transition of a call writes, applied atomically: the call (with its
+/// machine state), the transfers it changed, and the events it produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallCommit {
+    /// The call after the transition.
+    pub call: Call,
+    /// The machine state after the transition.
+    pub state: Value,
+    /// `None` creates the call (fails if it exists); `Some(v)` updates it only if the stored
+    /// version is still `v`, and the stored version becomes `v + 1`.
+    pub expected_version: Option<u64>,
+    /// Transfers created or changed by the transition (upserted).
+    pub transfers: Vec<Transfer>,
+    /// New events; each `(callId, seq)` must be new.
+    pub events: Vec<Event>,
+}
+
+/// The storage contract. Every method is atomic; a commit either lands whole or not at all.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Checks that the backend answers (for `/health`).
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Creates an agent; `AlreadyExists` if the id is taken. Stored with version 1.
+    async fn create_agent(&self, agent: &Agent) -> Result<Agent, StoreError>;
+    /// Reads an agent.
+    async fn get_agent(&self, agent_id: &str) -> Result<Option<Agent>, StoreError>;
+    /// Replaces an agent if its stored version equals `agent.version`; returns it with the
+    /// version bumped. `NotFound` or `VersionConflict` otherwise.
+    async fn update_agent(&self, agent: &Agent) -> Result<Agent, StoreError>;
+    /// Every agent, active or not, ordered by `createdAt` then id.
+    async fn list_agents(&self) -> Result<Vec<Agent>, StoreError>;
+
+    /// Applies one call transition atomically (see [`CallCommit`]); returns the new version.
+    async fn commit_call(&self, commit: CallCommit) -> Result<u64, StoreError>;
+    /// Reads a call with its machine state.
+    async fn get_call(&self, call_id: &str) -> Result<Option<StoredCall>, StoreError>;
+    /// Calls an agent took part in (as `agentAId`, `agentBId`, owner, offered agent, or
+    /// transfer party at any time), newest first.
+    async fn list_calls_by_agent(&self, agent_id: &str) -> Result<Vec<Call>, StoreError>;
+    /// Every call whose status is not `ended`, oldest first (for recovery after a restart).
+    async fn list_unfinished_calls(&self) -> Result<Vec<StoredCall>, StoreError>;
+
+    /// Reads a transfer.
+    async fn get_transfer(&self, transfer_id: &str) -> Result<Option<Transfer>, StoreError>;
+    /// Transfers of a call, oldest first.
+    async fn list_transfers_by_call(&self, call_id: &str) -> Result<Vec<Transfer>, StoreError>;
+    /// Transfers with one of the given statuses (all when empty), oldest first.
+    async fn list_transfers(
+        &self,
+        statuses: &[TransferStatus],
+    ) -> Result<Vec<Transfer>, StoreError>;
+
+    /// Stores a transcript chunk; `AlreadyExists` if the id is taken.
+    async fn put_transcript(&self, transcript: &Transcript) -> Result<(), StoreError>;
+    /// Reads a transcript chunk.
+    async fn get_transcript(&self, transcript_id: &str)
+        -> Result<Option<Transcript>, StoreError>;
+    /// Transcript chunks of a call in the order they were stored (`createdAt`, then id).
+    async fn list_transcripts_by_call(&self, call_id: &str)
+        -> Result<Vec<Transcript>, StoreError>;
+
+    /// Stores a summary; `AlreadyExists` if the id is taken.
+    async fn put_summary(&self, summary: &Summary) -> Result<(), StoreError>;
+    /// Reads a summary.
+    async fn get_summary(&self, summary_id: &str) -> Result<Option<Summary>, StoreError>;
+    /// Summaries of a call, oldest first.
+    async fn list_summaries_by_call(&self, call_id: &str) -> Result<Vec<Summary>, StoreError>;
+
+    /// Creates or replaces a room record.
+    async fn put_room(&self, room: &Room) -> Result<(), StoreError>;
+    /// Reads a room record.
+    async fn get_room(&self, room_id: &str) -> Result<Option<Room>, StoreError>;
+    /// Finds a room record by its LiveKit name.
+    async fn get_room_by_name(&self, room_name: &str) -> Result<Option<Room>, StoreError>;
+
+    /// Events of a call with `seq > after_seq`, in `seq` order.
+    async fn events_since(&self, call_id: &str, after_seq: u64)
+        -> Result<Vec<Event>, StoreError>;
+}

@@ -1,0 +1,1 @@
+//! WebSocket sessions of agents and callers: authentication, replay, heartbeat, push.

@@ -1,0 +1,7 @@
+//! The integration test binary: the real server on port 0, real sockets, and the fakes of
+//! the cloud services it talks to.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod livekit_fake;

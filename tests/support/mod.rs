@@ -1,0 +1,4 @@
+//! Test support: the LiveKit fake and the `spawn_app()` helper.
+#![allow(dead_code)]
+
+pub mod livekit;
