@@ -11,7 +11,10 @@
 //! - [`auth`]: session tokens and API keys. [`config`]: settings. [`app`]: startup.
 
 pub mod auth;
+pub mod call;
+pub mod config;
 pub mod hub;
+pub mod media;
 pub mod model;
 pub mod store;
 pub mod ws;

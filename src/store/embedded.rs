@@ -1,1 +1,1027 @@
 //! The embedded single-file store on redb: ACID, survives `kill -9`, zero setup.
+//!
+//! Everything lives in one file, `switchboard.redb`, in the data directory. Records are stored
+//! as JSON bytes (the same shapes any other backend stores), keyed by their ids:
+//!
+//! | table                 | key                                   | value                          |
+//! |-----------------------|---------------------------------------|--------------------------------|
+//! | `agents`              | `agentId`                             | [`Agent`] JSON                 |
+//! | `calls`               | `callId`                              | `{call, state, version}` JSON  |
+//! | `transfers`           | `transferId`                          | [`Transfer`] JSON              |
+//! | `transcripts`         | `transcriptId`                        | [`Transcript`] JSON            |
+//! | `summaries`           | `summaryId`                           | [`Summary`] JSON               |
+//! | `rooms`               | `roomId`                              | [`Room`] JSON                  |
+//! | `events`              | `(callId, seq)`                       | [`Event`] JSON                 |
+//! | `calls_by_agent`      | `(agentId, callId)`                   | `()`                           |
+//! | `unfinished_calls`    | `callId`                              | `()`                           |
+//! | `transfers_by_call`   | `(callId, createdSecs, nanos, id)`    | `()`                           |
+//! | `transfers_by_status` | `(status, transferId)`                | `()`                           |
+//! | `transcripts_by_call` | `(callId, createdSecs, nanos, id)`    | `()`                           |
+//! | `summaries_by_call`   | `(callId, createdSecs, nanos, id)`    | `()`                           |
+//! | `rooms_by_name`       | `roomName`                            | `roomId`                       |
+//!
+//! The index tables are maintained in the same write transaction as the records they point
+//! to. `calls_by_agent` only ever grows: an agent who took part in a call at any time (as
+//! `agentAId`, `agentBId`, owner, offered agent, or either party of a transfer) stays listed.
+//! Every write transaction commits with redb's default `Durability::Immediate`, so a write
+//! that returned `Ok` survives a crash. Every redb operation runs on tokio's blocking pool.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use redb::{
+    Database, ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
+    WriteTransaction,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{CallCommit, Store, StoreError, StoredCall};
+use crate::model::{
+    Agent, Call, CallStatus, Event, Room, Summary, Transcript, Transfer, TransferStatus,
+};
+
+/// The name of the database file inside the data directory.
+pub const DB_FILE_NAME: &str = "switchboard.redb";
+
+/// A JSON record keyed by its id.
+type RecordTable = TableDefinition<'static, &'static str, &'static [u8]>;
+/// An index entry keyed by (parent id, child id).
+type PairIndex = TableDefinition<'static, (&'static str, &'static str), ()>;
+/// An index entry keyed by (parent id, creation seconds, creation nanos, child id).
+type TimeIndex = TableDefinition<'static, (&'static str, i64, u32, &'static str), ()>;
+
+const AGENTS: RecordTable = TableDefinition::new("agents");
+const CALLS: RecordTable = TableDefinition::new("calls");
+const TRANSFERS: RecordTable = TableDefinition::new("transfers");
+const TRANSCRIPTS: RecordTable = TableDefinition::new("transcripts");
+const SUMMARIES: RecordTable = TableDefinition::new("summaries");
+const ROOMS: RecordTable = TableDefinition::new("rooms");
+const EVENTS: TableDefinition<'static, (&'static str, u64), &'static [u8]> =
+    TableDefinition::new("events");
+const CALLS_BY_AGENT: PairIndex = TableDefinition::new("calls_by_agent");
+const UNFINISHED_CALLS: TableDefinition<'static, &'static str, ()> =
+    TableDefinition::new("unfinished_calls");
+const TRANSFERS_BY_CALL: TimeIndex = TableDefinition::new("transfers_by_call");
+const TRANSFERS_BY_STATUS: PairIndex = TableDefinition::new("transfers_by_status");
+const TRANSCRIPTS_BY_CALL: TimeIndex = TableDefinition::new("transcripts_by_call");
+const SUMMARIES_BY_CALL: TimeIndex = TableDefinition::new("summaries_by_call");
+const ROOMS_BY_NAME: TableDefinition<'static, &'static str, &'static str> =
+    TableDefinition::new("rooms_by_name");
+
+/// A call as stored in the `calls` table (owned, for reading).
+#[derive(Deserialize)]
+struct CallRecord {
+    call: Call,
+    state: Value,
+    version: u64,
+}
+
+/// A call as stored in the `calls` table (borrowed, for writing).
+#[derive(Serialize)]
+struct CallRecordRef<'a> {
+    call: &'a Call,
+    state: &'a Value,
+    version: u64,
+}
+
+impl From<CallRecord> for StoredCall {
+    fn from(r: CallRecord) -> Self {
+        StoredCall {
+            call: r.call,
+            state: r.state,
+            version: r.version,
+        }
+    }
+}
+
+/// Maps any backend failure into [`StoreError::Backend`] with what the store was doing.
+trait OrBackend<T> {
+    /// Wraps the error, if any, with `context`.
+    fn or_backend(self, context: impl FnOnce() -> String) -> Result<T, StoreError>;
+}
+
+impl<T, E> OrBackend<T> for Result<T, E>
+where
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn or_backend(self, context: impl FnOnce() -> String) -> Result<T, StoreError> {
+        self.map_err(|e| StoreError::backend(context(), e))
+    }
+}
+
+/// Serializes a record to JSON bytes.
+fn encode<T: Serialize + ?Sized>(entity: &str, id: &str, value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).or_backend(|| format!("encoding {entity} {id}"))
+}
+
+/// Deserializes a record from JSON bytes; a corrupt value is a backend error.
+fn decode<T: DeserializeOwned>(entity: &str, id: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).or_backend(|| format!("decoding stored {entity} {id}"))
+}
+
+/// Whole seconds and nanoseconds of an instant, which order exactly like the instant.
+fn time_key(at: &DateTime<Utc>) -> (i64, u32) {
+    (at.timestamp(), at.timestamp_subsec_nanos())
+}
+
+/// Reads and decodes one JSON record, if present.
+fn get_record<T, R>(table: &R, entity: &'static str, id: &str) -> Result<Option<T>, StoreError>
+where
+    T: DeserializeOwned,
+    R: ReadableTable<&'static str, &'static [u8]>,
+{
+    let guard = table
+        .get(id)
+        .or_backend(|| format!("reading {entity} {id}"))?;
+    match guard {
+        Some(g) => decode(entity, id, g.value()).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Whether a JSON record with that id exists.
+fn has_record<R>(table: &R, entity: &'static str, id: &str) -> Result<bool, StoreError>
+where
+    R: ReadableTable<&'static str, &'static [u8]>,
+{
+    Ok(table
+        .get(id)
+        .or_backend(|| format!("reading {entity} {id}"))?
+        .is_some())
+}
+
+/// Reads and decodes every JSON record of a table.
+fn all_records<T, R>(table: &R, entity: &'static str) -> Result<Vec<T>, StoreError>
+where
+    T: DeserializeOwned,
+    R: ReadableTable<&'static str, &'static [u8]>,
+{
+    let mut out = Vec::new();
+    for item in table.iter().or_backend(|| format!("scanning {entity}s"))? {
+        let (k, v) = item.or_backend(|| format!("scanning {entity}s"))?;
+        out.push(decode(entity, k.value(), v.value())?);
+    }
+    Ok(out)
+}
+
+/// The child ids of a `(parent, child)` index under one parent, in key order.
+fn pair_index_ids<R>(index: &R, name: &'static str, parent: &str) -> Result<Vec<String>, StoreError>
+where
+    R: ReadableTable<(&'static str, &'static str), ()>,
+{
+    let mut ids = Vec::new();
+    let range = index
+        .range::<(&str, &str)>((parent, "")..)
+        .or_backend(|| format!("scanning {name} for {parent}"))?;
+    for item in range {
+        let (k, _) = item.or_backend(|| format!("scanning {name} for {parent}"))?;
+        let (p, child) = k.value();
+        if p != parent {
+            break;
+        }
+        ids.push(child.to_owned());
+    }
+    Ok(ids)
+}
+
+/// The child ids of a time-ordered index under one parent (oldest first, then by id).
+fn time_index_ids<R>(index: &R, name: &'static str, parent: &str) -> Result<Vec<String>, StoreError>
+where
+    R: ReadableTable<(&'static str, i64, u32, &'static str), ()>,
+{
+    let mut ids = Vec::new();
+    let range = index
+        .range::<(&str, i64, u32, &str)>((parent, i64::MIN, 0, "")..)
+        .or_backend(|| format!("scanning {name} for {parent}"))?;
+    for item in range {
+        let (k, _) = item.or_backend(|| format!("scanning {name} for {parent}"))?;
+        let (p, _, _, child) = k.value();
+        if p != parent {
+            break;
+        }
+        ids.push(child.to_owned());
+    }
+    Ok(ids)
+}
+
+/// Loads the records an index points to, skipping (and logging) dangling entries.
+fn load_all<T, R>(table: &R, entity: &'static str, ids: &[String]) -> Result<Vec<T>, StoreError>
+where
+    T: DeserializeOwned,
+    R: ReadableTable<&'static str, &'static [u8]>,
+{
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        match get_record(table, entity, id)? {
+            Some(record) => out.push(record),
+            None => tracing::warn!(entity, id = %id, "index points to a missing record"),
+        }
+    }
+    Ok(out)
+}
+
+/// Runs `f` in a read transaction.
+fn read<T>(
+    db: &Database,
+    op: &'static str,
+    f: impl FnOnce(&ReadTransaction) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let txn = db
+        .begin_read()
+        .or_backend(|| format!("{op}: beginning read transaction"))?;
+    f(&txn)
+}
+
+/// Runs `f` in a write transaction, committing on `Ok` and aborting (nothing lands) on `Err`.
+fn write<T>(
+    db: &Database,
+    op: &'static str,
+    f: impl FnOnce(&WriteTransaction) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let txn = db
+        .begin_write()
+        .or_backend(|| format!("{op}: beginning write transaction"))?;
+    match f(&txn) {
+        Ok(value) => {
+            txn.commit()
+                .or_backend(|| format!("{op}: committing write transaction"))?;
+            Ok(value)
+        }
+        Err(e) => {
+            if let Err(abort) = txn.abort() {
+                tracing::warn!(op, error = %abort, "aborting write transaction failed");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Opens a table of a read transaction.
+macro_rules! open_read {
+    ($txn:expr, $def:expr, $op:expr) => {
+        $txn.open_table($def)
+            .or_backend(|| format!("{}: opening table {}", $op, $def.name()))?
+    };
+}
+
+/// Opens a table of a write transaction.
+macro_rules! open_write {
+    ($txn:expr, $def:expr, $op:expr) => {
+        $txn.open_table($def)
+            .or_backend(|| format!("{}: opening table {}", $op, $def.name()))?
+    };
+}
+
+/// The embedded single-file [`Store`]: one redb database file in the data directory.
+///
+/// Cheap to clone; clones share the open database.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmbeddedStore {
+    /// Opens (creating if needed) `data_dir` and the database file `switchboard.redb` in it,
+    /// and makes sure every table exists. Fails with [`StoreError::Backend`] if the directory
+    /// cannot be created, the file is held by another process, or the file is corrupt.
+    pub fn open(data_dir: &Path) -> Result<EmbeddedStore, StoreError> {
+        std::fs::create_dir_all(data_dir)
+            .or_backend(|| format!("creating data directory {}", data_dir.display()))?;
+        let path = data_dir.join(DB_FILE_NAME);
+        let db = Database::create(&path)
+            .or_backend(|| format!("opening database file {}", path.display()))?;
+        write(&db, "creating tables", |txn| {
+            let op = "creating tables";
+            for def in [AGENTS, CALLS, TRANSFERS, TRANSCRIPTS, SUMMARIES, ROOMS] {
+                open_write!(txn, def, op);
+            }
+            open_write!(txn, EVENTS, op);
+            open_write!(txn, CALLS_BY_AGENT, op);
+            open_write!(txn, UNFINISHED_CALLS, op);
+            open_write!(txn, TRANSFERS_BY_CALL, op);
+            open_write!(txn, TRANSFERS_BY_STATUS, op);
+            open_write!(txn, TRANSCRIPTS_BY_CALL, op);
+            open_write!(txn, SUMMARIES_BY_CALL, op);
+            open_write!(txn, ROOMS_BY_NAME, op);
+            Ok(())
+        })?;
+        Ok(EmbeddedStore {
+            db: Arc::new(db),
+            path,
+        })
+    }
+
+    /// The path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` against the database on tokio's blocking pool.
+    async fn blocking<T, F>(&self, op: &'static str, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    {
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .or_backend(|| format!("{op}: blocking task failed"))?
+    }
+}
+
+/// Applies one call commit inside a write transaction (see [`CallCommit`]).
+fn apply_commit(txn: &WriteTransaction, commit: &CallCommit) -> Result<u64, StoreError> {
+    const OP: &str = "committing call";
+    let call_id = commit.call.call_id.as_str();
+
+    let mut calls = open_write!(txn, CALLS, OP);
+    let existing: Option<CallRecord> = get_record(&calls, "call", call_id)?;
+    let version = match (commit.expected_version, existing) {
+        (None, Some(_)) => {
+            return Err(StoreError::AlreadyExists {
+                entity: "call",
+                id: call_id.to_owned(),
+            })
+        }
+        (None, None) => 1,
+        (Some(_), None) => {
+            return Err(StoreError::NotFound {
+                entity: "call",
+                id: call_id.to_owned(),
+            })
+        }
+        (Some(expected), Some(stored)) if stored.version != expected => {
+            return Err(StoreError::VersionConflict {
+                entity: "call",
+                id: call_id.to_owned(),
+                expected,
+            })
+        }
+        (Some(expected), Some(_)) => expected.checked_add(1).ok_or_else(|| {
+            StoreError::backend(format!("{OP} {call_id}"), "call version overflowed u64")
+        })?,
+    };
+
+    // Events first: a duplicate aborts the transaction before anything else is written.
+    let mut events = open_write!(txn, EVENTS, OP);
+    for event in &commit.events {
+        let key = (event.call_id.as_str(), event.seq);
+        let taken = events
+            .get(key)
+            .or_backend(|| format!("{OP}: reading event {} of {}", event.seq, event.call_id))?
+            .is_some();
+        if taken {
+            return Err(StoreError::DuplicateEvent {
+                call_id: event.call_id.clone(),
+                seq: event.seq,
+            });
+        }
+        let bytes = encode("event", &format!("{}#{}", event.call_id, event.seq), event)?;
+        events
+            .insert(key, bytes.as_slice())
+            .or_backend(|| format!("{OP}: writing event {} of {}", event.seq, event.call_id))?;
+    }
+
+    let record = CallRecordRef {
+        call: &commit.call,
+        state: &commit.state,
+        version,
+    };
+    let bytes = encode("call", call_id, &record)?;
+    calls
+        .insert(call_id, bytes.as_slice())
+        .or_backend(|| format!("{OP}: writing call {call_id}"))?;
+
+    let mut unfinished = open_write!(txn, UNFINISHED_CALLS, OP);
+    if commit.call.status == CallStatus::Ended {
+        unfinished
+            .remove(call_id)
+            .or_backend(|| format!("{OP}: unindexing finished call {call_id}"))?;
+    } else {
+        unfinished
+            .insert(call_id, ())
+            .or_backend(|| format!("{OP}: indexing unfinished call {call_id}"))?;
+    }
+
+    let mut by_agent = open_write!(txn, CALLS_BY_AGENT, OP);
+    let call = &commit.call;
+    let parties = [
+        &call.agent_a_id,
+        &call.agent_b_id,
+        &call.owner_id,
+        &call.offered_to,
+    ];
+    for agent in parties.into_iter().flatten() {
+        by_agent
+            .insert((agent.as_str(), call_id), ())
+            .or_backend(|| format!("{OP}: indexing call {call_id} for agent {agent}"))?;
+    }
+
+    let mut transfers = open_write!(txn, TRANSFERS, OP);
+    let mut by_call = open_write!(txn, TRANSFERS_BY_CALL, OP);
+    let mut by_status = open_write!(txn, TRANSFERS_BY_STATUS, OP);
+    for t in &commit.transfers {
+        let id = t.transfer_id.as_str();
+        let old: Option<Transfer> = get_record(&transfers, "transfer", id)?;
+        if let Some(old) = old {
+            let (secs, nanos) = time_key(&old.created_at);
+            by_call
+                .remove((old.call_id.as_str(), secs, nanos, id))
+                .or_backend(|| format!("{OP}: unindexing transfer {id}"))?;
+            by_status
+                .remove((old.status.as_str(), id))
+                .or_backend(|| format!("{OP}: unindexing transfer {id}"))?;
+        }
+        let bytes = encode("transfer", id, t)?;
+        transfers
+            .insert(id, bytes.as_slice())
+            .or_backend(|| format!("{OP}: writing transfer {id}"))?;
+        let (secs, nanos) = time_key(&t.created_at);
+        by_call
+            .insert((t.call_id.as_str(), secs, nanos, id), ())
+            .or_backend(|| format!("{OP}: indexing transfer {id}"))?;
+        by_status
+            .insert((t.status.as_str(), id), ())
+            .or_backend(|| format!("{OP}: indexing transfer {id}"))?;
+        for agent in [&t.from_agent_id, &t.to_agent_id] {
+            by_agent
+                .insert((agent.as_str(), t.call_id.as_str()), ())
+                .or_backend(|| format!("{OP}: indexing transfer {id} for agent {agent}"))?;
+        }
+    }
+    Ok(version)
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.blocking("ping", |db| {
+            read(db, "ping", |txn| {
+                let agents = open_read!(txn, AGENTS, "ping");
+                agents.len().or_backend(|| "ping: counting agents".into())?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn create_agent(&self, agent: &Agent) -> Result<Agent, StoreError> {
+        let mut agent = agent.clone();
+        agent.version = 1;
+        self.blocking("create_agent", move |db| {
+            write(db, "create_agent", |txn| {
+                let mut agents = open_write!(txn, AGENTS, "create_agent");
+                let id = agent.agent_id.as_str();
+                if has_record(&agents, "agent", id)? {
+                    return Err(StoreError::AlreadyExists {
+                        entity: "agent",
+                        id: id.to_owned(),
+                    });
+                }
+                let bytes = encode("agent", id, &agent)?;
+                agents
+                    .insert(id, bytes.as_slice())
+                    .or_backend(|| format!("create_agent: writing agent {id}"))?;
+                Ok(())
+            })?;
+            Ok(agent)
+        })
+        .await
+    }
+
+    async fn get_agent(&self, agent_id: &str) -> Result<Option<Agent>, StoreError> {
+        let id = agent_id.to_owned();
+        self.blocking("get_agent", move |db| {
+            read(db, "get_agent", |txn| {
+                let agents = open_read!(txn, AGENTS, "get_agent");
+                get_record(&agents, "agent", &id)
+            })
+        })
+        .await
+    }
+
+    async fn update_agent(&self, agent: &Agent) -> Result<Agent, StoreError> {
+        let mut agent = agent.clone();
+        self.blocking("update_agent", move |db| {
+            write(db, "update_agent", |txn| {
+                let mut agents = open_write!(txn, AGENTS, "update_agent");
+                let id = agent.agent_id.clone();
+                let stored: Option<Agent> = get_record(&agents, "agent", &id)?;
+                let Some(stored) = stored else {
+                    return Err(StoreError::NotFound {
+                        entity: "agent",
+                        id,
+                    });
+                };
+                if stored.version != agent.version {
+                    return Err(StoreError::VersionConflict {
+                        entity: "agent",
+                        id,
+                        expected: agent.version,
+                    });
+                }
+                agent.version = agent.version.checked_add(1).ok_or_else(|| {
+                    StoreError::backend(
+                        format!("update_agent {id}"),
+                        "agent version overflowed u64",
+                    )
+                })?;
+                let bytes = encode("agent", &id, &agent)?;
+                agents
+                    .insert(id.as_str(), bytes.as_slice())
+                    .or_backend(|| format!("update_agent: writing agent {id}"))?;
+                Ok(())
+            })?;
+            Ok(agent)
+        })
+        .await
+    }
+
+    async fn list_agents(&self) -> Result<Vec<Agent>, StoreError> {
+        self.blocking("list_agents", |db| {
+            read(db, "list_agents", |txn| {
+                let agents = open_read!(txn, AGENTS, "list_agents");
+                let mut all: Vec<Agent> = all_records(&agents, "agent")?;
+                all.sort_by(|a, b| (a.created_at, &a.agent_id).cmp(&(b.created_at, &b.agent_id)));
+                Ok(all)
+            })
+        })
+        .await
+    }
+
+    async fn commit_call(&self, commit: CallCommit) -> Result<u64, StoreError> {
+        self.blocking("commit_call", move |db| {
+            write(db, "commit_call", |txn| apply_commit(txn, &commit))
+        })
+        .await
+    }
+
+    async fn get_call(&self, call_id: &str) -> Result<Option<StoredCall>, StoreError> {
+        let id = call_id.to_owned();
+        self.blocking("get_call", move |db| {
+            read(db, "get_call", |txn| {
+                let calls = open_read!(txn, CALLS, "get_call");
+                let record: Option<CallRecord> = get_record(&calls, "call", &id)?;
+                Ok(record.map(StoredCall::from))
+            })
+        })
+        .await
+    }
+
+    async fn list_calls_by_agent(&self, agent_id: &str) -> Result<Vec<Call>, StoreError> {
+        let agent_id = agent_id.to_owned();
+        self.blocking("list_calls_by_agent", move |db| {
+            read(db, "list_calls_by_agent", |txn| {
+                let index = open_read!(txn, CALLS_BY_AGENT, "list_calls_by_agent");
+                let calls = open_read!(txn, CALLS, "list_calls_by_agent");
+                let ids = pair_index_ids(&index, "calls_by_agent", &agent_id)?;
+                let records: Vec<CallRecord> = load_all(&calls, "call", &ids)?;
+                let mut out: Vec<Call> = records.into_iter().map(|r| r.call).collect();
+                out.sort_by(|a, b| (b.created_at, &b.call_id).cmp(&(a.created_at, &a.call_id)));
+                Ok(out)
+            })
+        })
+        .await
+    }
+
+    async fn list_unfinished_calls(&self) -> Result<Vec<StoredCall>, StoreError> {
+        self.blocking("list_unfinished_calls", |db| {
+            read(db, "list_unfinished_calls", |txn| {
+                let index = open_read!(txn, UNFINISHED_CALLS, "list_unfinished_calls");
+                let calls = open_read!(txn, CALLS, "list_unfinished_calls");
+                let mut ids = Vec::new();
+                let scan = || "list_unfinished_calls: scanning unfinished_calls".to_owned();
+                for item in index.iter().or_backend(scan)? {
+                    let (k, _) = item.or_backend(scan)?;
+                    ids.push(k.value().to_owned());
+                }
+                let records: Vec<CallRecord> = load_all(&calls, "call", &ids)?;
+                let mut out: Vec<StoredCall> = records.into_iter().map(StoredCall::from).collect();
+                out.sort_by(|a, b| {
+                    (a.call.created_at, &a.call.call_id).cmp(&(b.call.created_at, &b.call.call_id))
+                });
+                Ok(out)
+            })
+        })
+        .await
+    }
+
+    async fn get_transfer(&self, transfer_id: &str) -> Result<Option<Transfer>, StoreError> {
+        let id = transfer_id.to_owned();
+        self.blocking("get_transfer", move |db| {
+            read(db, "get_transfer", |txn| {
+                let transfers = open_read!(txn, TRANSFERS, "get_transfer");
+                get_record(&transfers, "transfer", &id)
+            })
+        })
+        .await
+    }
+
+    async fn list_transfers_by_call(&self, call_id: &str) -> Result<Vec<Transfer>, StoreError> {
+        let call_id = call_id.to_owned();
+        self.blocking("list_transfers_by_call", move |db| {
+            read(db, "list_transfers_by_call", |txn| {
+                let index = open_read!(txn, TRANSFERS_BY_CALL, "list_transfers_by_call");
+                let transfers = open_read!(txn, TRANSFERS, "list_transfers_by_call");
+                let ids = time_index_ids(&index, "transfers_by_call", &call_id)?;
+                load_all(&transfers, "transfer", &ids)
+            })
+        })
+        .await
+    }
+
+    async fn list_transfers(
+        &self,
+        statuses: &[TransferStatus],
+    ) -> Result<Vec<Transfer>, StoreError> {
+        let mut statuses = statuses.to_vec();
+        statuses.sort_by_key(|s| s.as_str());
+        statuses.dedup();
+        self.blocking("list_transfers", move |db| {
+            read(db, "list_transfers", |txn| {
+                let transfers = open_read!(txn, TRANSFERS, "list_transfers");
+                let mut out: Vec<Transfer> = if statuses.is_empty() {
+                    all_records(&transfers, "transfer")?
+                } else {
+                    let index = open_read!(txn, TRANSFERS_BY_STATUS, "list_transfers");
+                    let mut ids = Vec::new();
+                    for status in &statuses {
+                        ids.extend(pair_index_ids(
+                            &index,
+                            "transfers_by_status",
+                            status.as_str(),
+                        )?);
+                    }
+                    load_all(&transfers, "transfer", &ids)?
+                };
+                out.sort_by(|a, b| {
+                    (a.created_at, &a.transfer_id).cmp(&(b.created_at, &b.transfer_id))
+                });
+                Ok(out)
+            })
+        })
+        .await
+    }
+
+    async fn put_transcript(&self, transcript: &Transcript) -> Result<(), StoreError> {
+        let t = transcript.clone();
+        self.blocking("put_transcript", move |db| {
+            write(db, "put_transcript", |txn| {
+                let op = "put_transcript";
+                let mut table = open_write!(txn, TRANSCRIPTS, op);
+                let mut index = open_write!(txn, TRANSCRIPTS_BY_CALL, op);
+                let id = t.transcript_id.as_str();
+                if has_record(&table, "transcript", id)? {
+                    return Err(StoreError::AlreadyExists {
+                        entity: "transcript",
+                        id: id.to_owned(),
+                    });
+                }
+                let bytes = encode("transcript", id, &t)?;
+                table
+                    .insert(id, bytes.as_slice())
+                    .or_backend(|| format!("{op}: writing transcript {id}"))?;
+                let (secs, nanos) = time_key(&t.created_at);
+                index
+                    .insert((t.call_id.as_str(), secs, nanos, id), ())
+                    .or_backend(|| format!("{op}: indexing transcript {id}"))?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn get_transcript(&self, transcript_id: &str) -> Result<Option<Transcript>, StoreError> {
+        let id = transcript_id.to_owned();
+        self.blocking("get_transcript", move |db| {
+            read(db, "get_transcript", |txn| {
+                let table = open_read!(txn, TRANSCRIPTS, "get_transcript");
+                get_record(&table, "transcript", &id)
+            })
+        })
+        .await
+    }
+
+    async fn list_transcripts_by_call(&self, call_id: &str) -> Result<Vec<Transcript>, StoreError> {
+        let call_id = call_id.to_owned();
+        self.blocking("list_transcripts_by_call", move |db| {
+            read(db, "list_transcripts_by_call", |txn| {
+                let op = "list_transcripts_by_call";
+                let index = open_read!(txn, TRANSCRIPTS_BY_CALL, op);
+                let table = open_read!(txn, TRANSCRIPTS, op);
+                let ids = time_index_ids(&index, "transcripts_by_call", &call_id)?;
+                load_all(&table, "transcript", &ids)
+            })
+        })
+        .await
+    }
+
+    async fn put_summary(&self, summary: &Summary) -> Result<(), StoreError> {
+        let s = summary.clone();
+        self.blocking("put_summary", move |db| {
+            write(db, "put_summary", |txn| {
+                let op = "put_summary";
+                let mut table = open_write!(txn, SUMMARIES, op);
+                let mut index = open_write!(txn, SUMMARIES_BY_CALL, op);
+                let id = s.summary_id.as_str();
+                if has_record(&table, "summary", id)? {
+                    return Err(StoreError::AlreadyExists {
+                        entity: "summary",
+                        id: id.to_owned(),
+                    });
+                }
+                let bytes = encode("summary", id, &s)?;
+                table
+                    .insert(id, bytes.as_slice())
+                    .or_backend(|| format!("{op}: writing summary {id}"))?;
+                let (secs, nanos) = time_key(&s.created_at);
+                index
+                    .insert((s.call_id.as_str(), secs, nanos, id), ())
+                    .or_backend(|| format!("{op}: indexing summary {id}"))?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn get_summary(&self, summary_id: &str) -> Result<Option<Summary>, StoreError> {
+        let id = summary_id.to_owned();
+        self.blocking("get_summary", move |db| {
+            read(db, "get_summary", |txn| {
+                let table = open_read!(txn, SUMMARIES, "get_summary");
+                get_record(&table, "summary", &id)
+            })
+        })
+        .await
+    }
+
+    async fn list_summaries_by_call(&self, call_id: &str) -> Result<Vec<Summary>, StoreError> {
+        let call_id = call_id.to_owned();
+        self.blocking("list_summaries_by_call", move |db| {
+            read(db, "list_summaries_by_call", |txn| {
+                let op = "list_summaries_by_call";
+                let index = open_read!(txn, SUMMARIES_BY_CALL, op);
+                let table = open_read!(txn, SUMMARIES, op);
+                let ids = time_index_ids(&index, "summaries_by_call", &call_id)?;
+                load_all(&table, "summary", &ids)
+            })
+        })
+        .await
+    }
+
+    async fn put_room(&self, room: &Room) -> Result<(), StoreError> {
+        let room = room.clone();
+        self.blocking("put_room", move |db| {
+            write(db, "put_room", |txn| {
+                let op = "put_room";
+                let mut rooms = open_write!(txn, ROOMS, op);
+                let mut by_name = open_write!(txn, ROOMS_BY_NAME, op);
+                let id = room.room_id.as_str();
+                let old: Option<Room> = get_record(&rooms, "room", id)?;
+                if let Some(old) = old.filter(|old| old.room_name != room.room_name) {
+                    let points_here = by_name
+                        .get(old.room_name.as_str())
+                        .or_backend(|| format!("{op}: reading room name {}", old.room_name))?
+                        .is_some_and(|g| g.value() == id);
+                    if points_here {
+                        by_name.remove(old.room_name.as_str()).or_backend(|| {
+                            format!("{op}: unindexing room name {}", old.room_name)
+                        })?;
+                    }
+                }
+                let bytes = encode("room", id, &room)?;
+                rooms
+                    .insert(id, bytes.as_slice())
+                    .or_backend(|| format!("{op}: writing room {id}"))?;
+                by_name
+                    .insert(room.room_name.as_str(), id)
+                    .or_backend(|| format!("{op}: indexing room name {}", room.room_name))?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn get_room(&self, room_id: &str) -> Result<Option<Room>, StoreError> {
+        let id = room_id.to_owned();
+        self.blocking("get_room", move |db| {
+            read(db, "get_room", |txn| {
+                let rooms = open_read!(txn, ROOMS, "get_room");
+                get_record(&rooms, "room", &id)
+            })
+        })
+        .await
+    }
+
+    async fn get_room_by_name(&self, room_name: &str) -> Result<Option<Room>, StoreError> {
+        let name = room_name.to_owned();
+        self.blocking("get_room_by_name", move |db| {
+            read(db, "get_room_by_name", |txn| {
+                let op = "get_room_by_name";
+                let by_name = open_read!(txn, ROOMS_BY_NAME, op);
+                let rooms = open_read!(txn, ROOMS, op);
+                let id = by_name
+                    .get(name.as_str())
+                    .or_backend(|| format!("{op}: reading room name {name}"))?
+                    .map(|g| g.value().to_owned());
+                match id {
+                    Some(id) => get_record(&rooms, "room", &id),
+                    None => Ok(None),
+                }
+            })
+        })
+        .await
+    }
+
+    async fn events_since(&self, call_id: &str, after_seq: u64) -> Result<Vec<Event>, StoreError> {
+        let Some(first) = after_seq.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        let call_id = call_id.to_owned();
+        self.blocking("events_since", move |db| {
+            read(db, "events_since", |txn| {
+                let events = open_read!(txn, EVENTS, "events_since");
+                let scan = || format!("events_since: scanning events of {call_id}");
+                let mut out = Vec::new();
+                let range = events
+                    .range::<(&str, u64)>((call_id.as_str(), first)..=(call_id.as_str(), u64::MAX))
+                    .or_backend(scan)?;
+                for item in range {
+                    let (k, v) = item.or_backend(scan)?;
+                    let (_, seq) = k.value();
+                    out.push(decode("event", &format!("{call_id}#{seq}"), v.value())?);
+                }
+                Ok(out)
+            })
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance;
+
+    /// A store in a fresh temporary directory, with the directory kept alive alongside.
+    async fn temp_store() -> (EmbeddedStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("creating a temporary directory");
+        let store = EmbeddedStore::open(dir.path()).expect("opening the embedded store");
+        (store, dir)
+    }
+
+    crate::store_conformance_tests!(temp_store());
+
+    /// The suite makes no assumption of an empty store: two full runs at once on one store
+    /// (as on a shared DynamoDB table) pass too.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn whole_suite_twice_concurrently_on_one_store() {
+        let (store, _dir) = temp_store().await;
+        tokio::join!(conformance::run_all(&store), conformance::run_all(&store));
+    }
+
+    #[tokio::test]
+    async fn open_creates_directory_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("nested").join("data");
+        let store = EmbeddedStore::open(&data_dir).unwrap();
+        assert_eq!(store.path(), data_dir.join(DB_FILE_NAME));
+        assert!(data_dir.join(DB_FILE_NAME).is_file());
+        store.ping().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn second_open_of_same_file_is_a_backend_error() {
+        let (_store, dir) = temp_store().await;
+        match EmbeddedStore::open(dir.path()) {
+            Err(StoreError::Backend { .. }) => {}
+            other => panic!("expected a backend error, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn data_survives_close_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let agent = conformance::fixtures::agent("persist");
+        let call = conformance::fixtures::call(&agent.agent_id);
+        let transfer = conformance::fixtures::transfer(&call.call_id, &agent.agent_id, "agent-x");
+        let event = conformance::fixtures::event(&call.call_id, 1);
+        {
+            let store = EmbeddedStore::open(dir.path()).unwrap();
+            store.create_agent(&agent).await.unwrap();
+            let v = store
+                .commit_call(CallCommit {
+                    call: call.clone(),
+                    state: serde_json::json!({"phase": "queued"}),
+                    expected_version: None,
+                    transfers: vec![transfer.clone()],
+                    events: vec![event.clone()],
+                })
+                .await
+                .unwrap();
+            assert_eq!(v, 1);
+        }
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        assert_eq!(
+            store
+                .get_agent(&agent.agent_id)
+                .await
+                .unwrap()
+                .unwrap()
+                .version,
+            1
+        );
+        let stored = store.get_call(&call.call_id).await.unwrap().unwrap();
+        assert_eq!(stored.call, call);
+        assert_eq!(stored.state, serde_json::json!({"phase": "queued"}));
+        assert_eq!(stored.version, 1);
+        assert_eq!(
+            store.get_transfer(&transfer.transfer_id).await.unwrap(),
+            Some(transfer.clone())
+        );
+        assert_eq!(
+            store.events_since(&call.call_id, 0).await.unwrap(),
+            vec![event]
+        );
+        let by_agent = store.list_calls_by_agent("agent-x").await.unwrap();
+        assert_eq!(by_agent, vec![call.clone()]);
+        let unfinished = store.list_unfinished_calls().await.unwrap();
+        assert_eq!(unfinished.len(), 1);
+        assert_eq!(unfinished[0].call.call_id, call.call_id);
+    }
+
+    /// Overwrites a stored record with bytes that are not JSON.
+    fn corrupt(store: &EmbeddedStore, def: RecordTable, id: &str) {
+        let txn = store.db.begin_write().unwrap();
+        {
+            let mut table = txn.open_table(def).unwrap();
+            table.insert(id, b"\xffnot json".as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+
+    fn assert_backend<T: std::fmt::Debug>(result: Result<T, StoreError>) {
+        match result {
+            Err(StoreError::Backend { context, .. }) => {
+                assert!(context.contains("decoding"), "unexpected context {context}")
+            }
+            other => panic!("expected a backend error, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn corrupt_values_are_backend_errors_not_panics() {
+        let (store, _dir) = temp_store().await;
+        let agent = conformance::fixtures::agent("corrupt");
+        store.create_agent(&agent).await.unwrap();
+        let call = conformance::fixtures::call(&agent.agent_id);
+        store
+            .commit_call(CallCommit {
+                call: call.clone(),
+                state: Value::Null,
+                expected_version: None,
+                transfers: vec![],
+                events: vec![],
+            })
+            .await
+            .unwrap();
+
+        corrupt(&store, AGENTS, &agent.agent_id);
+        assert_backend(store.get_agent(&agent.agent_id).await);
+        assert_backend(store.list_agents().await);
+        let mut update = agent.clone();
+        update.version = 1;
+        assert_backend(store.update_agent(&update).await);
+
+        corrupt(&store, CALLS, &call.call_id);
+        assert_backend(store.get_call(&call.call_id).await);
+        assert_backend(store.list_calls_by_agent(&agent.agent_id).await);
+        assert_backend(store.list_unfinished_calls().await);
+        assert_backend(
+            store
+                .commit_call(CallCommit {
+                    call,
+                    state: Value::Null,
+                    expected_version: Some(1),
+                    transfers: vec![],
+                    events: vec![],
+                })
+                .await,
+        );
+        // The store still answers.
+        store.ping().await.unwrap();
+    }
+}

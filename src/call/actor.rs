@@ -1,0 +1,414 @@
+//! CallActor: one per live call. It runs the pure machine, persists every transition before
+//! announcing it, pushes the events through the hub, arms the machine's deadlines as timers,
+//! and carries out the remaining effects (LiveKit rooms, routing requests).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use serde_json::Value;
+
+use crate::call::machine::{CallMachine, Effect, Input, Observation, Rejection, Step, TimerKey};
+use crate::call::registry::{CallChanged, Registry};
+use crate::hub::Hub;
+use crate::media::livekit::{LiveKit, LiveKitError, ParticipantRole};
+use crate::model::{new_id, Event, Room};
+use crate::store::{CallCommit, Store, StoreError, StoredCall};
+
+/// How many idempotency keys an actor remembers.
+const REMEMBERED_KEYS: usize = 64;
+
+/// What a call actor needs from the rest of the app.
+#[derive(Clone)]
+pub struct CallDeps {
+    /// Durable storage.
+    pub store: Arc<dyn Store>,
+    /// Event fan-out.
+    pub hub: Hub,
+    /// The LiveKit plane.
+    pub livekit: LiveKit,
+}
+
+/// Why a call operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    /// The machine refused the command.
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    /// No such call.
+    #[error("call {0} not found")]
+    NotFound(String),
+    /// Storage failed; nothing was changed.
+    #[error("storage failed: {0}")]
+    Storage(Arc<StoreError>),
+    /// The call's actor is not running (it is being restarted).
+    #[error("the call is being recovered; try again")]
+    Unavailable,
+    /// A LiveKit token could not be minted.
+    #[error("could not mint a LiveKit token: {0}")]
+    Media(Arc<LiveKitError>),
+}
+
+impl From<StoreError> for CallError {
+    fn from(e: StoreError) -> Self {
+        CallError::Storage(Arc::new(e))
+    }
+}
+
+/// The result of a command: the machine after it.
+pub type CallResult = Result<Arc<CallMachine>, CallError>;
+
+/// Apply an input to the call.
+#[derive(Message)]
+#[rtype(result = "CallResult")]
+pub struct Execute {
+    /// The command or observation.
+    pub input: Input,
+    /// A client-chosen key; repeating it returns the first result.
+    pub idempotency_key: Option<String>,
+}
+
+/// Read the current state.
+#[derive(Message)]
+#[rtype(result = "CallResult")]
+pub struct Snapshot;
+
+/// One live call.
+pub struct CallActor {
+    call_id: String,
+    machine: Option<Arc<CallMachine>>,
+    version: u64,
+    deps: CallDeps,
+    registry: Addr<Registry>,
+    timers: HashMap<TimerKey, SpawnHandle>,
+    remembered: VecDeque<(String, Arc<CallMachine>)>,
+    /// Effects and events of the creating transition, carried out once started.
+    pending: Option<Step>,
+}
+
+impl CallActor {
+    /// An actor for a call that exists in the store; it loads itself when started.
+    pub fn recover(call_id: String, deps: CallDeps, registry: Addr<Registry>) -> Self {
+        CallActor {
+            call_id,
+            machine: None,
+            version: 0,
+            deps,
+            registry,
+            timers: HashMap::new(),
+            remembered: VecDeque::new(),
+            pending: None,
+        }
+    }
+
+    /// An actor for a call just created and committed (version 1) by `step`.
+    pub fn created(step: Step, deps: CallDeps, registry: Addr<Registry>) -> Self {
+        CallActor {
+            call_id: step.machine.call.call_id.clone(),
+            machine: Some(Arc::new(step.machine.clone())),
+            version: 1,
+            deps,
+            registry,
+            timers: HashMap::new(),
+            remembered: VecDeque::new(),
+            pending: Some(step),
+        }
+    }
+
+    fn load(&mut self, ctx: &mut Context<Self>) {
+        let store = self.deps.store.clone();
+        let id = self.call_id.clone();
+        ctx.wait(
+            async move { store.get_call(&id).await }
+                .into_actor(self)
+                .map(|res, act, ctx| match res {
+                    Ok(Some(stored)) => match decode(&stored) {
+                        Ok(m) => {
+                            act.version = stored.version;
+                            act.machine = Some(Arc::new(m));
+                            act.sync_timers(ctx);
+                            act.report(false);
+                        }
+                        Err(e) => {
+                            tracing::error!(call_id = %act.call_id, error = %e, "stored call state is unreadable");
+                            ctx.stop();
+                        }
+                    },
+                    Ok(None) => {
+                        tracing::warn!(call_id = %act.call_id, "call vanished from the store");
+                        ctx.stop();
+                    }
+                    Err(e) => {
+                        tracing::error!(call_id = %act.call_id, error = %e, "could not load call; will retry");
+                        ctx.run_later(Duration::from_secs(1), |act, ctx| act.load(ctx));
+                    }
+                }),
+        );
+    }
+
+    /// Re-arms a timer per deadline of the machine.
+    fn sync_timers(&mut self, ctx: &mut Context<Self>) {
+        for (_, handle) in self.timers.drain() {
+            ctx.cancel_future(handle);
+        }
+        let Some(m) = self.machine.clone() else {
+            return;
+        };
+        let now = now_ms();
+        for (key, due) in m.timers.iter() {
+            let delay = Duration::from_millis((*due - now).max(0) as u64);
+            let fired = key.clone();
+            let handle = ctx.run_later(delay, move |_act, ctx| {
+                ctx.address().do_send(Execute {
+                    input: Input::Observe(Observation::TimerFired { key: fired }),
+                    idempotency_key: None,
+                });
+            });
+            self.timers.insert(key.clone(), handle);
+        }
+    }
+
+    /// Tells the registry what routing needs to know about this call.
+    fn report(&self, request_agent: bool) {
+        if let Some(m) = &self.machine {
+            self.registry.do_send(CallChanged {
+                call_id: self.call_id.clone(),
+                status: m.call.status,
+                engaged: m.engaged_agents(),
+                created_at_ms: m.call.created_at.timestamp_millis(),
+                requested_agent: m.call.requested_agent_id.clone(),
+                declined_by: m.declined_by.clone(),
+                request_agent,
+            });
+        }
+    }
+
+    /// Publishes the events and carries out the effects of a persisted step.
+    fn carry_out(&mut self, step: &Step, ctx: &mut Context<Self>) {
+        for event in &step.events {
+            self.deps.hub.publish(event);
+        }
+        self.sync_timers(ctx);
+        let mut request_agent = false;
+        for effect in &step.effects {
+            match effect {
+                Effect::RequestAgent => request_agent = true,
+                Effect::EnsureRoom { room } => {
+                    let deps = self.deps.clone();
+                    let room = room.clone();
+                    let call_id = self.call_id.clone();
+                    actix::spawn(async move {
+                        record_room(&deps, &call_id, &room, "open").await;
+                        if let Err(e) = deps.livekit.ensure_room(&room).await {
+                            tracing::warn!(%room, error = %e, "LiveKit room not created; clients create it on join");
+                        }
+                    });
+                }
+                Effect::CloseRoom { room } => {
+                    let deps = self.deps.clone();
+                    let room = room.clone();
+                    let call_id = self.call_id.clone();
+                    actix::spawn(async move {
+                        record_room(&deps, &call_id, &room, "closed").await;
+                        if let Err(e) = deps.livekit.delete_room(&room).await {
+                            tracing::warn!(%room, error = %e, "LiveKit room not deleted; its empty timeout will close it");
+                        }
+                    });
+                }
+                Effect::RemoveParticipant { room, identity } => {
+                    let lk = self.deps.livekit.clone();
+                    let (room, identity) = (room.clone(), identity.clone());
+                    actix::spawn(async move {
+                        if let Err(e) = lk.remove_participant(&room, &identity).await {
+                            tracing::debug!(%room, %identity, error = %e, "participant not removed");
+                        }
+                    });
+                }
+            }
+        }
+        self.report(request_agent);
+        if self
+            .machine
+            .as_ref()
+            .is_some_and(|m| m.call.status == crate::model::CallStatus::Ended)
+        {
+            ctx.stop();
+        }
+    }
+
+    fn remember(&mut self, key: Option<String>, m: &Arc<CallMachine>) {
+        if let Some(k) = key {
+            if self.remembered.len() >= REMEMBERED_KEYS {
+                self.remembered.pop_front();
+            }
+            self.remembered.push_back((k, m.clone()));
+        }
+    }
+}
+
+/// Adds the LiveKit token and url to every `participant.move` event, so the moved party
+/// can join at once.
+pub fn add_join_tokens(
+    livekit: &LiveKit,
+    machine: &CallMachine,
+    events: &mut [Event],
+) -> Result<(), LiveKitError> {
+    for e in events.iter_mut().filter(|e| e.kind == "participant.move") {
+        let identity = e.data["identity"].as_str().unwrap_or_default().to_string();
+        let room = e.data["room"].as_str().unwrap_or_default().to_string();
+        let (role, name) = if identity == machine.call.caller_id {
+            (ParticipantRole::Caller, machine.call.caller_name.clone())
+        } else {
+            (ParticipantRole::Agent, identity.clone())
+        };
+        let token = livekit.participant_token(&identity, &name, &room, role)?;
+        if let Value::Object(map) = &mut e.data {
+            map.insert("token".into(), Value::String(token));
+            map.insert("url".into(), Value::String(livekit.url().to_string()));
+        }
+    }
+    Ok(())
+}
+
+async fn record_room(deps: &CallDeps, call_id: &str, room: &str, status: &str) {
+    let kind = room.rsplit("--").next().unwrap_or("adhoc");
+    let kind = if kind.starts_with("consult") {
+        "consult"
+    } else {
+        kind
+    };
+    let existing = deps.store.get_room_by_name(room).await.ok().flatten();
+    let record = match existing {
+        Some(mut r) => {
+            if r.status == status {
+                return;
+            }
+            r.status = status.to_string();
+            r
+        }
+        None => Room {
+            room_id: new_id("room"),
+            room_name: room.to_string(),
+            owner_id: call_id.to_string(),
+            call_id: Some(call_id.to_string()),
+            kind: kind.to_string(),
+            status: status.to_string(),
+            created_at: chrono::Utc::now(),
+        },
+    };
+    if let Err(e) = deps.store.put_room(&record).await {
+        tracing::warn!(%room, error = %e, "room record not stored");
+    }
+}
+
+/// The machine stored with a call.
+pub fn decode(stored: &StoredCall) -> Result<CallMachine, serde_json::Error> {
+    serde_json::from_value(stored.state.clone())
+}
+
+/// The store commit for a step (`expected_version` None creates the call).
+pub fn commit_of(step: &Step, expected_version: Option<u64>) -> Result<CallCommit, StoreError> {
+    Ok(CallCommit {
+        call: step.machine.call.clone(),
+        state: serde_json::to_value(&step.machine)
+            .map_err(|e| StoreError::backend("encoding call state", e))?,
+        expected_version,
+        transfers: step.transfers.clone(),
+        events: step.events.clone(),
+    })
+}
+
+/// Milliseconds since the epoch, now.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Actor for CallActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(256);
+        if let Some(step) = self.pending.take() {
+            self.carry_out(&step, ctx);
+        } else if self.machine.is_none() {
+            self.load(ctx);
+        } else {
+            self.sync_timers(ctx);
+        }
+    }
+}
+
+impl Supervised for CallActor {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        // Never trust in-memory state after a failure: reload from the store on start.
+        tracing::warn!(call_id = %self.call_id, "call actor restarting; reloading from the store");
+        self.machine = None;
+        self.timers.clear();
+        self.pending = None;
+    }
+}
+
+impl Handler<Snapshot> for CallActor {
+    type Result = CallResult;
+
+    fn handle(&mut self, _: Snapshot, _: &mut Context<Self>) -> CallResult {
+        self.machine.clone().ok_or(CallError::Unavailable)
+    }
+}
+
+impl Handler<Execute> for CallActor {
+    type Result = AtomicResponse<Self, CallResult>;
+
+    fn handle(&mut self, msg: Execute, _ctx: &mut Context<Self>) -> Self::Result {
+        let Some(machine) = self.machine.clone() else {
+            return AtomicResponse::new(Box::pin(fut::ready(Err(CallError::Unavailable))));
+        };
+        if let Some(key) = &msg.idempotency_key {
+            if let Some((_, m)) = self.remembered.iter().find(|(k, _)| k == key) {
+                return AtomicResponse::new(Box::pin(fut::ready(Ok(m.clone()))));
+            }
+        }
+        let step = match machine.handle(now_ms(), msg.input) {
+            Ok(step) => step,
+            Err(rejection) => {
+                return AtomicResponse::new(Box::pin(fut::ready(Err(rejection.into()))))
+            }
+        };
+        if !step.changed(&machine) {
+            self.remember(msg.idempotency_key, &machine);
+            return AtomicResponse::new(Box::pin(fut::ready(Ok(machine))));
+        }
+        let mut step = step;
+        if let Err(e) = add_join_tokens(&self.deps.livekit, &step.machine, &mut step.events) {
+            return AtomicResponse::new(Box::pin(fut::ready(Err(CallError::Media(Arc::new(e))))));
+        }
+        let commit = match commit_of(&step, Some(self.version)) {
+            Ok(c) => c,
+            Err(e) => return AtomicResponse::new(Box::pin(fut::ready(Err(e.into())))),
+        };
+        let store = self.deps.store.clone();
+        let key = msg.idempotency_key;
+        AtomicResponse::new(Box::pin(
+            async move { store.commit_call(commit).await }
+                .into_actor(self)
+                .map(move |res, act, ctx| match res {
+                    Ok(version) => {
+                        act.version = version;
+                        let m = Arc::new(step.machine.clone());
+                        act.machine = Some(m.clone());
+                        act.remember(key, &m);
+                        act.carry_out(&step, ctx);
+                        Ok(m)
+                    }
+                    Err(e) => {
+                        // Whether or not the write landed, memory may now be stale:
+                        // restart and reload from the store.
+                        tracing::error!(call_id = %act.call_id, error = %e, "commit failed; reloading the call");
+                        ctx.stop();
+                        Err(e.into())
+                    }
+                }),
+        ))
+    }
+}

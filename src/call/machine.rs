@@ -1,0 +1,1316 @@
+//! The call machine: the pure core of a call. Commands (from people) and observations (from
+//! the media planes and timers) go in with the time; a new state and effects come out. No
+//! I/O, no clock, no randomness: every failure path of a transfer is testable without a
+//! network.
+//!
+//! Where people are: the caller is always placed in exactly one room (the call's *main* room
+//! or its *hold* room, never a consult room) until the call ends; agents are placed in the
+//! main room or a transfer's consult room while they take part, and are released (removed
+//! from the placements) when they leave the call. A placement is *expected* when the
+//! machine sends the party there, and *confirmed* when LiveKit's webhook or the party's own
+//! acknowledgement says it arrived. Every expectation has a deadline held in
+//! [`CallMachine::timers`]; the actor arms a timer per entry and feeds it back as
+//! [`Observation::TimerFired`].
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::model::{
+    from_millis, Audience, Call, CallStatus, Event, Millis, Transfer, TransferMode, TransferStatus,
+};
+
+/// Deadlines and limits the machine applies, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Timeouts {
+    /// How long an offered agent (call or transfer) has to accept.
+    pub ring_ms: Millis,
+    /// How long a moved party has to arrive in its new room.
+    pub move_ms: Millis,
+    /// How long a party that left its room has to come back before it counts as gone.
+    pub rejoin_ms: Millis,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            ring_ms: 30_000,
+            move_ms: 20_000,
+            rejoin_ms: 15_000,
+        }
+    }
+}
+
+/// Which of the call's rooms a party is placed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Space {
+    /// Where the caller talks to the owner.
+    Main,
+    /// Where the caller waits with music.
+    Hold,
+    /// The open transfer's private briefing room.
+    Consult,
+}
+
+/// A party in the machine's bookkeeping.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+pub enum Party {
+    /// The caller.
+    Caller,
+    /// An agent, by id.
+    Agent(String),
+}
+
+/// Where a party is expected, and whether its arrival was confirmed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Placement {
+    /// The room the party was sent to.
+    pub space: Space,
+    /// Identifies the move; a client acknowledges arrival with it.
+    pub move_id: String,
+    /// Whether arrival was observed.
+    pub confirmed: bool,
+    /// Moves re-sent because the party did not arrive in time.
+    pub retries: u8,
+    /// Time of the newest LiveKit observation about this party (older ones are stale).
+    pub last_observed: Millis,
+}
+
+/// A deadline the actor arms as a timer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "party", rename_all = "snake_case")]
+pub enum TimerKey {
+    /// The offered agent must accept the call by then.
+    Offer,
+    /// The transfer target must answer by then.
+    TransferRing,
+    /// The party must arrive in the room it was moved to by then.
+    Arrival(Party),
+    /// The party that left its room must be back by then.
+    Rejoin(Party),
+}
+
+/// Who issued a command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Actor {
+    /// The call's caller.
+    Caller,
+    /// An agent (a management caller acts as the agent it names).
+    Agent(String),
+    /// The switchboard itself (routing).
+    System,
+}
+
+/// A request from a person or from routing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// Routing offers the queued call to an agent.
+    Offer {
+        /// The agent.
+        agent_id: String,
+    },
+    /// An agent takes the call (offered to them, or waiting in the queue).
+    AcceptCall,
+    /// The offered agent passes; the call goes back to the queue.
+    DeclineCall,
+    /// The owner puts the caller on hold.
+    Hold,
+    /// The owner takes the caller off hold.
+    Resume,
+    /// The caller or the owner ends the call.
+    Hangup,
+    /// The owner starts a transfer.
+    InitiateTransfer {
+        /// New transfer id.
+        transfer_id: String,
+        /// Agent B.
+        to_agent_id: String,
+        /// Warm, cold or conference.
+        mode: TransferMode,
+        /// The consult room's name.
+        transfer_room: String,
+        /// The summary handed to B.
+        summary_id: Option<String>,
+        /// Its text.
+        summary_text: String,
+        /// A note from A to B.
+        note: Option<String>,
+    },
+    /// The target accepts the transfer.
+    AcceptTransfer,
+    /// The target declines the transfer.
+    DeclineTransfer,
+    /// The owner hands the caller over (warm, conference) after the briefing.
+    CompleteTransfer,
+    /// The owner calls the transfer off.
+    CancelTransfer,
+}
+
+/// A fact reported by the media planes, the WebSocket layer or a timer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Observation {
+    /// LiveKit says a participant joined a room (`at` from the webhook).
+    Joined {
+        /// Participant identity.
+        identity: String,
+        /// Room name.
+        room: String,
+        /// When LiveKit saw it.
+        at: Millis,
+    },
+    /// LiveKit says a participant left a room.
+    Left {
+        /// Participant identity.
+        identity: String,
+        /// Room name.
+        room: String,
+        /// When LiveKit saw it.
+        at: Millis,
+    },
+    /// The party's client says it arrived where a `participant.move` sent it.
+    MoveAcked {
+        /// Who acknowledges.
+        party: Party,
+        /// The move's id.
+        move_id: String,
+    },
+    /// An agent's last WebSocket session closed and did not come back in time.
+    AgentGone {
+        /// The agent.
+        agent_id: String,
+    },
+    /// A deadline passed.
+    TimerFired {
+        /// Which one.
+        key: TimerKey,
+    },
+    /// A newer summary of the call was stored.
+    SummaryStored {
+        /// Its id.
+        summary_id: String,
+    },
+}
+
+/// An input to the machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Input {
+    /// A command and who issued it.
+    Command(Actor, Command),
+    /// An observation.
+    Observe(Observation),
+}
+
+/// Something the actor must carry out after the transition is persisted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Make sure the LiveKit room exists (best effort).
+    EnsureRoom {
+        /// Room name.
+        room: String,
+    },
+    /// Delete the LiveKit room (best effort).
+    CloseRoom {
+        /// Room name.
+        room: String,
+    },
+    /// Remove a participant from a LiveKit room (best effort).
+    RemoveParticipant {
+        /// Room name.
+        room: String,
+        /// Participant identity.
+        identity: String,
+    },
+    /// The call waits for an agent: routing should offer it, avoiding `exclude` if it can.
+    RequestAgent,
+}
+
+/// Why a command was refused. Observations are never refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// The actor may not do this to this call.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The call or transfer is in a state where this cannot happen.
+    #[error("{message}")]
+    Conflict {
+        /// Stable code (`transfer_open`, `not_ringing`, ...).
+        code: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The command's arguments are wrong.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn conflict(code: &'static str, message: impl Into<String>) -> Rejection {
+    Rejection::Conflict {
+        code,
+        message: message.into(),
+    }
+}
+
+/// The result of one transition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// The state after the transition.
+    pub machine: CallMachine,
+    /// Events to persist and publish, in order.
+    pub events: Vec<Event>,
+    /// Transfers changed by the transition (to persist).
+    pub transfers: Vec<Transfer>,
+    /// Effects to carry out after persisting.
+    pub effects: Vec<Effect>,
+}
+
+impl Step {
+    /// Whether the transition changed anything that must be persisted.
+    pub fn changed(&self, before: &CallMachine) -> bool {
+        !self.events.is_empty() || !self.transfers.is_empty() || &self.machine != before
+    }
+}
+
+/// The state of one call. Serialised whole into the store with the call record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallMachine {
+    /// The public call record.
+    pub call: Call,
+    /// The open transfer, or the most recent one.
+    pub transfer: Option<Transfer>,
+    /// Where each party is expected.
+    pub placements: BTreeMap<Party, Placement>,
+    /// Armed deadlines.
+    pub timers: BTreeMap<TimerKey, Millis>,
+    /// Agents that passed on this call while it was queued; routing avoids them.
+    pub declined_by: Vec<String>,
+    /// The last event sequence number used.
+    pub seq: u64,
+    /// Counter for move ids.
+    pub moves: u64,
+    /// The machine's deadlines.
+    pub timeouts: Timeouts,
+}
+
+/// Accumulates the output of one transition.
+struct Tx {
+    m: CallMachine,
+    now: Millis,
+    events: Vec<Event>,
+    transfer_changed: bool,
+    effects: Vec<Effect>,
+}
+
+impl Tx {
+    fn emit(&mut self, kind: &str, audience: Audience, data: Value) {
+        self.m.seq += 1;
+        self.events.push(Event {
+            seq: self.m.seq,
+            call_id: self.m.call.call_id.clone(),
+            kind: kind.to_string(),
+            at: from_millis(self.now),
+            data,
+            audience,
+        });
+    }
+
+    fn owner(&self) -> Option<String> {
+        self.m.call.owner_id.clone()
+    }
+
+    fn open_transfer(&self) -> Option<&Transfer> {
+        self.m.transfer.as_ref().filter(|t| !t.status.is_terminal())
+    }
+
+    fn room_of(&self, space: Space) -> String {
+        match space {
+            Space::Main => self.m.call.main_room.clone(),
+            Space::Hold => self.m.call.hold_room.clone(),
+            Space::Consult => self
+                .m
+                .transfer
+                .as_ref()
+                .map(|t| t.transfer_room.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Every agent currently placed, plus the offered agent.
+    fn involved_agents(&self) -> Vec<String> {
+        let mut agents: Vec<String> = self
+            .m
+            .placements
+            .keys()
+            .filter_map(|p| match p {
+                Party::Agent(id) => Some(id.clone()),
+                Party::Caller => None,
+            })
+            .collect();
+        if let Some(offered) = &self.m.call.offered_to {
+            if !agents.contains(offered) {
+                agents.push(offered.clone());
+            }
+        }
+        if let Some(t) = self.open_transfer() {
+            if !agents.contains(&t.to_agent_id) {
+                agents.push(t.to_agent_id.clone());
+            }
+        }
+        agents
+    }
+
+    fn everyone(&self) -> Audience {
+        Audience {
+            caller: true,
+            agents: self.involved_agents(),
+        }
+    }
+
+    fn agents_only(&self) -> Audience {
+        Audience {
+            caller: false,
+            agents: self.involved_agents(),
+        }
+    }
+
+    fn just(agents: &[&str]) -> Audience {
+        let mut list: Vec<String> = Vec::new();
+        for a in agents {
+            if !list.iter().any(|x| x == a) {
+                list.push(a.to_string());
+            }
+        }
+        Audience {
+            caller: false,
+            agents: list,
+        }
+    }
+
+    /// Sends a party to a space: a `participant.move` event to that party (the actor adds
+    /// the LiveKit token and url) and an arrival deadline.
+    fn place(&mut self, party: Party, space: Space) {
+        if let Some(p) = self.m.placements.get(&party) {
+            if p.space == space {
+                return;
+            }
+        }
+        self.m.moves += 1;
+        let move_id = format!("mv-{}", self.m.moves);
+        let last_observed = self
+            .m
+            .placements
+            .get(&party)
+            .map(|p| p.last_observed)
+            .unwrap_or(0);
+        self.m.placements.insert(
+            party.clone(),
+            Placement {
+                space,
+                move_id: move_id.clone(),
+                confirmed: false,
+                retries: 0,
+                last_observed,
+            },
+        );
+        self.announce_move(&party);
+    }
+
+    fn announce_move(&mut self, party: &Party) {
+        let Some(p) = self.m.placements.get(party).cloned() else {
+            return;
+        };
+        let room = self.room_of(p.space);
+        let (audience, identity) = match party {
+            Party::Caller => (
+                Audience {
+                    caller: true,
+                    agents: vec![],
+                },
+                self.m.call.caller_id.clone(),
+            ),
+            Party::Agent(id) => (Tx::just(&[id]), id.clone()),
+        };
+        self.emit(
+            "participant.move",
+            audience,
+            json!({
+                "moveId": p.move_id,
+                "room": room,
+                "space": p.space,
+                "identity": identity,
+            }),
+        );
+        self.m.timers.insert(
+            TimerKey::Arrival(party.clone()),
+            self.now + self.m.timeouts.move_ms,
+        );
+        self.m.timers.remove(&TimerKey::Rejoin(party.clone()));
+    }
+
+    /// Takes an agent out of the call: no placement, no deadlines, removed from LiveKit.
+    fn release(&mut self, agent_id: &str, reason: &str) {
+        let party = Party::Agent(agent_id.to_string());
+        if let Some(p) = self.m.placements.remove(&party) {
+            let room = self.room_of(p.space);
+            self.effects.push(Effect::RemoveParticipant {
+                room,
+                identity: agent_id.to_string(),
+            });
+        }
+        self.m.timers.remove(&TimerKey::Arrival(party.clone()));
+        self.m.timers.remove(&TimerKey::Rejoin(party));
+        self.emit(
+            "participant.released",
+            Tx::just(&[agent_id]),
+            json!({ "agentId": agent_id, "reason": reason }),
+        );
+    }
+
+    fn set_status(&mut self, status: CallStatus) {
+        self.m.call.status = status;
+    }
+
+    /// Sets the open transfer's status and emits `transfer.<status>`.
+    fn transfer_to(&mut self, status: TransferStatus, reason: Option<&str>, audience: Audience) {
+        let now = from_millis(self.now);
+        let Some(t) = self.m.transfer.as_mut() else {
+            return;
+        };
+        t.status = status;
+        t.updated_at = now;
+        if let Some(r) = reason {
+            t.reason = Some(r.to_string());
+        }
+        if status.is_terminal() {
+            t.ended_at = Some(now);
+        }
+        let data = json!({
+            "transferId": t.transfer_id,
+            "status": status.as_str(),
+            "mode": t.mode,
+            "fromAgentId": t.from_agent_id,
+            "toAgentId": t.to_agent_id,
+            "reason": t.reason,
+        });
+        let terminal = status.is_terminal();
+        let consult = t.transfer_room.clone();
+        self.transfer_changed = true;
+        self.emit(&format!("transfer.{}", status.as_str()), audience, data);
+        if terminal {
+            self.m.call.open_transfer_id = None;
+            self.m.timers.remove(&TimerKey::TransferRing);
+            self.effects.push(Effect::CloseRoom { room: consult });
+        }
+    }
+
+    /// Ends an open transfer without handing over: the target is released and the caller
+    /// goes back to the owner (or to the queue when there is no owner).
+    fn roll_back(&mut self, status: TransferStatus, reason: Option<&str>) {
+        let Some(t) = self.open_transfer().cloned() else {
+            return;
+        };
+        let audience = self.everyone();
+        self.transfer_to(status, reason, audience);
+        if self
+            .m
+            .placements
+            .contains_key(&Party::Agent(t.to_agent_id.clone()))
+        {
+            self.release(&t.to_agent_id, status.as_str());
+        }
+        match self.owner() {
+            Some(owner) => {
+                self.place(Party::Agent(owner), Space::Main);
+                self.place(Party::Caller, Space::Main);
+                self.set_status(CallStatus::Active);
+                self.emit(
+                    "call.resumed",
+                    self.everyone(),
+                    json!({ "ownerId": self.m.call.owner_id }),
+                );
+            }
+            None => self.enqueue("owner_gone"),
+        }
+    }
+
+    /// Puts the call back in the queue (caller stays where it is; hold room if it was there).
+    fn enqueue(&mut self, reason: &str) {
+        self.m.call.owner_id = None;
+        self.m.call.offered_to = None;
+        self.m.timers.remove(&TimerKey::Offer);
+        self.set_status(CallStatus::Queued);
+        self.emit(
+            "call.queued",
+            Audience {
+                caller: true,
+                agents: vec![],
+            },
+            json!({ "reason": reason }),
+        );
+        self.effects.push(Effect::RequestAgent);
+    }
+
+    /// Ends the call for everyone.
+    fn end_call(&mut self, reason: &str) {
+        if self.open_transfer().is_some() {
+            let status = if reason == "caller_hangup" || reason == "caller_lost" {
+                TransferStatus::Abandoned
+            } else {
+                TransferStatus::Cancelled
+            };
+            let audience = self.everyone();
+            self.transfer_to(status, Some(reason), audience);
+        }
+        let audience = self.everyone();
+        self.m.call.offered_to = None;
+        self.set_status(CallStatus::Ended);
+        self.m.call.end_at = Some(from_millis(self.now));
+        self.m.call.end_reason = Some(reason.to_string());
+        self.emit("call.ended", audience, json!({ "reason": reason }));
+        let parties: Vec<Party> = self.m.placements.keys().cloned().collect();
+        for p in parties {
+            let room = self.room_of(self.m.placements[&p].space);
+            let identity = match &p {
+                Party::Caller => self.m.call.caller_id.clone(),
+                Party::Agent(id) => id.clone(),
+            };
+            self.effects
+                .push(Effect::RemoveParticipant { room, identity });
+        }
+        self.m.placements.clear();
+        self.m.timers.clear();
+        self.effects.push(Effect::CloseRoom {
+            room: self.m.call.main_room.clone(),
+        });
+        self.effects.push(Effect::CloseRoom {
+            room: self.m.call.hold_room.clone(),
+        });
+    }
+
+    /// The caller is with the target now: B owns the call, A is released.
+    fn hand_over(&mut self, reason: Option<&str>) {
+        let Some(t) = self.open_transfer().cloned() else {
+            return;
+        };
+        let audience = self.everyone();
+        self.place(Party::Agent(t.to_agent_id.clone()), Space::Main);
+        self.place(Party::Caller, Space::Main);
+        self.m.call.owner_id = Some(t.to_agent_id.clone());
+        self.m.call.agent_b_id = Some(t.to_agent_id.clone());
+        self.transfer_to(TransferStatus::Completed, reason, audience);
+        if t.from_agent_id != t.to_agent_id {
+            self.release(&t.from_agent_id, "transfer_completed");
+        }
+        self.set_status(CallStatus::Active);
+        self.emit(
+            "call.active",
+            self.everyone(),
+            json!({ "ownerId": t.to_agent_id }),
+        );
+    }
+
+    /// A party is gone for good (disconnected, or never arrived).
+    fn party_gone(&mut self, party: &Party) {
+        if self.m.call.status == CallStatus::Ended {
+            return;
+        }
+        match party {
+            Party::Caller => self.end_call("caller_lost"),
+            Party::Agent(agent) => self.agent_gone(agent),
+        }
+    }
+
+    fn agent_gone(&mut self, agent: &str) {
+        let owner = self.owner();
+        if self.m.call.offered_to.as_deref() == Some(agent)
+            && self.m.call.status == CallStatus::Ringing
+        {
+            self.m.declined_by.push(agent.to_string());
+            self.enqueue("agent_gone");
+            return;
+        }
+        if let Some(t) = self.open_transfer().cloned() {
+            if t.to_agent_id == agent {
+                self.roll_back(TransferStatus::Failed, Some("target_disconnected"));
+                return;
+            }
+            if t.from_agent_id == agent {
+                if t.status == TransferStatus::Briefing {
+                    // B already knows the case: the caller goes to B.
+                    self.hand_over(Some("owner_disconnected"));
+                } else {
+                    self.release(agent, "disconnected");
+                    self.m.call.owner_id = None;
+                    self.roll_back(TransferStatus::Failed, Some("owner_disconnected"));
+                }
+                return;
+            }
+        }
+        if owner.as_deref() == Some(agent) {
+            self.release(agent, "disconnected");
+            self.enqueue("owner_disconnected");
+        }
+    }
+
+    fn finish(self) -> Step {
+        let transfers = if self.transfer_changed {
+            self.m.transfer.clone().into_iter().collect()
+        } else {
+            vec![]
+        };
+        Step {
+            machine: self.m,
+            events: self.events,
+            transfers,
+            effects: self.effects,
+        }
+    }
+}
+
+impl CallMachine {
+    /// A new call, queued (or waiting for the agent it names), with the caller placed in the
+    /// main room. Returns the machine and its first events.
+    pub fn create(call: Call, timeouts: Timeouts, now: Millis) -> Step {
+        let m = CallMachine {
+            call,
+            transfer: None,
+            placements: BTreeMap::new(),
+            timers: BTreeMap::new(),
+            declined_by: vec![],
+            seq: 0,
+            moves: 0,
+            timeouts,
+        };
+        let mut tx = Tx {
+            m,
+            now,
+            events: vec![],
+            transfer_changed: false,
+            effects: vec![],
+        };
+        tx.effects.push(Effect::EnsureRoom {
+            room: tx.m.call.main_room.clone(),
+        });
+        tx.effects.push(Effect::EnsureRoom {
+            room: tx.m.call.hold_room.clone(),
+        });
+        tx.m.call.status = CallStatus::Queued;
+        tx.m.moves += 1;
+        tx.m.placements.insert(
+            Party::Caller,
+            Placement {
+                space: Space::Main,
+                move_id: format!("mv-{}", tx.m.moves),
+                confirmed: false,
+                retries: 0,
+                last_observed: 0,
+            },
+        );
+        let data = json!({
+            "callerName": tx.m.call.caller_name,
+            "reason": tx.m.call.reason,
+            "mainRoom": tx.m.call.main_room,
+        });
+        tx.emit(
+            "call.created",
+            Audience {
+                caller: true,
+                agents: vec![],
+            },
+            data,
+        );
+        tx.effects.push(Effect::RequestAgent);
+        tx.finish()
+    }
+
+    /// Agents this call engages now (owner, offered agent, transfer parties): routing treats
+    /// them as busy.
+    pub fn engaged_agents(&self) -> Vec<String> {
+        if self.call.status == CallStatus::Ended {
+            return vec![];
+        }
+        let tx = Tx {
+            m: self.clone(),
+            now: 0,
+            events: vec![],
+            transfer_changed: false,
+            effects: vec![],
+        };
+        tx.involved_agents()
+    }
+
+    /// Whether the agent may see this call's details (and act on it as an agent).
+    pub fn involves_agent(&self, agent_id: &str) -> bool {
+        self.engaged_agents().iter().any(|a| a == agent_id)
+            || self.call.agent_a_id.as_deref() == Some(agent_id)
+            || self.call.agent_b_id.as_deref() == Some(agent_id)
+    }
+
+    /// The open transfer, if any.
+    pub fn open_transfer(&self) -> Option<&Transfer> {
+        self.transfer.as_ref().filter(|t| !t.status.is_terminal())
+    }
+
+    /// The room a party is placed in now, if any.
+    pub fn room_of_party(&self, party: &Party) -> Option<String> {
+        let p = self.placements.get(party)?;
+        Some(match p.space {
+            Space::Main => self.call.main_room.clone(),
+            Space::Hold => self.call.hold_room.clone(),
+            Space::Consult => self.transfer.as_ref()?.transfer_room.clone(),
+        })
+    }
+
+    /// Applies one input at time `now`. Commands may be refused; observations never are
+    /// (an irrelevant or stale one simply changes nothing).
+    pub fn handle(&self, now: Millis, input: Input) -> Result<Step, Rejection> {
+        let mut tx = Tx {
+            m: self.clone(),
+            now,
+            events: vec![],
+            transfer_changed: false,
+            effects: vec![],
+        };
+        match input {
+            Input::Command(actor, cmd) => command(&mut tx, actor, cmd)?,
+            Input::Observe(obs) => observe(&mut tx, obs),
+        }
+        Ok(tx.finish())
+    }
+}
+
+fn require_owner(tx: &Tx, actor: &Actor) -> Result<String, Rejection> {
+    match (actor, tx.owner()) {
+        (Actor::Agent(a), Some(owner)) if *a == owner => Ok(owner),
+        (Actor::Agent(a), _) => Err(Rejection::Forbidden(format!(
+            "agent {a} does not own call {}",
+            tx.m.call.call_id
+        ))),
+        _ => Err(Rejection::Forbidden(
+            "only the agent who owns the call may do this".into(),
+        )),
+    }
+}
+
+fn require_target(tx: &Tx, actor: &Actor) -> Result<Transfer, Rejection> {
+    let t =
+        tx.m.transfer
+            .clone()
+            .ok_or_else(|| conflict("no_transfer", "the call has no transfer"))?;
+    match actor {
+        Actor::Agent(a) if *a == t.to_agent_id => Ok(t),
+        _ => Err(Rejection::Forbidden(format!(
+            "only agent {} may answer transfer {}",
+            t.to_agent_id, t.transfer_id
+        ))),
+    }
+}
+
+fn require_live(tx: &Tx) -> Result<(), Rejection> {
+    if tx.m.call.status == CallStatus::Ended {
+        return Err(conflict("call_ended", "the call has ended"));
+    }
+    Ok(())
+}
+
+fn command(tx: &mut Tx, actor: Actor, cmd: Command) -> Result<(), Rejection> {
+    match cmd {
+        Command::Offer { agent_id } => {
+            if actor != Actor::System {
+                return Err(Rejection::Forbidden("only routing offers calls".into()));
+            }
+            require_live(tx)?;
+            if tx.m.call.status != CallStatus::Queued {
+                return Err(conflict(
+                    "not_queued",
+                    "the call is not waiting for an agent",
+                ));
+            }
+            tx.m.call.offered_to = Some(agent_id.clone());
+            tx.set_status(CallStatus::Ringing);
+            tx.m.timers
+                .insert(TimerKey::Offer, tx.now + tx.m.timeouts.ring_ms);
+            let data = json!({
+                "agentId": agent_id,
+                "callerName": tx.m.call.caller_name,
+                "reason": tx.m.call.reason,
+                "expiresAt": from_millis(tx.now + tx.m.timeouts.ring_ms),
+            });
+            tx.emit(
+                "call.offered",
+                Audience {
+                    caller: true,
+                    agents: vec![agent_id],
+                },
+                data,
+            );
+        }
+        Command::AcceptCall => {
+            let Actor::Agent(agent) = actor else {
+                return Err(Rejection::Forbidden(
+                    "only an agent may accept a call".into(),
+                ));
+            };
+            if tx.owner().as_deref() == Some(agent.as_str()) {
+                return Ok(()); // repeated accept: same result
+            }
+            require_live(tx)?;
+            match tx.m.call.status {
+                CallStatus::Queued => {}
+                CallStatus::Ringing if tx.m.call.offered_to.as_deref() == Some(&agent) => {}
+                CallStatus::Ringing => {
+                    return Err(conflict(
+                        "offered_to_another_agent",
+                        "the call is offered to another agent",
+                    ))
+                }
+                _ => return Err(conflict("already_taken", "another agent has the call")),
+            }
+            tx.m.call.offered_to = None;
+            tx.m.timers.remove(&TimerKey::Offer);
+            tx.m.call.owner_id = Some(agent.clone());
+            if tx.m.call.agent_a_id.is_none() {
+                tx.m.call.agent_a_id = Some(agent.clone());
+            }
+            tx.m.declined_by.clear();
+            tx.set_status(CallStatus::Active);
+            tx.place(Party::Agent(agent.clone()), Space::Main);
+            tx.place(Party::Caller, Space::Main);
+            tx.emit("call.active", tx.everyone(), json!({ "ownerId": agent }));
+        }
+        Command::DeclineCall => {
+            let Actor::Agent(agent) = actor else {
+                return Err(Rejection::Forbidden(
+                    "only an agent may decline a call".into(),
+                ));
+            };
+            require_live(tx)?;
+            if tx.m.call.offered_to.as_deref() != Some(agent.as_str()) {
+                return Err(conflict(
+                    "not_offered",
+                    "the call is not offered to this agent",
+                ));
+            }
+            tx.m.declined_by.push(agent.clone());
+            tx.emit(
+                "call.declined",
+                Tx::just(&[&agent]),
+                json!({ "agentId": agent }),
+            );
+            tx.enqueue("declined");
+        }
+        Command::Hold => {
+            require_owner(tx, &actor)?;
+            match tx.m.call.status {
+                CallStatus::OnHold => return Ok(()),
+                CallStatus::Active => {}
+                _ => return Err(conflict("not_active", "only an active call can be held")),
+            }
+            tx.set_status(CallStatus::OnHold);
+            tx.place(Party::Caller, Space::Hold);
+            tx.emit("call.on_hold", tx.everyone(), json!({}));
+        }
+        Command::Resume => {
+            require_owner(tx, &actor)?;
+            match tx.m.call.status {
+                CallStatus::Active => return Ok(()),
+                CallStatus::OnHold => {}
+                _ => return Err(conflict("not_on_hold", "the call is not on hold")),
+            }
+            tx.set_status(CallStatus::Active);
+            tx.place(Party::Caller, Space::Main);
+            tx.emit("call.resumed", tx.everyone(), json!({}));
+        }
+        Command::Hangup => {
+            if tx.m.call.status == CallStatus::Ended {
+                return Ok(());
+            }
+            let reason = match &actor {
+                Actor::Caller => "caller_hangup",
+                Actor::Agent(_) => {
+                    require_owner(tx, &actor)?;
+                    "agent_hangup"
+                }
+                Actor::System => "system",
+            };
+            tx.end_call(reason);
+        }
+        Command::InitiateTransfer {
+            transfer_id,
+            to_agent_id,
+            mode,
+            transfer_room,
+            summary_id,
+            summary_text,
+            note,
+        } => {
+            let owner = require_owner(tx, &actor)?;
+            if let Some(t) = tx.open_transfer() {
+                if t.transfer_id == transfer_id {
+                    return Ok(()); // the same request again
+                }
+                return Err(conflict(
+                    "transfer_open",
+                    format!("transfer {} is still open", t.transfer_id),
+                ));
+            }
+            if !matches!(tx.m.call.status, CallStatus::Active | CallStatus::OnHold) {
+                return Err(conflict(
+                    "not_active",
+                    "only an active or held call can be transferred",
+                ));
+            }
+            if to_agent_id == owner {
+                return Err(Rejection::Invalid(
+                    "agentBId must differ from the agent who owns the call".into(),
+                ));
+            }
+            let now = from_millis(tx.now);
+            tx.m.transfer = Some(Transfer {
+                transfer_id: transfer_id.clone(),
+                call_id: tx.m.call.call_id.clone(),
+                from_agent_id: owner.clone(),
+                to_agent_id: to_agent_id.clone(),
+                transfer_room: transfer_room.clone(),
+                summary_id: summary_id.clone(),
+                summary_text: summary_text.clone(),
+                note: note.clone(),
+                mode,
+                status: TransferStatus::Initiated,
+                reason: None,
+                created_at: now,
+                updated_at: now,
+                ended_at: None,
+            });
+            tx.m.call.open_transfer_id = Some(transfer_id.clone());
+            tx.set_status(CallStatus::Transferring);
+            let initiated = json!({
+                "transferId": transfer_id,
+                "mode": mode,
+                "fromAgentId": owner,
+                "toAgentId": to_agent_id,
+                "status": "initiated",
+            });
+            tx.transfer_changed = true;
+            tx.emit("transfer.initiated", tx.everyone(), initiated);
+            if mode == TransferMode::Warm {
+                tx.effects.push(Effect::EnsureRoom {
+                    room: transfer_room.clone(),
+                });
+                tx.place(Party::Caller, Space::Hold);
+                tx.place(Party::Agent(owner.clone()), Space::Consult);
+            } else if mode == TransferMode::Cold {
+                tx.place(Party::Caller, Space::Hold);
+            }
+            tx.m.timers
+                .insert(TimerKey::TransferRing, tx.now + tx.m.timeouts.ring_ms);
+            tx.transfer_to(
+                TransferStatus::Ringing,
+                None,
+                Audience {
+                    caller: false,
+                    agents: vec![owner.clone()],
+                },
+            );
+            let offered = json!({
+                "transferId": transfer_id,
+                "mode": mode,
+                "fromAgentId": owner,
+                "toAgentId": to_agent_id,
+                "callerName": tx.m.call.caller_name,
+                "reason": tx.m.call.reason,
+                "summaryId": summary_id,
+                "summaryText": summary_text,
+                "note": note,
+                "expiresAt": from_millis(tx.now + tx.m.timeouts.ring_ms),
+            });
+            tx.emit("transfer.offered", Tx::just(&[&to_agent_id]), offered);
+        }
+        Command::AcceptTransfer => {
+            let t = require_target(tx, &actor)?;
+            match t.status {
+                TransferStatus::Ringing => {}
+                TransferStatus::Briefing | TransferStatus::Completed => return Ok(()),
+                s => {
+                    return Err(conflict(
+                        "transfer_not_ringing",
+                        format!("transfer {} is {}", t.transfer_id, s.as_str()),
+                    ))
+                }
+            }
+            require_live(tx)?;
+            tx.m.timers.remove(&TimerKey::TransferRing);
+            tx.emit(
+                "transfer.accepted",
+                tx.everyone(),
+                json!({ "transferId": t.transfer_id, "toAgentId": t.to_agent_id }),
+            );
+            match t.mode {
+                TransferMode::Warm => {
+                    tx.place(Party::Agent(t.to_agent_id.clone()), Space::Consult);
+                    let audience = tx.agents_only();
+                    tx.transfer_to(TransferStatus::Briefing, None, audience);
+                }
+                TransferMode::Conference => {
+                    tx.place(Party::Agent(t.to_agent_id.clone()), Space::Main);
+                    let audience = tx.everyone();
+                    tx.transfer_to(TransferStatus::Briefing, None, audience);
+                }
+                TransferMode::Cold => tx.hand_over(None),
+            }
+        }
+        Command::DeclineTransfer => {
+            let t = require_target(tx, &actor)?;
+            match t.status {
+                TransferStatus::Ringing => {}
+                TransferStatus::Declined => return Ok(()),
+                s => {
+                    return Err(conflict(
+                        "transfer_not_ringing",
+                        format!("transfer {} is {}", t.transfer_id, s.as_str()),
+                    ))
+                }
+            }
+            tx.roll_back(TransferStatus::Declined, None);
+        }
+        Command::CompleteTransfer => {
+            let t =
+                tx.m.transfer
+                    .clone()
+                    .ok_or_else(|| conflict("no_transfer", "the call has no transfer"))?;
+            match &actor {
+                Actor::Agent(a) if *a == t.from_agent_id => {}
+                _ => {
+                    return Err(Rejection::Forbidden(format!(
+                        "only agent {} may complete transfer {}",
+                        t.from_agent_id, t.transfer_id
+                    )))
+                }
+            }
+            match t.status {
+                TransferStatus::Briefing => tx.hand_over(None),
+                TransferStatus::Completed => {}
+                TransferStatus::Ringing | TransferStatus::Initiated => {
+                    return Err(conflict(
+                        "transfer_not_accepted",
+                        "the target has not accepted the transfer yet",
+                    ))
+                }
+                s => {
+                    return Err(conflict(
+                        "transfer_ended",
+                        format!("transfer {} is {}", t.transfer_id, s.as_str()),
+                    ))
+                }
+            }
+        }
+        Command::CancelTransfer => {
+            let t =
+                tx.m.transfer
+                    .clone()
+                    .ok_or_else(|| conflict("no_transfer", "the call has no transfer"))?;
+            match &actor {
+                Actor::Agent(a) if *a == t.from_agent_id => {}
+                _ => {
+                    return Err(Rejection::Forbidden(format!(
+                        "only agent {} may cancel transfer {}",
+                        t.from_agent_id, t.transfer_id
+                    )))
+                }
+            }
+            match t.status {
+                TransferStatus::Initiated | TransferStatus::Ringing | TransferStatus::Briefing => {
+                    tx.roll_back(TransferStatus::Cancelled, None)
+                }
+                TransferStatus::Cancelled => {}
+                s => {
+                    return Err(conflict(
+                        "transfer_ended",
+                        format!("transfer {} is {}", t.transfer_id, s.as_str()),
+                    ))
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn party_of_identity(m: &CallMachine, identity: &str) -> Option<Party> {
+    if identity == m.call.caller_id {
+        return Some(Party::Caller);
+    }
+    let p = Party::Agent(identity.to_string());
+    m.placements.contains_key(&p).then_some(p)
+}
+
+fn observe(tx: &mut Tx, obs: Observation) {
+    if tx.m.call.status == CallStatus::Ended {
+        return;
+    }
+    match obs {
+        Observation::Joined { identity, room, at } => {
+            let Some(party) = party_of_identity(&tx.m, &identity) else {
+                return;
+            };
+            let Some(p) = tx.m.placements.get(&party).cloned() else {
+                return;
+            };
+            if at < p.last_observed || tx.room_of(p.space) != room {
+                return; // stale, or a room the party is no longer expected in
+            }
+            let placement = tx.m.placements.get_mut(&party).expect("checked above");
+            placement.last_observed = at;
+            if placement.confirmed {
+                return; // duplicate
+            }
+            placement.confirmed = true;
+            tx.m.timers.remove(&TimerKey::Arrival(party.clone()));
+            tx.m.timers.remove(&TimerKey::Rejoin(party.clone()));
+            let audience = joined_audience(tx, &party);
+            tx.emit(
+                "participant.joined",
+                audience,
+                json!({ "identity": identity, "room": room, "space": p.space }),
+            );
+        }
+        Observation::Left { identity, room, at } => {
+            let Some(party) = party_of_identity(&tx.m, &identity) else {
+                return;
+            };
+            let Some(p) = tx.m.placements.get(&party).cloned() else {
+                return;
+            };
+            if at < p.last_observed || tx.room_of(p.space) != room || !p.confirmed {
+                return; // stale, or leaving a room it was moved out of
+            }
+            let placement = tx.m.placements.get_mut(&party).expect("checked above");
+            placement.last_observed = at;
+            placement.confirmed = false;
+            tx.m.timers.insert(
+                TimerKey::Rejoin(party.clone()),
+                tx.now + tx.m.timeouts.rejoin_ms,
+            );
+            let audience = joined_audience(tx, &party);
+            tx.emit(
+                "participant.left",
+                audience,
+                json!({ "identity": identity, "room": room, "space": p.space }),
+            );
+        }
+        Observation::MoveAcked { party, move_id } => {
+            let Some(p) = tx.m.placements.get(&party).cloned() else {
+                return;
+            };
+            if p.move_id != move_id || p.confirmed {
+                return;
+            }
+            let room = tx.room_of(p.space);
+            let identity = match &party {
+                Party::Caller => tx.m.call.caller_id.clone(),
+                Party::Agent(id) => id.clone(),
+            };
+            if let Some(placement) = tx.m.placements.get_mut(&party) {
+                placement.confirmed = true;
+            }
+            tx.m.timers.remove(&TimerKey::Arrival(party.clone()));
+            tx.m.timers.remove(&TimerKey::Rejoin(party.clone()));
+            let audience = joined_audience(tx, &party);
+            tx.emit(
+                "participant.joined",
+                audience,
+                json!({ "identity": identity, "room": room, "space": p.space, "acknowledged": true }),
+            );
+        }
+        Observation::AgentGone { agent_id } => tx.agent_gone(&agent_id),
+        Observation::SummaryStored { summary_id } => {
+            if tx.m.call.last_summary_id.as_deref() != Some(summary_id.as_str()) {
+                tx.m.call.last_summary_id = Some(summary_id.clone());
+                let agents = tx.agents_only();
+                tx.emit(
+                    "summary.updated",
+                    agents,
+                    json!({ "summaryId": summary_id }),
+                );
+            }
+        }
+        Observation::TimerFired { key } => {
+            let Some(due) = tx.m.timers.get(&key).copied() else {
+                return; // disarmed meanwhile
+            };
+            if tx.now < due {
+                return; // fired early (re-armed later)
+            }
+            tx.m.timers.remove(&key);
+            match key {
+                TimerKey::Offer => {
+                    if let (CallStatus::Ringing, Some(agent)) =
+                        (tx.m.call.status, tx.m.call.offered_to.clone())
+                    {
+                        tx.m.declined_by.push(agent.clone());
+                        tx.emit(
+                            "call.offer_timed_out",
+                            Tx::just(&[&agent]),
+                            json!({ "agentId": agent }),
+                        );
+                        tx.enqueue("offer_timed_out");
+                    }
+                }
+                TimerKey::TransferRing => {
+                    if tx
+                        .open_transfer()
+                        .is_some_and(|t| t.status == TransferStatus::Ringing)
+                    {
+                        tx.roll_back(TransferStatus::TimedOut, None);
+                    }
+                }
+                TimerKey::Arrival(party) => {
+                    let Some(p) = tx.m.placements.get(&party).cloned() else {
+                        return;
+                    };
+                    if p.confirmed {
+                        return;
+                    }
+                    if party == Party::Caller && p.retries == 0 {
+                        // One more chance: send the move again with a fresh id.
+                        tx.m.moves += 1;
+                        let placement = tx.m.placements.get_mut(&party).expect("present");
+                        placement.retries = 1;
+                        placement.move_id = format!("mv-{}", tx.m.moves);
+                        tx.announce_move(&party);
+                    } else {
+                        tx.party_gone(&party);
+                    }
+                }
+                TimerKey::Rejoin(party) => {
+                    if tx.m.placements.get(&party).is_some_and(|p| !p.confirmed) {
+                        tx.party_gone(&party);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Who hears that a party joined or left a room: everyone in the call for the main room; the
+/// agents for the consult room; the agents (not the caller, who hears music) for hold.
+fn joined_audience(tx: &Tx, party: &Party) -> Audience {
+    let space = tx.m.placements.get(party).map(|p| p.space);
+    match space {
+        Some(Space::Main) => tx.everyone(),
+        _ => {
+            let mut a = tx.agents_only();
+            if *party == Party::Caller {
+                a.caller = true;
+            }
+            a
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

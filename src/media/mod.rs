@@ -1,0 +1,3 @@
+//! The media planes the switchboard steers but never carries audio through: LiveKit rooms.
+
+pub mod livekit;
