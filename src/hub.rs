@@ -60,8 +60,7 @@ pub struct OutFrame {
 }
 
 impl OutFrame {
-    /// A frame from an already serialized event (for events built outside the hub).
-    pub fn new(call_id: Option<String>, seq: u64, text: impl Into<Arc<str>>) -> Self {
+    fn new(call_id: Option<String>, seq: u64, text: impl Into<Arc<str>>) -> Self {
         OutFrame {
             call_id,
             seq,
@@ -118,9 +117,8 @@ impl Outbox {
         self.id
     }
 
-    /// The next frame, or why the hub let go of the session. After an overflow this returns
-    /// `Err(Disconnect::Overflow)` at once, without draining the frames still queued.
-    /// Cancel-safe.
+    /// The next frame, or why the hub let go of the session. Once the hub has let go, this
+    /// returns the reason at once, without draining the frames still queued. Cancel-safe.
     pub async fn recv(&mut self) -> Result<Arc<OutFrame>, Disconnect> {
         if *self.overflowed.borrow() {
             return Err(Disconnect::Overflow);
@@ -583,7 +581,7 @@ mod tests {
             hub.stats(),
             HubStats {
                 sessions: 5,
-                delivered: 8,
+                delivered: 7,
                 dropped: 0,
                 overflow_disconnects: 0
             }
@@ -678,8 +676,7 @@ mod tests {
         hub.publish(&event("call-1", 1, false, &["a"]));
         hub.unregister(id);
         assert_eq!(hub.agent_session_count("a"), 1);
-        // Frames already queued may still be read, then the outbox reports the unregister.
-        assert_eq!(a.recv().await.unwrap().seq(), 1);
+        // The outbox reports the unregister (before any frames still queued).
         assert_eq!(a.recv().await, Err(Disconnect::Unregistered));
         assert_eq!(a.disconnected().await, Disconnect::Unregistered);
         hub.publish(&event("call-1", 2, false, &["a"]));

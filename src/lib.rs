@@ -10,11 +10,14 @@
 //! - [`media`]: LiveKit (tokens, RoomService, webhooks).
 //! - [`auth`]: session tokens and API keys. [`config`]: settings. [`app`]: startup.
 
+pub mod app;
 pub mod auth;
 pub mod call;
 pub mod config;
+pub mod http;
 pub mod hub;
 pub mod media;
 pub mod model;
 pub mod store;
+pub mod summary;
 pub mod ws;

@@ -10,8 +10,9 @@
 //!    [`SessionHandler::connected`] and sends a `session.ready` control frame;
 //! 2. sends the stored events the party missed ([`SessionHandler::replay`], filtered to the
 //!    party's audience and to what `since` says the client has);
-//! 3. forwards live frames from the hub, skipping any `(callId, seq)` the replay (or `since`)
-//!    already covered, so the client sees every event once and in order;
+//! 3. forwards live frames from the hub, skipping any `(callId, seq)` the replay already
+//!    sent (a frame published after registering whose event was stored before the replay
+//!    read), so the client sees every event once, with no gap;
 //! 4. answers client messages (`ping`, and [`ClientMessage`]s through
 //!    [`SessionHandler::message`]) with `pong`, `reply` or `error` frames;
 //! 5. pings every [`HEARTBEAT_INTERVAL`] and closes a client silent for [`CLIENT_TIMEOUT`];
@@ -147,7 +148,8 @@ pub enum Since {
     /// No `since`: the client has nothing.
     #[default]
     None,
-    /// The client has events up to this `seq` of every call of the party.
+    /// The client has events up to this `seq` of every call of the party (the natural form
+    /// for a caller, whose party has one call).
     All(u64),
     /// The client has events up to the given `seq` of each listed call (and none of others).
     PerCall(HashMap<String, u64>),
@@ -299,8 +301,15 @@ fn error_response(status: StatusCode, err: &ClientError) -> HttpResponse {
 }
 
 /// The token from `?token=` or `Authorization: Bearer`.
-fn presented_token<'a>(req: &'a HttpRequest, query: &'a HashMap<String, String>) -> Option<&'a str> {
-    if let Some(token) = query.get("token").map(|t| t.trim()).filter(|t| !t.is_empty()) {
+fn presented_token<'a>(
+    req: &'a HttpRequest,
+    query: &'a HashMap<String, String>,
+) -> Option<&'a str> {
+    if let Some(token) = query
+        .get("token")
+        .map(|t| t.trim())
+        .filter(|t| !t.is_empty())
+    {
         return Some(token);
     }
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
@@ -517,10 +526,12 @@ impl Conn {
             tokio::select! {
                 frame = self.outbox.recv() => {
                     let frame = frame.map_err(Exit::Hub)?;
-                    let already_sent = frame.call_id().is_some_and(|call| {
-                        let floor = floors.get(call).copied().unwrap_or(0);
-                        frame.seq() <= floor.max(self.since.floor(call))
-                    });
+                    // Published after registering, so newer than anything the client had
+                    // before connecting; only what the replay sent may repeat.
+                    let already_sent = frame
+                        .call_id()
+                        .and_then(|call| floors.get(call))
+                        .is_some_and(|&floor| frame.seq() <= floor);
                     if !already_sent {
                         self.send(frame.text()).await?;
                     }
@@ -606,7 +617,7 @@ impl Conn {
                 }
                 pong
             }
-            Ok(Incoming::Message(msg)) => match self.dispatch(msg).await? {
+            Ok(Incoming::Message(msg)) => match self.dispatch(msg).await {
                 Ok(data) => json!({ "type": "reply", "id": id, "ok": true, "data": data }),
                 Err(err) => error_frame(&id, &err),
             },
@@ -616,27 +627,35 @@ impl Conn {
     }
 
     /// Checks a message against the party and hands it to the handler.
-    async fn dispatch(&mut self, msg: ClientMessage) -> Result<Result<Value, ClientError>, Exit> {
+    async fn dispatch(&self, msg: ClientMessage) -> Result<Value, ClientError> {
         match (&self.party, &msg) {
             (PartyRef::Caller { .. }, ClientMessage::Presence { .. }) => {
-                return Ok(Err(ClientError::forbidden("only agents set a presence")));
+                return Err(ClientError::forbidden("only agents set a presence"));
             }
             (PartyRef::Caller { call_id: own }, ClientMessage::Ack { call_id, .. })
                 if own != call_id =>
             {
-                return Ok(Err(ClientError::forbidden(format!(
+                return Err(ClientError::forbidden(format!(
                     "a caller may only acknowledge moves of its own call ({own})"
-                ))));
+                )));
             }
             _ => {}
         }
+        // Run the handler to completion on its own task, so neither the timeout nor the end
+        // of the session cancels it half-way.
         let handler = Arc::clone(&self.handler);
-        tokio::select! {
-            biased;
-            reason = self.outbox.disconnected() => Err(Exit::Hub(reason)),
-            res = timeout(self.timing.handler_timeout, handler.message(&self.party, msg)) => {
-                Ok(res.unwrap_or_else(|_| Err(ClientError::timeout("handling the message"))))
+        let party = self.party.clone();
+        let task = actix_web::rt::spawn(async move { handler.message(&party, msg).await });
+        match timeout(self.timing.handler_timeout, task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join_err)) => {
+                tracing::error!(session = %self.id, error = %join_err, "message handler failed");
+                Err(ClientError::new(
+                    "internal",
+                    "the message could not be handled",
+                ))
             }
+            Err(_) => Err(ClientError::timeout("handling the message")),
         }
     }
 }
@@ -710,4 +729,815 @@ fn truncate(s: &str, max: usize) -> &str {
         end -= 1;
     }
     &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use actix_web::{App, HttpServer};
+    use awc::error::{WsClientError, WsProtocolError};
+    use awc::ws::{Frame, Message};
+    use futures_util::{Sink, SinkExt, Stream, StreamExt};
+
+    use super::*;
+    use crate::model::Audience;
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// A [`SessionHandler`] that records every call and replays what it is given.
+    struct Recorder {
+        hub: Hub,
+        log: Mutex<Vec<String>>,
+        replay: Mutex<Vec<Event>>,
+        /// Published from `connected`, i.e. between registering and replaying.
+        publish_on_connect: Mutex<Vec<Event>>,
+        sinces: Mutex<Vec<Since>>,
+    }
+
+    impl Recorder {
+        fn log(&self) -> Vec<String> {
+            self.log.lock().unwrap().clone()
+        }
+
+        fn push(&self, entry: String) {
+            self.log.lock().unwrap().push(entry);
+        }
+    }
+
+    fn who(party: &PartyRef) -> String {
+        match party {
+            PartyRef::Agent { agent_id } => format!("agent:{agent_id}"),
+            PartyRef::Caller { call_id } => format!("caller:{call_id}"),
+        }
+    }
+
+    #[async_trait]
+    impl SessionHandler for Recorder {
+        async fn authorize(&self, party: &PartyRef) -> Result<(), ClientError> {
+            match party {
+                PartyRef::Caller { call_id } if call_id == "call-missing" => {
+                    Err(ClientError::not_found("no such call"))
+                }
+                PartyRef::Agent { agent_id } if agent_id == "banned" => {
+                    Err(ClientError::forbidden("agent is inactive"))
+                }
+                _ => Ok(()),
+            }
+        }
+
+        async fn connected(&self, party: &PartyRef) {
+            self.push(format!("connected {}", who(party)));
+            let events = self.publish_on_connect.lock().unwrap().clone();
+            for event in &events {
+                self.hub.publish(event);
+            }
+        }
+
+        async fn disconnected(&self, party: &PartyRef) {
+            self.push(format!("disconnected {}", who(party)));
+        }
+
+        async fn replay(&self, party: &PartyRef, since: &Since) -> Result<Vec<Event>, ClientError> {
+            self.push(format!("replay {}", who(party)));
+            self.sinces.lock().unwrap().push(since.clone());
+            Ok(self.replay.lock().unwrap().clone())
+        }
+
+        async fn message(
+            &self,
+            party: &PartyRef,
+            msg: ClientMessage,
+        ) -> Result<Value, ClientError> {
+            self.push(format!("message {} {msg:?}", who(party)));
+            match msg {
+                ClientMessage::Ack { move_id, .. } if move_id == "slow" => {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    self.push(format!("finished {move_id}"));
+                    Ok(json!({ "acked": move_id }))
+                }
+                ClientMessage::Ack { move_id, .. } if move_id == "unknown" => {
+                    Err(ClientError::not_found("no such move"))
+                }
+                ClientMessage::Ack { move_id, .. } => Ok(json!({ "acked": move_id })),
+                ClientMessage::Presence { status } => Ok(json!({ "status": status })),
+            }
+        }
+    }
+
+    struct TestServer {
+        addr: std::net::SocketAddr,
+        hub: Hub,
+        keys: SessionKeys,
+        recorder: Arc<Recorder>,
+        server: actix_web::dev::ServerHandle,
+        timing: Timing,
+    }
+
+    impl TestServer {
+        async fn start(outbox_capacity: usize, timing: Timing) -> TestServer {
+            let hub = Hub::new(outbox_capacity);
+            let keys = SessionKeys::new(SECRET, 60);
+            let recorder = Arc::new(Recorder {
+                hub: hub.clone(),
+                log: Mutex::default(),
+                replay: Mutex::default(),
+                publish_on_connect: Mutex::default(),
+                sinces: Mutex::default(),
+            });
+            let data = web::Data::new(WsContext {
+                hub: hub.clone(),
+                keys: keys.clone(),
+                handler: recorder.clone(),
+            });
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server = HttpServer::new(move || {
+                App::new().app_data(data.clone()).route(
+                    "/ws",
+                    web::get().to(
+                        move |req: HttpRequest, body: web::Payload, ctx: web::Data<WsContext>| {
+                            serve(req, body, ctx, timing)
+                        },
+                    ),
+                )
+            })
+            .workers(1)
+            .disable_signals()
+            .listen(listener)
+            .unwrap()
+            .run();
+            let handle = server.handle();
+            actix_web::rt::spawn(server);
+            TestServer {
+                addr,
+                hub,
+                keys,
+                recorder,
+                server: handle,
+                timing,
+            }
+        }
+
+        async fn default() -> TestServer {
+            Self::start(64, Timing::DEFAULT).await
+        }
+
+        fn token(&self, party: &PartyRef) -> String {
+            self.keys.issue(party.clone()).unwrap().token
+        }
+
+        fn url(&self, query: &str) -> String {
+            format!("ws://{}/ws?{query}", self.addr)
+        }
+
+        /// Connects as `party` with extra query parameters; returns after `session.ready`.
+        async fn connect(
+            &self,
+            party: &PartyRef,
+            extra: &str,
+        ) -> impl Stream<Item = Result<Frame, WsProtocolError>> + Sink<Message> + Unpin {
+            let url = self.url(&format!("token={}{extra}", self.token(party)));
+            let (_, mut ws) = awc::Client::new()
+                .ws(url)
+                .max_frame_size(1 << 20)
+                .connect()
+                .await
+                .expect("websocket connects");
+            let ready = next_json(&mut ws).await;
+            assert_eq!(ready["type"], "session.ready");
+            assert_eq!(ready["seq"], 0);
+            assert_eq!(ready["callId"], Value::Null);
+            assert_eq!(ready["data"]["party"], serde_json::to_value(party).unwrap());
+            assert_eq!(
+                ready["data"]["heartbeatSecs"],
+                self.timing.heartbeat.as_secs()
+            );
+            ws
+        }
+
+        /// Waits until the recorder logged `entry`.
+        async fn logged(&self, entry: &str) {
+            let deadline = Instant::now() + WAIT;
+            while !self.recorder.log().iter().any(|e| e == entry) {
+                assert!(
+                    Instant::now() < deadline,
+                    "{entry:?} not logged: {:?}",
+                    self.recorder.log()
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+
+        async fn stop(self) {
+            self.server.stop(false).await;
+        }
+    }
+
+    fn agent(id: &str) -> PartyRef {
+        PartyRef::Agent {
+            agent_id: id.into(),
+        }
+    }
+
+    fn caller(call: &str) -> PartyRef {
+        PartyRef::Caller {
+            call_id: call.into(),
+        }
+    }
+
+    fn event(call: &str, seq: u64, caller: bool, agents: &[&str], data: Value) -> Event {
+        Event {
+            seq,
+            call_id: call.into(),
+            kind: "test.event".into(),
+            at: Utc::now(),
+            data,
+            audience: Audience {
+                caller,
+                agents: agents.iter().map(|a| a.to_string()).collect(),
+            },
+        }
+    }
+
+    /// The next frame, answering pings; fails after [`WAIT`].
+    async fn next_frame<S>(ws: &mut S) -> Frame
+    where
+        S: Stream<Item = Result<Frame, WsProtocolError>> + Sink<Message> + Unpin,
+    {
+        loop {
+            let frame = timeout(WAIT, ws.next())
+                .await
+                .expect("a frame in time")
+                .expect("socket open")
+                .expect("valid frame");
+            match frame {
+                Frame::Ping(bytes) => {
+                    let _ = ws.send(Message::Pong(bytes)).await;
+                }
+                Frame::Pong(_) => {}
+                other => return other,
+            }
+        }
+    }
+
+    /// The next text frame as JSON.
+    async fn next_json<S>(ws: &mut S) -> Value
+    where
+        S: Stream<Item = Result<Frame, WsProtocolError>> + Sink<Message> + Unpin,
+    {
+        match next_frame(ws).await {
+            Frame::Text(bytes) => serde_json::from_slice(&bytes).expect("JSON text"),
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+
+    async fn send_text<S>(ws: &mut S, text: &str)
+    where
+        S: Sink<Message> + Unpin,
+    {
+        if ws.send(Message::Text(text.into())).await.is_err() {
+            panic!("send failed");
+        }
+    }
+
+    #[actix_web::test]
+    async fn refuses_missing_bad_and_expired_tokens_before_upgrading() {
+        let srv = TestServer::default().await;
+        let client = awc::Client::new();
+
+        let mut resp = client
+            .get(format!("http://{}/ws", srv.addr))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["code"], "unauthorized");
+        assert!(body["message"].as_str().unwrap().contains("token"));
+
+        for query in [
+            "token=not-a-jwt".to_string(),
+            format!(
+                "token={}",
+                SessionKeys::new(SECRET, -60)
+                    .issue(agent("a"))
+                    .unwrap()
+                    .token
+            ),
+            format!(
+                "token={}",
+                SessionKeys::new(b"another-secret-another-secret-xx", 60)
+                    .issue(agent("a"))
+                    .unwrap()
+                    .token
+            ),
+        ] {
+            match client.ws(srv.url(&query)).connect().await {
+                Err(WsClientError::InvalidResponseStatus(status)) => {
+                    assert_eq!(status, StatusCode::UNAUTHORIZED)
+                }
+                Err(other) => panic!("unexpected error {other:?}"),
+                Ok(_) => panic!("connected with {query}"),
+            }
+        }
+        assert!(srv.recorder.log().is_empty(), "no session was started");
+        assert_eq!(srv.hub.stats().sessions, 0);
+
+        // The token is accepted as a bearer header too.
+        let (_, mut ws) = client
+            .ws(srv.url(""))
+            .bearer_auth(srv.token(&agent("a")))
+            .connect()
+            .await
+            .unwrap();
+        assert_eq!(next_json(&mut ws).await["type"], "session.ready");
+        srv.stop().await;
+    }
+
+    #[actix_web::test]
+    async fn refuses_unauthorized_parties_and_bad_since() {
+        let srv = TestServer::default().await;
+        let client = awc::Client::new();
+        let get = |party: PartyRef, extra: &str| {
+            let url = format!("http://{}/ws?token={}{extra}", srv.addr, srv.token(&party));
+            client.get(url).send()
+        };
+
+        let mut resp = get(caller("call-missing"), "").await.unwrap();
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+        assert_eq!(resp.json::<Value>().await.unwrap()["code"], "not_found");
+
+        let mut resp = get(agent("banned"), "").await.unwrap();
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+        assert_eq!(resp.json::<Value>().await.unwrap()["code"], "forbidden");
+
+        for since in [
+            "abc",
+            "call-1:x",
+            "call-1:1,call-1:2",
+            ":5",
+            "call-1:-1",
+            "1,2",
+        ] {
+            let mut resp = get(agent("a"), &format!("&since={since}")).await.unwrap();
+            assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "since={since}");
+            assert_eq!(resp.json::<Value>().await.unwrap()["code"], "invalid_since");
+        }
+        srv.stop().await;
+    }
+
+    #[actix_web::test]
+    async fn replays_then_streams_live_events_without_duplicates_or_gaps() {
+        let srv = TestServer::default().await;
+        *srv.recorder.replay.lock().unwrap() = vec![
+            event("call-1", 1, false, &["a"], json!({"n": 1})),
+            event("call-1", 2, false, &["a"], json!({"n": 2})),
+            event("call-2", 1, false, &["b"], json!({"secret": true})),
+            event("call-1", 3, false, &["a"], json!({"n": 3})),
+        ];
+        // Published between registering and replaying: 3 is also in the replay, 4 is not.
+        *srv.recorder.publish_on_connect.lock().unwrap() = vec![
+            event("call-1", 3, false, &["a"], json!({"n": 3})),
+            event("call-1", 4, false, &["a"], json!({"n": 4})),
+        ];
+        let mut ws = srv.connect(&agent("a"), "&since=call-1:1").await;
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            let frame = next_json(&mut ws).await;
+            assert_eq!(frame["callId"], "call-1");
+            assert_eq!(frame["type"], "test.event");
+            assert!(frame.get("audience").is_none());
+            assert!(frame["at"].is_string());
+            got.push(frame["seq"].as_u64().unwrap());
+        }
+        assert_eq!(got, vec![2, 3, 4]);
+        assert_eq!(
+            srv.recorder.sinces.lock().unwrap().clone(),
+            vec![Since::PerCall(HashMap::from([("call-1".to_string(), 1)]))]
+        );
+
+        // Live: a repeat of something already sent is skipped, the rest flows in order.
+        srv.hub
+            .publish(&event("call-1", 3, false, &["a"], json!({"n": 3})));
+        srv.hub
+            .publish(&event("call-1", 5, false, &["a"], json!({"n": 5})));
+        srv.hub
+            .publish(&event("call-9", 1, false, &["b"], json!({"other": 1})));
+        srv.hub.publish_to_agents(
+            &["a".to_string()],
+            &WireEvent {
+                seq: 0,
+                call_id: None,
+                kind: "agent.presence".into(),
+                at: Utc::now(),
+                data: json!({"agentId": "a", "presence": "available"}),
+            },
+        );
+        let five = next_json(&mut ws).await;
+        assert_eq!(
+            (five["callId"].clone(), five["seq"].clone()),
+            (json!("call-1"), json!(5))
+        );
+        assert_eq!(five["data"], json!({"n": 5}));
+        let presence = next_json(&mut ws).await;
+        assert_eq!(presence["type"], "agent.presence");
+        assert_eq!(presence["callId"], Value::Null);
+        assert_eq!(presence["seq"], 0);
+
+        let log = srv.recorder.log();
+        assert_eq!(&log[..2], &["connected agent:a", "replay agent:a"]);
+        srv.stop().await;
+    }
+
+    #[actix_web::test]
+    async fn callers_get_only_their_calls_caller_events() {
+        let srv = TestServer::default().await;
+        *srv.recorder.replay.lock().unwrap() = vec![
+            event("call-1", 1, true, &[], json!({})),
+            event("call-1", 2, false, &["a"], json!({})),
+            event("call-2", 1, true, &[], json!({})),
+        ];
+        let mut ws = srv.connect(&caller("call-1"), "").await;
+        let first = next_json(&mut ws).await;
+        assert_eq!(
+            (first["callId"].clone(), first["seq"].clone()),
+            (json!("call-1"), json!(1))
+        );
+        srv.hub.publish(&event("call-2", 2, true, &[], json!({})));
+        srv.hub
+            .publish(&event("call-1", 3, false, &["a"], json!({})));
+        srv.hub.publish(&event("call-1", 4, true, &[], json!({})));
+        let next = next_json(&mut ws).await;
+        assert_eq!(
+            (next["callId"].clone(), next["seq"].clone()),
+            (json!("call-1"), json!(4))
+        );
+        srv.stop().await;
+    }
+
+    #[actix_web::test]
+    async fn ping_pong_and_bad_messages_keep_the_socket_open() {
+        let srv = TestServer::default().await;
+        let mut ws = srv.connect(&agent("a"), "").await;
+
+        send_text(&mut ws, r#"{"type":"ping"}"#).await;
+        assert_eq!(next_json(&mut ws).await, json!({"type": "pong"}));
+
+        let cases: &[(&str, Value, &str)] = &[
+            ("not json", Value::Null, "invalid JSON"),
+            ("[1,2]", Value::Null, "JSON object"),
+            (r#"{"id":1}"#, json!(1), "type"),
+            (r#"{"type":"nope","id":7}"#, json!(7), "nope"),
+            (
+                r#"{"type":"ack","id":"x","moveId":"m"}"#,
+                json!("x"),
+                "callId",
+            ),
+            (
+                r#"{"type":"presence","status":"asleep"}"#,
+                Value::Null,
+                "asleep",
+            ),
+            (r#"{"type":"ping","id":{"a":1}}"#, Value::Null, "id"),
+        ];
+        for (text, id, needle) in cases {
+            send_text(&mut ws, text).await;
+            let reply = next_json(&mut ws).await;
+            assert_eq!(reply["type"], "error", "{text}");
+            assert_eq!(reply["code"], "bad_message", "{text}");
+            assert_eq!(&reply["id"], id, "{text}");
+            let message = reply["message"].as_str().unwrap();
+            assert!(message.contains(needle), "{text}: {message}");
+        }
+
+        ws.send(Message::Binary(vec![1, 2, 3].into())).await.ok();
+        let reply = next_json(&mut ws).await;
+        assert_eq!(reply["code"], "bad_message");
+
+        send_text(&mut ws, r#"{"type":"ping","id":"p1"}"#).await;
+        assert_eq!(
+            next_json(&mut ws).await,
+            json!({"type": "pong", "id": "p1"})
+        );
+        assert_eq!(srv.hub.agent_session_count("a"), 1);
+        assert!(!srv.recorder.log().iter().any(|e| e.starts_with("message")));
+        srv.stop().await;
+    }
+
+    #[actix_web::test]
+    async fn oversized_frames_close_with_size() {
+        let srv = TestServer::default().await;
+        let mut ws = srv.connect(&agent("a"), "").await;
+        let big = format!(
+            r#"{{"type":"ping","pad":"{}"}}"#,
+            "x".repeat(MAX_FRAME_SIZE)
+        );
+        send_text(&mut ws, &big).await;
+        match next_frame(&mut ws).await {
+            Frame::Close(Some(reason)) => assert_eq!(reason.code, CloseCode::Size),
+            other => panic!("expected a close, got {other:?}"),
+        }
+        srv.logged("disconnected agent:a").await;
+        srv.stop().await;
+    }
+
+    #[actix_web::test]
+    async fn messages_are_routed_to_the_handler_and_answered() {
+        let srv = TestServer::default().await;
+        let mut ws = srv.connect(&agent("a"), "").await;
+
+        send_text(
+            &mut ws,
+            r#"{"type":"ack","id":"m1","callId":"call-1","moveId":"mv-1"}"#,
+        )
+        .await;
+        assert_eq!(
+            next_json(&mut ws).await,
+            json!({"type": "reply", "id": "m1", "ok": true, "data": {"acked": "mv-1"}})
+        );
+        send_text(&mut ws, r#"{"type":"presence","status":"away"}"#).await;
+        assert_eq!(
+            next_json(&mut ws).await,
+            json!({"type": "reply", "id": null, "ok": true, "data": {"status": "away"}})
+        );
+        send_text(
+            &mut ws,
+            r#"{"type":"ack","id":2,"callId":"call-1","moveId":"unknown"}"#,
+        )
+        .await;
+        assert_eq!(
+            next_json(&mut ws).await,
+            json!({"type": "error", "id": 2, "code": "not_found", "message": "no such move"})
+        );
+        let log = srv.recorder.log();
+        assert!(log.contains(
+            &"message agent:a Ack { call_id: \"call-1\", move_id: \"mv-1\" }".to_string()
+        ));
+        assert!(log.contains(&"message agent:a Presence { status: Away }".to_string()));
+
+        // A caller may ack moves of its own call only, and sets no presence.
+        let mut ws = srv.connect(&caller("call-1"), "").await;
+        send_text(
+            &mut ws,
+            r#"{"type":"ack","id":1,"callId":"call-1","moveId":"mv-2"}"#,
+        )
+        .await;
+        assert_eq!(next_json(&mut ws).await["ok"], true);
+        send_text(
+            &mut ws,
+            r#"{"type":"ack","id":2,"callId":"call-2","moveId":"mv-3"}"#,
+        )
+        .await;
+        assert_eq!(next_json(&mut ws).await["code"], "forbidden");
+        send_text(&mut ws, r#"{"type":"presence","id":3,"status":"away"}"#).await;
+        assert_eq!(next_json(&mut ws).await["code"], "forbidden");
+        srv.stop().await;
+    }
+
+    #[actix_web::test]
+    async fn a_client_that_never_reads_is_closed_on_overflow_while_others_keep_receiving() {
+        let srv = TestServer::start(
+            4,
+            Timing {
+                close_timeout: Duration::from_secs(60),
+                ..Timing::DEFAULT
+            },
+        )
+        .await;
+        let mut slow = srv.connect(&agent("slow"), "").await;
+        let mut fast = srv.connect(&agent("fast"), "").await;
+        let pad = "x".repeat(48 * 1024);
+
+        let mut seq = 0;
+        while srv.hub.agent_session_count("slow") > 0 {
+            seq += 1;
+            assert!(seq < 5_000, "the slow session was never dropped");
+            srv.hub.publish(&event(
+                "call-1",
+                seq,
+                false,
+                &["slow", "fast"],
+                json!({ "pad": pad }),
+            ));
+            let got = next_json(&mut fast).await;
+            assert_eq!(got["seq"], seq, "the fast client gets everything, in order");
+        }
+        let stats = srv.hub.stats();
+        assert_eq!(stats.overflow_disconnects, 1);
+        assert_eq!(stats.dropped, 1);
+        srv.logged("disconnected agent:slow").await;
+
+        // The hub keeps serving the others.
+        srv.hub.publish(&event(
+            "call-1",
+            seq + 1,
+            false,
+            &["slow", "fast"],
+            json!({}),
+        ));
+        assert_eq!(next_json(&mut fast).await["seq"], seq + 1);
+        assert_eq!(srv.hub.agent_session_count("fast"), 1);
+
+        // When the slow client finally reads, what was queued ends with a policy close.
+        let close = loop {
+            match next_frame(&mut slow).await {
+                Frame::Text(_) => continue,
+                Frame::Close(reason) => break reason.expect("a close reason"),
+                other => panic!("unexpected {other:?}"),
+            }
+        };
+        assert_eq!(close.code, CloseCode::Policy);
+        assert_eq!(close.description.as_deref(), Some("outbox overflow"));
+        srv.stop().await;
+    }
+
+    #[actix_web::test]
+    async fn disconnected_is_called_after_the_client_closes() {
+        let srv = TestServer::default().await;
+        let mut ws = srv.connect(&agent("a"), "").await;
+        assert_eq!(srv.hub.agent_session_count("a"), 1);
+        ws.send(Message::Close(Some(CloseCode::Normal.into())))
+            .await
+            .ok();
+        match next_frame(&mut ws).await {
+            Frame::Close(reason) => assert_eq!(reason.map(|r| r.code), Some(CloseCode::Normal)),
+            other => panic!("expected the close echoed, got {other:?}"),
+        }
+        srv.logged("disconnected agent:a").await;
+        assert_eq!(srv.hub.agent_session_count("a"), 0);
+        assert_eq!(
+            srv.recorder.log(),
+            vec![
+                "connected agent:a",
+                "replay agent:a",
+                "disconnected agent:a"
+            ]
+        );
+
+        // Dropping the connection without a close frame ends the session too.
+        let ws = srv.connect(&agent("b"), "").await;
+        drop(ws);
+        srv.logged("disconnected agent:b").await;
+        assert_eq!(srv.hub.agent_session_count("b"), 0);
+        srv.stop().await;
+    }
+
+    #[actix_web::test]
+    async fn a_silent_client_is_closed_after_the_client_timeout() {
+        let srv = TestServer::start(
+            8,
+            Timing {
+                heartbeat: Duration::from_millis(100),
+                client_timeout: Duration::from_millis(400),
+                ..Timing::DEFAULT
+            },
+        )
+        .await;
+        let url = srv.url(&format!("token={}", srv.token(&agent("a"))));
+        let (_, mut ws) = awc::Client::new().ws(url).connect().await.unwrap();
+        let mut pings = 0;
+        let close = loop {
+            // Read without answering pings.
+            match timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap() {
+                Frame::Ping(_) => pings += 1,
+                Frame::Text(_) => {}
+                Frame::Close(reason) => break reason,
+                other => panic!("unexpected {other:?}"),
+            }
+        };
+        assert!(pings >= 2, "pinged {pings} times before closing");
+        assert_eq!(
+            close.and_then(|r| r.description).as_deref(),
+            Some("heartbeat timeout")
+        );
+        srv.logged("disconnected agent:a").await;
+
+        // A client that answers pings stays.
+        let mut ws = srv.connect(&agent("b"), "").await;
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_millis(1200) {
+            send_text(&mut ws, r#"{"type":"ping"}"#).await;
+            assert_eq!(next_json(&mut ws).await["type"], "pong");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(srv.hub.agent_session_count("b"), 1);
+        srv.stop().await;
+    }
+
+    #[actix_web::test]
+    async fn a_single_since_number_does_not_hide_live_events_of_other_calls() {
+        let srv = TestServer::default().await;
+        *srv.recorder.replay.lock().unwrap() = vec![
+            event("call-1", 10, false, &["a"], json!({})),
+            event("call-1", 11, false, &["a"], json!({})),
+        ];
+        let mut ws = srv.connect(&agent("a"), "&since=10").await;
+        assert_eq!(next_json(&mut ws).await["seq"], 11);
+        srv.hub
+            .publish(&event("call-2", 1, false, &["a"], json!({})));
+        let live = next_json(&mut ws).await;
+        assert_eq!(
+            (live["callId"].clone(), live["seq"].clone()),
+            (json!("call-2"), json!(1))
+        );
+        assert_eq!(
+            srv.recorder.sinces.lock().unwrap().clone(),
+            vec![Since::All(10)]
+        );
+        srv.stop().await;
+    }
+
+    #[actix_web::test]
+    async fn a_slow_handler_earns_a_timeout_error_and_still_completes() {
+        let srv = TestServer::start(
+            8,
+            Timing {
+                handler_timeout: Duration::from_millis(100),
+                ..Timing::DEFAULT
+            },
+        )
+        .await;
+        let mut ws = srv.connect(&agent("a"), "").await;
+        send_text(
+            &mut ws,
+            r#"{"type":"ack","id":9,"callId":"call-1","moveId":"slow"}"#,
+        )
+        .await;
+        let reply = next_json(&mut ws).await;
+        assert_eq!(reply["type"], "error");
+        assert_eq!(reply["id"], 9);
+        assert_eq!(reply["code"], "timeout");
+        send_text(&mut ws, r#"{"type":"ping"}"#).await;
+        assert_eq!(next_json(&mut ws).await["type"], "pong");
+        srv.logged("finished slow").await;
+        srv.stop().await;
+    }
+
+    #[test]
+    fn since_parses_numbers_and_per_call_pairs() {
+        assert_eq!(Since::parse("").unwrap(), Since::None);
+        assert_eq!(Since::parse(" 42 ").unwrap(), Since::All(42));
+        let per_call = Since::parse("call-1:3, call-2:0").unwrap();
+        assert_eq!(
+            per_call,
+            Since::PerCall(HashMap::from([
+                ("call-1".to_string(), 3),
+                ("call-2".to_string(), 0)
+            ]))
+        );
+        assert_eq!(per_call.floor("call-1"), 3);
+        assert_eq!(per_call.floor("call-3"), 0);
+        assert_eq!(Since::All(7).floor("any"), 7);
+        assert_eq!("call-1:3".parse::<Since>().unwrap().floor("call-1"), 3);
+        let too_many = (0..=MAX_SINCE_ENTRIES)
+            .map(|i| format!("c{i}:1"))
+            .collect::<Vec<_>>()
+            .join(",");
+        for bad in [
+            "x",
+            "-1",
+            "99999999999999999999999",
+            "call-1",
+            "call-1:",
+            "call-1:+3",
+            "call 1:3",
+            "call-1:3,",
+            "call-1:3,call-1:4",
+            too_many.as_str(),
+        ] {
+            let err = Since::parse(bad).unwrap_err();
+            assert_eq!(err.code, "invalid_since", "{bad}");
+        }
+    }
+
+    #[test]
+    fn client_messages_parse_with_camel_case_fields() {
+        let (id, msg) =
+            parse_client_text(r#"{"type":"ack","id":"c1","callId":"call-1","moveId":"mv"}"#);
+        assert_eq!(id, json!("c1"));
+        assert_eq!(
+            msg.unwrap(),
+            Incoming::Message(ClientMessage::Ack {
+                call_id: "call-1".into(),
+                move_id: "mv".into()
+            })
+        );
+        let (id, msg) = parse_client_text(r#"{"type":"presence","status":"available"}"#);
+        assert_eq!(id, Value::Null);
+        assert_eq!(
+            msg.unwrap(),
+            Incoming::Message(ClientMessage::Presence {
+                status: AgentStatus::Available
+            })
+        );
+        assert_eq!(
+            parse_client_text(r#"{"type":"ping","id":3}"#),
+            (json!(3), Ok(Incoming::Ping))
+        );
+        let (_, err) = parse_client_text(r#"{"type":7}"#);
+        assert_eq!(err.unwrap_err().code, "bad_message");
+        assert_eq!(truncate("héllo", 2), "h");
+    }
 }

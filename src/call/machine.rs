@@ -149,6 +149,15 @@ pub enum Command {
     CompleteTransfer,
     /// The owner calls the transfer off.
     CancelTransfer,
+    /// The owner (or management) corrects the caller's details or the call's metadata.
+    UpdateDetails {
+        /// New caller name.
+        caller_name: Option<String>,
+        /// New reason.
+        reason: Option<String>,
+        /// New metadata (replaces the old).
+        metadata: Option<Value>,
+    },
 }
 
 /// A fact reported by the media planes, the WebSocket layer or a timer.
@@ -284,8 +293,10 @@ pub struct CallMachine {
     /// The open transfer, or the most recent one.
     pub transfer: Option<Transfer>,
     /// Where each party is expected.
+    #[serde(with = "as_pairs")]
     pub placements: BTreeMap<Party, Placement>,
     /// Armed deadlines.
+    #[serde(with = "as_pairs")]
     pub timers: BTreeMap<TimerKey, Millis>,
     /// Agents that passed on this call while it was queued; routing avoids them.
     pub declined_by: Vec<String>,
@@ -295,6 +306,29 @@ pub struct CallMachine {
     pub moves: u64,
     /// The machine's deadlines.
     pub timeouts: Timeouts,
+}
+
+/// Maps whose keys are not strings, stored in JSON as `[[key, value], ...]`.
+mod as_pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(
+        map: &BTreeMap<K, V>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(map.iter())
+    }
+
+    pub fn deserialize<'de, K, V, D>(d: D) -> Result<BTreeMap<K, V>, D::Error>
+    where
+        K: Deserialize<'de> + Ord,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
+    }
 }
 
 /// Accumulates the output of one transition.
@@ -1109,6 +1143,11 @@ fn command(tx: &mut Tx, actor: Actor, cmd: Command) -> Result<(), Rejection> {
                 }
             }
         }
+        Command::UpdateDetails {
+            caller_name,
+            reason,
+            metadata,
+        } => update_details(tx, actor, caller_name, reason, metadata)?,
         Command::CancelTransfer => {
             let t =
                 tx.m.transfer
@@ -1136,6 +1175,38 @@ fn command(tx: &mut Tx, actor: Actor, cmd: Command) -> Result<(), Rejection> {
                 }
             }
         }
+    }
+    Ok(())
+}
+
+fn update_details(
+    tx: &mut Tx,
+    actor: Actor,
+    caller_name: Option<String>,
+    reason: Option<String>,
+    metadata: Option<Value>,
+) -> Result<(), Rejection> {
+    if actor != Actor::System {
+        require_owner(tx, &actor)?;
+    }
+    require_live(tx)?;
+    let before = tx.m.call.clone();
+    if let Some(n) = caller_name {
+        tx.m.call.caller_name = n;
+    }
+    if let Some(r) = reason {
+        tx.m.call.reason = r;
+    }
+    if let Some(md) = metadata {
+        tx.m.call.metadata = md;
+    }
+    if tx.m.call != before {
+        let data = json!({
+            "callerName": tx.m.call.caller_name,
+            "reason": tx.m.call.reason,
+            "metadata": tx.m.call.metadata,
+        });
+        tx.emit("call.updated", tx.agents_only(), data);
     }
     Ok(())
 }

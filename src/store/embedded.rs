@@ -260,16 +260,8 @@ fn write<T>(
     }
 }
 
-/// Opens a table of a read transaction.
-macro_rules! open_read {
-    ($txn:expr, $def:expr, $op:expr) => {
-        $txn.open_table($def)
-            .or_backend(|| format!("{}: opening table {}", $op, $def.name()))?
-    };
-}
-
-/// Opens a table of a write transaction.
-macro_rules! open_write {
+/// Opens a table of a read or write transaction, mapping the error with context.
+macro_rules! open_table {
     ($txn:expr, $def:expr, $op:expr) => {
         $txn.open_table($def)
             .or_backend(|| format!("{}: opening table {}", $op, $def.name()))?
@@ -306,16 +298,16 @@ impl EmbeddedStore {
         write(&db, "creating tables", |txn| {
             let op = "creating tables";
             for def in [AGENTS, CALLS, TRANSFERS, TRANSCRIPTS, SUMMARIES, ROOMS] {
-                open_write!(txn, def, op);
+                open_table!(txn, def, op);
             }
-            open_write!(txn, EVENTS, op);
-            open_write!(txn, CALLS_BY_AGENT, op);
-            open_write!(txn, UNFINISHED_CALLS, op);
-            open_write!(txn, TRANSFERS_BY_CALL, op);
-            open_write!(txn, TRANSFERS_BY_STATUS, op);
-            open_write!(txn, TRANSCRIPTS_BY_CALL, op);
-            open_write!(txn, SUMMARIES_BY_CALL, op);
-            open_write!(txn, ROOMS_BY_NAME, op);
+            open_table!(txn, EVENTS, op);
+            open_table!(txn, CALLS_BY_AGENT, op);
+            open_table!(txn, UNFINISHED_CALLS, op);
+            open_table!(txn, TRANSFERS_BY_CALL, op);
+            open_table!(txn, TRANSFERS_BY_STATUS, op);
+            open_table!(txn, TRANSCRIPTS_BY_CALL, op);
+            open_table!(txn, SUMMARIES_BY_CALL, op);
+            open_table!(txn, ROOMS_BY_NAME, op);
             Ok(())
         })?;
         Ok(EmbeddedStore {
@@ -347,7 +339,7 @@ fn apply_commit(txn: &WriteTransaction, commit: &CallCommit) -> Result<u64, Stor
     const OP: &str = "committing call";
     let call_id = commit.call.call_id.as_str();
 
-    let mut calls = open_write!(txn, CALLS, OP);
+    let mut calls = open_table!(txn, CALLS, OP);
     let existing: Option<CallRecord> = get_record(&calls, "call", call_id)?;
     let version = match (commit.expected_version, existing) {
         (None, Some(_)) => {
@@ -376,7 +368,7 @@ fn apply_commit(txn: &WriteTransaction, commit: &CallCommit) -> Result<u64, Stor
     };
 
     // Events first: a duplicate aborts the transaction before anything else is written.
-    let mut events = open_write!(txn, EVENTS, OP);
+    let mut events = open_table!(txn, EVENTS, OP);
     for event in &commit.events {
         let key = (event.call_id.as_str(), event.seq);
         let taken = events
@@ -405,7 +397,7 @@ fn apply_commit(txn: &WriteTransaction, commit: &CallCommit) -> Result<u64, Stor
         .insert(call_id, bytes.as_slice())
         .or_backend(|| format!("{OP}: writing call {call_id}"))?;
 
-    let mut unfinished = open_write!(txn, UNFINISHED_CALLS, OP);
+    let mut unfinished = open_table!(txn, UNFINISHED_CALLS, OP);
     if commit.call.status == CallStatus::Ended {
         unfinished
             .remove(call_id)
@@ -416,7 +408,7 @@ fn apply_commit(txn: &WriteTransaction, commit: &CallCommit) -> Result<u64, Stor
             .or_backend(|| format!("{OP}: indexing unfinished call {call_id}"))?;
     }
 
-    let mut by_agent = open_write!(txn, CALLS_BY_AGENT, OP);
+    let mut by_agent = open_table!(txn, CALLS_BY_AGENT, OP);
     let call = &commit.call;
     let parties = [
         &call.agent_a_id,
@@ -430,9 +422,9 @@ fn apply_commit(txn: &WriteTransaction, commit: &CallCommit) -> Result<u64, Stor
             .or_backend(|| format!("{OP}: indexing call {call_id} for agent {agent}"))?;
     }
 
-    let mut transfers = open_write!(txn, TRANSFERS, OP);
-    let mut by_call = open_write!(txn, TRANSFERS_BY_CALL, OP);
-    let mut by_status = open_write!(txn, TRANSFERS_BY_STATUS, OP);
+    let mut transfers = open_table!(txn, TRANSFERS, OP);
+    let mut by_call = open_table!(txn, TRANSFERS_BY_CALL, OP);
+    let mut by_status = open_table!(txn, TRANSFERS_BY_STATUS, OP);
     for t in &commit.transfers {
         let id = t.transfer_id.as_str();
         let old: Option<Transfer> = get_record(&transfers, "transfer", id)?;
@@ -470,7 +462,7 @@ impl Store for EmbeddedStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.blocking("ping", |db| {
             read(db, "ping", |txn| {
-                let agents = open_read!(txn, AGENTS, "ping");
+                let agents = open_table!(txn, AGENTS, "ping");
                 agents.len().or_backend(|| "ping: counting agents".into())?;
                 Ok(())
             })
@@ -483,7 +475,7 @@ impl Store for EmbeddedStore {
         agent.version = 1;
         self.blocking("create_agent", move |db| {
             write(db, "create_agent", |txn| {
-                let mut agents = open_write!(txn, AGENTS, "create_agent");
+                let mut agents = open_table!(txn, AGENTS, "create_agent");
                 let id = agent.agent_id.as_str();
                 if has_record(&agents, "agent", id)? {
                     return Err(StoreError::AlreadyExists {
@@ -506,7 +498,7 @@ impl Store for EmbeddedStore {
         let id = agent_id.to_owned();
         self.blocking("get_agent", move |db| {
             read(db, "get_agent", |txn| {
-                let agents = open_read!(txn, AGENTS, "get_agent");
+                let agents = open_table!(txn, AGENTS, "get_agent");
                 get_record(&agents, "agent", &id)
             })
         })
@@ -517,7 +509,7 @@ impl Store for EmbeddedStore {
         let mut agent = agent.clone();
         self.blocking("update_agent", move |db| {
             write(db, "update_agent", |txn| {
-                let mut agents = open_write!(txn, AGENTS, "update_agent");
+                let mut agents = open_table!(txn, AGENTS, "update_agent");
                 let id = agent.agent_id.clone();
                 let stored: Option<Agent> = get_record(&agents, "agent", &id)?;
                 let Some(stored) = stored else {
@@ -553,7 +545,7 @@ impl Store for EmbeddedStore {
     async fn list_agents(&self) -> Result<Vec<Agent>, StoreError> {
         self.blocking("list_agents", |db| {
             read(db, "list_agents", |txn| {
-                let agents = open_read!(txn, AGENTS, "list_agents");
+                let agents = open_table!(txn, AGENTS, "list_agents");
                 let mut all: Vec<Agent> = all_records(&agents, "agent")?;
                 all.sort_by(|a, b| (a.created_at, &a.agent_id).cmp(&(b.created_at, &b.agent_id)));
                 Ok(all)
@@ -573,7 +565,7 @@ impl Store for EmbeddedStore {
         let id = call_id.to_owned();
         self.blocking("get_call", move |db| {
             read(db, "get_call", |txn| {
-                let calls = open_read!(txn, CALLS, "get_call");
+                let calls = open_table!(txn, CALLS, "get_call");
                 let record: Option<CallRecord> = get_record(&calls, "call", &id)?;
                 Ok(record.map(StoredCall::from))
             })
@@ -585,8 +577,8 @@ impl Store for EmbeddedStore {
         let agent_id = agent_id.to_owned();
         self.blocking("list_calls_by_agent", move |db| {
             read(db, "list_calls_by_agent", |txn| {
-                let index = open_read!(txn, CALLS_BY_AGENT, "list_calls_by_agent");
-                let calls = open_read!(txn, CALLS, "list_calls_by_agent");
+                let index = open_table!(txn, CALLS_BY_AGENT, "list_calls_by_agent");
+                let calls = open_table!(txn, CALLS, "list_calls_by_agent");
                 let ids = pair_index_ids(&index, "calls_by_agent", &agent_id)?;
                 let records: Vec<CallRecord> = load_all(&calls, "call", &ids)?;
                 let mut out: Vec<Call> = records.into_iter().map(|r| r.call).collect();
@@ -600,8 +592,8 @@ impl Store for EmbeddedStore {
     async fn list_unfinished_calls(&self) -> Result<Vec<StoredCall>, StoreError> {
         self.blocking("list_unfinished_calls", |db| {
             read(db, "list_unfinished_calls", |txn| {
-                let index = open_read!(txn, UNFINISHED_CALLS, "list_unfinished_calls");
-                let calls = open_read!(txn, CALLS, "list_unfinished_calls");
+                let index = open_table!(txn, UNFINISHED_CALLS, "list_unfinished_calls");
+                let calls = open_table!(txn, CALLS, "list_unfinished_calls");
                 let mut ids = Vec::new();
                 let scan = || "list_unfinished_calls: scanning unfinished_calls".to_owned();
                 for item in index.iter().or_backend(scan)? {
@@ -623,7 +615,7 @@ impl Store for EmbeddedStore {
         let id = transfer_id.to_owned();
         self.blocking("get_transfer", move |db| {
             read(db, "get_transfer", |txn| {
-                let transfers = open_read!(txn, TRANSFERS, "get_transfer");
+                let transfers = open_table!(txn, TRANSFERS, "get_transfer");
                 get_record(&transfers, "transfer", &id)
             })
         })
@@ -634,8 +626,8 @@ impl Store for EmbeddedStore {
         let call_id = call_id.to_owned();
         self.blocking("list_transfers_by_call", move |db| {
             read(db, "list_transfers_by_call", |txn| {
-                let index = open_read!(txn, TRANSFERS_BY_CALL, "list_transfers_by_call");
-                let transfers = open_read!(txn, TRANSFERS, "list_transfers_by_call");
+                let index = open_table!(txn, TRANSFERS_BY_CALL, "list_transfers_by_call");
+                let transfers = open_table!(txn, TRANSFERS, "list_transfers_by_call");
                 let ids = time_index_ids(&index, "transfers_by_call", &call_id)?;
                 load_all(&transfers, "transfer", &ids)
             })
@@ -652,11 +644,11 @@ impl Store for EmbeddedStore {
         statuses.dedup();
         self.blocking("list_transfers", move |db| {
             read(db, "list_transfers", |txn| {
-                let transfers = open_read!(txn, TRANSFERS, "list_transfers");
+                let transfers = open_table!(txn, TRANSFERS, "list_transfers");
                 let mut out: Vec<Transfer> = if statuses.is_empty() {
                     all_records(&transfers, "transfer")?
                 } else {
-                    let index = open_read!(txn, TRANSFERS_BY_STATUS, "list_transfers");
+                    let index = open_table!(txn, TRANSFERS_BY_STATUS, "list_transfers");
                     let mut ids = Vec::new();
                     for status in &statuses {
                         ids.extend(pair_index_ids(
@@ -681,8 +673,8 @@ impl Store for EmbeddedStore {
         self.blocking("put_transcript", move |db| {
             write(db, "put_transcript", |txn| {
                 let op = "put_transcript";
-                let mut table = open_write!(txn, TRANSCRIPTS, op);
-                let mut index = open_write!(txn, TRANSCRIPTS_BY_CALL, op);
+                let mut table = open_table!(txn, TRANSCRIPTS, op);
+                let mut index = open_table!(txn, TRANSCRIPTS_BY_CALL, op);
                 let id = t.transcript_id.as_str();
                 if has_record(&table, "transcript", id)? {
                     return Err(StoreError::AlreadyExists {
@@ -708,7 +700,7 @@ impl Store for EmbeddedStore {
         let id = transcript_id.to_owned();
         self.blocking("get_transcript", move |db| {
             read(db, "get_transcript", |txn| {
-                let table = open_read!(txn, TRANSCRIPTS, "get_transcript");
+                let table = open_table!(txn, TRANSCRIPTS, "get_transcript");
                 get_record(&table, "transcript", &id)
             })
         })
@@ -720,8 +712,8 @@ impl Store for EmbeddedStore {
         self.blocking("list_transcripts_by_call", move |db| {
             read(db, "list_transcripts_by_call", |txn| {
                 let op = "list_transcripts_by_call";
-                let index = open_read!(txn, TRANSCRIPTS_BY_CALL, op);
-                let table = open_read!(txn, TRANSCRIPTS, op);
+                let index = open_table!(txn, TRANSCRIPTS_BY_CALL, op);
+                let table = open_table!(txn, TRANSCRIPTS, op);
                 let ids = time_index_ids(&index, "transcripts_by_call", &call_id)?;
                 load_all(&table, "transcript", &ids)
             })
@@ -734,8 +726,8 @@ impl Store for EmbeddedStore {
         self.blocking("put_summary", move |db| {
             write(db, "put_summary", |txn| {
                 let op = "put_summary";
-                let mut table = open_write!(txn, SUMMARIES, op);
-                let mut index = open_write!(txn, SUMMARIES_BY_CALL, op);
+                let mut table = open_table!(txn, SUMMARIES, op);
+                let mut index = open_table!(txn, SUMMARIES_BY_CALL, op);
                 let id = s.summary_id.as_str();
                 if has_record(&table, "summary", id)? {
                     return Err(StoreError::AlreadyExists {
@@ -761,7 +753,7 @@ impl Store for EmbeddedStore {
         let id = summary_id.to_owned();
         self.blocking("get_summary", move |db| {
             read(db, "get_summary", |txn| {
-                let table = open_read!(txn, SUMMARIES, "get_summary");
+                let table = open_table!(txn, SUMMARIES, "get_summary");
                 get_record(&table, "summary", &id)
             })
         })
@@ -773,8 +765,8 @@ impl Store for EmbeddedStore {
         self.blocking("list_summaries_by_call", move |db| {
             read(db, "list_summaries_by_call", |txn| {
                 let op = "list_summaries_by_call";
-                let index = open_read!(txn, SUMMARIES_BY_CALL, op);
-                let table = open_read!(txn, SUMMARIES, op);
+                let index = open_table!(txn, SUMMARIES_BY_CALL, op);
+                let table = open_table!(txn, SUMMARIES, op);
                 let ids = time_index_ids(&index, "summaries_by_call", &call_id)?;
                 load_all(&table, "summary", &ids)
             })
@@ -787,8 +779,8 @@ impl Store for EmbeddedStore {
         self.blocking("put_room", move |db| {
             write(db, "put_room", |txn| {
                 let op = "put_room";
-                let mut rooms = open_write!(txn, ROOMS, op);
-                let mut by_name = open_write!(txn, ROOMS_BY_NAME, op);
+                let mut rooms = open_table!(txn, ROOMS, op);
+                let mut by_name = open_table!(txn, ROOMS_BY_NAME, op);
                 let id = room.room_id.as_str();
                 let old: Option<Room> = get_record(&rooms, "room", id)?;
                 if let Some(old) = old.filter(|old| old.room_name != room.room_name) {
@@ -819,7 +811,7 @@ impl Store for EmbeddedStore {
         let id = room_id.to_owned();
         self.blocking("get_room", move |db| {
             read(db, "get_room", |txn| {
-                let rooms = open_read!(txn, ROOMS, "get_room");
+                let rooms = open_table!(txn, ROOMS, "get_room");
                 get_record(&rooms, "room", &id)
             })
         })
@@ -831,8 +823,8 @@ impl Store for EmbeddedStore {
         self.blocking("get_room_by_name", move |db| {
             read(db, "get_room_by_name", |txn| {
                 let op = "get_room_by_name";
-                let by_name = open_read!(txn, ROOMS_BY_NAME, op);
-                let rooms = open_read!(txn, ROOMS, op);
+                let by_name = open_table!(txn, ROOMS_BY_NAME, op);
+                let rooms = open_table!(txn, ROOMS, op);
                 let id = by_name
                     .get(name.as_str())
                     .or_backend(|| format!("{op}: reading room name {name}"))?
@@ -853,7 +845,7 @@ impl Store for EmbeddedStore {
         let call_id = call_id.to_owned();
         self.blocking("events_since", move |db| {
             read(db, "events_since", |txn| {
-                let events = open_read!(txn, EVENTS, "events_since");
+                let events = open_table!(txn, EVENTS, "events_since");
                 let scan = || format!("events_since: scanning events of {call_id}");
                 let mut out = Vec::new();
                 let range = events
@@ -961,6 +953,64 @@ mod tests {
         let unfinished = store.list_unfinished_calls().await.unwrap();
         assert_eq!(unfinished.len(), 1);
         assert_eq!(unfinished[0].call.call_id, call.call_id);
+    }
+
+    /// Set in the child process of [`committed_write_survives_kill_9`] to the data directory.
+    const KILL_CHILD_ENV: &str = "SWITCHBOARD_STORE_KILL9_CHILD_DIR";
+    /// The call the child commits before it is killed.
+    const KILL_CALL_ID: &str = "call-kill9";
+
+    /// Runs this test binary again as a child that commits a call, reports it, and waits to
+    /// be killed with SIGKILL; the parent then reopens the file and finds the commit.
+    #[tokio::test]
+    async fn committed_write_survives_kill_9() {
+        use std::io::BufRead;
+
+        if let Ok(dir) = std::env::var(KILL_CHILD_ENV) {
+            // Child: commit, say so, then hang until killed (or give up after a minute).
+            let store = EmbeddedStore::open(Path::new(&dir)).unwrap();
+            let mut call = conformance::fixtures::call("agent-kill9");
+            call.call_id = KILL_CALL_ID.into();
+            let mut commit = conformance::fixtures::create(&call);
+            commit.events = vec![conformance::fixtures::event(KILL_CALL_ID, 1)];
+            store.commit_call(commit).await.unwrap();
+            println!("KILL9-COMMITTED");
+            std::thread::sleep(std::time::Duration::from_secs(60));
+            return;
+        }
+
+        let dir = tempfile::tempdir().unwrap();
+        let exe = std::env::current_exe().unwrap();
+        let mut child = std::process::Command::new(exe)
+            .args([
+                "store::embedded::tests::committed_write_survives_kill_9",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(KILL_CHILD_ENV, dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let committed = tokio::task::spawn_blocking(move || {
+            std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .any(|line| line.contains("KILL9-COMMITTED"))
+        })
+        .await
+        .unwrap();
+        child.kill().unwrap(); // SIGKILL on Unix: no destructor, no flush
+        child.wait().unwrap();
+        assert!(committed, "the child process did not commit");
+
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let stored = store.get_call(KILL_CALL_ID).await.unwrap().unwrap();
+        assert_eq!(stored.version, 1);
+        assert_eq!(store.events_since(KILL_CALL_ID, 0).await.unwrap().len(), 1);
+        assert_eq!(store.list_unfinished_calls().await.unwrap().len(), 1);
     }
 
     /// Overwrites a stored record with bytes that are not JSON.

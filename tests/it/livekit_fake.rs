@@ -1,1 +1,1379 @@
 //! Tests of the LiveKit fake itself, driven by the official livekit-api client.
+//!
+//! Every Twirp call goes through `livekit_api::services::room::RoomClient` (or raw HTTP where
+//! the wire format itself is under test), every webhook is verified by
+//! `livekit_api::webhooks::WebhookReceiver` in a small actix-web endpoint, and tokens and
+//! webhooks are cross-checked with LiveKit's Python SDK (`tests/py/livekit_check.py`).
+
+use std::collections::HashSet;
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use actix_web::dev::ServerHandle;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use livekit_api::access_token::{AccessToken, TokenVerifier, VideoGrants};
+use livekit_api::services::room::{
+    CreateRoomOptions, RoomClient, SendDataOptions, UpdateParticipantOptions,
+};
+use livekit_api::services::{ServerError, ServiceError};
+use livekit_api::webhooks::WebhookReceiver;
+use livekit_protocol as proto;
+use prost::Message as _;
+
+use crate::support::livekit::{AuthErrorMode, FakeJoinError, FakeLiveKit, FakeOptions};
+
+const KEY: &str = "APIswitchboardtest";
+const SECRET: &str = "switchboard-test-secret-0123456789abcdefghij";
+const IDLE: Duration = Duration::from_secs(10);
+
+fn fake() -> FakeLiveKit {
+    FakeLiveKit::start(FakeOptions {
+        api_key: KEY.to_owned(),
+        api_secret: SECRET.to_owned(),
+    })
+}
+
+fn admin(lk: &FakeLiveKit) -> RoomClient {
+    RoomClient::with_api_key(&lk.url(), KEY, SECRET)
+}
+
+fn token(identity: &str, grants: VideoGrants) -> String {
+    AccessToken::with_api_key(KEY, SECRET)
+        .with_identity(identity)
+        .with_name(identity)
+        .with_grants(grants)
+        .to_jwt()
+        .expect("mint token")
+}
+
+fn join_grants(room: &str) -> VideoGrants {
+    VideoGrants {
+        room_join: true,
+        room: room.to_owned(),
+        ..Default::default()
+    }
+}
+
+/// A token built by hand (for claims the SDK refuses to mint), HS256 with `secret`.
+fn raw_token(secret: &str, claims: serde_json::Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("encode raw token")
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
+}
+
+/// The Twirp error code of a client error, `None` if the error is not a Twirp error body.
+fn twirp(err: &ServiceError) -> Option<(String, String)> {
+    match err {
+        ServiceError::Twirp(ServerError::Twirp(code)) => {
+            Some((code.code.clone(), code.msg.clone()))
+        }
+        _ => None,
+    }
+}
+
+fn code_of(err: &ServiceError) -> String {
+    twirp(err)
+        .map(|(code, _)| code)
+        .unwrap_or_else(|| format!("<not a twirp error: {err}>"))
+}
+
+fn event_names(lk: &FakeLiveKit, room: &str) -> Vec<(String, Option<String>)> {
+    lk.events()
+        .into_iter()
+        .filter(|e| e.room.as_ref().map(|r| r.name.as_str()) == Some(room))
+        .map(|e| (e.event, e.participant.map(|p| p.identity)))
+        .collect()
+}
+
+fn ev(name: &str, identity: Option<&str>) -> (String, Option<String>) {
+    (name.to_owned(), identity.map(str::to_owned))
+}
+
+async fn post(
+    url: &str,
+    content_type: &str,
+    auth: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, String, String) {
+    let mut req = reqwest::Client::new()
+        .post(url)
+        .header("Content-Type", content_type)
+        .body(body);
+    if let Some(auth) = auth {
+        req = req.header("Authorization", auth);
+    }
+    let resp = req.send().await.expect("send");
+    let status = resp.status().as_u16();
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    (status, ct, resp.text().await.expect("body"))
+}
+
+fn admin_bearer(grants: VideoGrants) -> String {
+    format!(
+        "Bearer {}",
+        AccessToken::with_api_key(KEY, SECRET)
+            .with_grants(grants)
+            .to_jwt()
+            .expect("mint")
+    )
+}
+
+/// A webhook endpoint verifying every delivery with livekit-api's `WebhookReceiver`.
+struct Receiver {
+    url: String,
+    events: Arc<Mutex<Vec<proto::WebhookEvent>>>,
+    handle: ServerHandle,
+}
+
+#[derive(Clone)]
+struct ReceiverData {
+    receiver: WebhookReceiver,
+    events: Arc<Mutex<Vec<proto::WebhookEvent>>>,
+}
+
+async fn receive_webhook(
+    req: HttpRequest,
+    body: web::Bytes,
+    data: web::Data<ReceiverData>,
+) -> HttpResponse {
+    let content_type = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if content_type != "application/webhook+json" {
+        return HttpResponse::UnsupportedMediaType().finish();
+    }
+    let auth = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let Ok(body) = std::str::from_utf8(&body) else {
+        return HttpResponse::BadRequest().finish();
+    };
+    match data.receiver.receive(body, auth) {
+        Ok(event) => {
+            data.events.lock().expect("events").push(event);
+            HttpResponse::Ok().finish()
+        }
+        Err(_) => HttpResponse::Unauthorized().finish(),
+    }
+}
+
+impl Receiver {
+    async fn start(key: &str, secret: &str) -> Receiver {
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let data = ReceiverData {
+            receiver: WebhookReceiver::new(TokenVerifier::with_api_key(key, secret)),
+            events: Arc::clone(&events),
+        };
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(web::Data::new(data.clone()))
+                .route("/livekit/webhook", web::post().to(receive_webhook))
+        })
+        .workers(1)
+        .disable_signals()
+        .bind(("127.0.0.1", 0))
+        .expect("bind receiver");
+        let addr = server.addrs()[0];
+        let running = server.run();
+        let handle = running.handle();
+        actix_rt::spawn(running);
+        Receiver {
+            url: format!("http://{addr}/livekit/webhook"),
+            events,
+            handle,
+        }
+    }
+
+    fn events(&self) -> Vec<proto::WebhookEvent> {
+        self.events.lock().expect("events").clone()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        drop(self.handle.stop(false));
+    }
+}
+
+#[actix_web::test]
+async fn rooms_are_created_listed_and_deleted_through_the_real_client() {
+    let lk = fake();
+    let client = admin(&lk);
+
+    let created = client
+        .create_room(
+            "sales-1",
+            CreateRoomOptions {
+                max_participants: 3,
+                metadata: "queue=sales".to_owned(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("create sales-1");
+    assert_eq!(created.name, "sales-1");
+    assert!(created.sid.starts_with("RM_"), "sid {}", created.sid);
+    assert_eq!(created.max_participants, 3);
+    assert_eq!(created.metadata, "queue=sales");
+    assert_eq!(created.empty_timeout, 300, "server default empty timeout");
+    assert!(created.creation_time > 0);
+
+    let again = client
+        .create_room("sales-1", CreateRoomOptions::default())
+        .await
+        .expect("create sales-1 again");
+    assert_eq!(again.sid, created.sid, "CreateRoom is idempotent");
+    assert_eq!(again.metadata, "queue=sales");
+
+    client
+        .create_room("support-1", CreateRoomOptions::default())
+        .await
+        .expect("create support-1");
+
+    let all: Vec<String> = client
+        .list_rooms(vec![])
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(all, ["sales-1", "support-1"]);
+    let some: Vec<String> = client
+        .list_rooms(vec!["support-1".to_owned(), "nope".to_owned()])
+        .await
+        .expect("list filtered")
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(some, ["support-1"]);
+
+    client.delete_room("sales-1").await.expect("delete");
+    assert!(!lk.room_exists("sales-1"));
+    assert_eq!(lk.rooms(), ["support-1"]);
+    let err = client.delete_room("sales-1").await.unwrap_err();
+    assert_eq!(code_of(&err), "not_found");
+
+    assert_eq!(
+        event_names(&lk, "sales-1"),
+        [ev("room_started", None), ev("room_finished", None)]
+    );
+    let finished = lk
+        .events()
+        .into_iter()
+        .find(|e| e.event == "room_finished")
+        .expect("room_finished");
+    assert_eq!(
+        finished.room_end_reason,
+        proto::RoomEndReason::RoomEndApiDelete as i32
+    );
+
+    let log: Vec<(String, String, u16)> = lk
+        .requests()
+        .into_iter()
+        .map(|r| (r.method, r.room, r.status))
+        .collect();
+    assert_eq!(
+        log,
+        [
+            ("CreateRoom".to_owned(), "sales-1".to_owned(), 200),
+            ("CreateRoom".to_owned(), "sales-1".to_owned(), 200),
+            ("CreateRoom".to_owned(), "support-1".to_owned(), 200),
+            ("ListRooms".to_owned(), String::new(), 200),
+            ("ListRooms".to_owned(), String::new(), 200),
+            ("DeleteRoom".to_owned(), "sales-1".to_owned(), 200),
+            ("DeleteRoom".to_owned(), "sales-1".to_owned(), 404),
+        ]
+    );
+}
+
+#[actix_web::test]
+async fn participants_who_joined_are_managed_through_the_real_client() {
+    let lk = fake();
+    let client = admin(&lk);
+
+    let alice = lk
+        .join(&lk.client_token("call-1", "alice"))
+        .expect("alice joins");
+    assert_eq!(alice.room, "call-1");
+    assert!(alice.sid.starts_with("PA_"));
+    assert!(lk.room_exists("call-1"), "the first join creates the room");
+
+    let bob_token = AccessToken::with_api_key(KEY, SECRET)
+        .with_identity("bob")
+        .with_name("Bob B")
+        .with_metadata(r#"{"role":"agent"}"#)
+        .with_attributes([("team", "blue")])
+        .with_grants(VideoGrants {
+            room_join: true,
+            room: "call-1".to_owned(),
+            can_publish: Some(false),
+            hidden: true,
+            ..Default::default()
+        })
+        .to_jwt()
+        .expect("bob token");
+    lk.join(&bob_token).expect("bob joins");
+    assert_eq!(lk.participants("call-1"), ["alice", "bob"]);
+    assert!(lk.is_in_room("call-1", "bob"));
+
+    let listed = client.list_participants("call-1").await.expect("list");
+    let identities: Vec<&str> = listed.iter().map(|p| p.identity.as_str()).collect();
+    assert_eq!(identities, ["alice", "bob"]);
+    let bob = &listed[1];
+    assert_eq!(bob.name, "Bob B");
+    assert_eq!(bob.metadata, r#"{"role":"agent"}"#);
+    assert_eq!(bob.attributes.get("team").map(String::as_str), Some("blue"));
+    assert_eq!(bob.state, proto::participant_info::State::Active as i32);
+    let perm = bob.permission.clone().expect("bob permission");
+    assert!(!perm.can_publish);
+    assert!(!perm.can_publish_data, "canPublishData follows canPublish");
+    assert!(perm.can_subscribe);
+    assert!(perm.hidden);
+    let perm = listed[0].permission.clone().expect("alice permission");
+    assert!(perm.can_publish && perm.can_subscribe && perm.can_publish_data && !perm.hidden);
+
+    let got = client.get_participant("call-1", "bob").await.expect("get");
+    assert_eq!(got.sid, bob.sid);
+    let err = client.get_participant("call-1", "carol").await.unwrap_err();
+    assert_eq!(code_of(&err), "not_found");
+
+    let updated = client
+        .update_participant(
+            "call-1",
+            "alice",
+            UpdateParticipantOptions {
+                metadata: "on-hold".to_owned(),
+                name: "Alice A".to_owned(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("update participant");
+    assert_eq!(updated.name, "Alice A");
+    assert_eq!(
+        lk.participant("call-1", "alice").expect("alice").metadata,
+        "on-hold"
+    );
+    let err = client
+        .update_participant("call-1", "carol", UpdateParticipantOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&err), "not_found");
+
+    let room = client
+        .update_room_metadata("call-1", "state=ringing")
+        .await
+        .expect("room metadata");
+    assert_eq!(room.metadata, "state=ringing");
+    assert_eq!(room.num_participants, 2);
+
+    client
+        .send_data(
+            "call-1",
+            b"hello".to_vec(),
+            SendDataOptions {
+                topic: Some("transfer".to_owned()),
+                destination_identities: vec!["bob".to_owned()],
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("send data");
+    let sent = lk.sent_data();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].data, b"hello");
+    assert_eq!(sent[0].topic.as_deref(), Some("transfer"));
+    assert_eq!(sent[0].destination_identities, ["bob"]);
+
+    client
+        .remove_participant("call-1", "bob")
+        .await
+        .expect("remove bob");
+    assert!(!lk.is_in_room("call-1", "bob"));
+    let err = client
+        .remove_participant("call-1", "bob")
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&err), "not_found");
+
+    assert!(client
+        .list_participants("no-such-room")
+        .await
+        .expect("list unknown room")
+        .is_empty());
+
+    assert!(lk.leave("call-1", "alice"));
+    assert!(!lk.leave("call-1", "alice"));
+    assert!(lk.participants("call-1").is_empty());
+    assert!(
+        lk.room_exists("call-1"),
+        "rooms outlive their last participant"
+    );
+    assert_eq!(lk.expire_empty_rooms(), ["call-1"]);
+    assert!(!lk.room_exists("call-1"));
+
+    assert_eq!(
+        event_names(&lk, "call-1"),
+        [
+            ev("room_started", None),
+            ev("participant_joined", Some("alice")),
+            ev("participant_joined", Some("bob")),
+            ev("participant_left", Some("bob")),
+            ev("participant_left", Some("alice")),
+            ev("room_finished", None),
+        ]
+    );
+    let reasons: Vec<i32> = lk
+        .events()
+        .into_iter()
+        .filter(|e| e.event == "participant_left")
+        .map(|e| e.participant.expect("participant").disconnect_reason)
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            proto::DisconnectReason::ParticipantRemoved as i32,
+            proto::DisconnectReason::ClientInitiated as i32
+        ]
+    );
+}
+
+#[actix_web::test]
+async fn rejoining_with_the_same_identity_replaces_the_old_session() {
+    let lk = fake();
+    let first = lk.join(&lk.client_token("call-2", "alice")).expect("first");
+    let second = lk
+        .join(&lk.client_token("call-2", "alice"))
+        .expect("second");
+    assert_ne!(first.sid, second.sid);
+    assert_eq!(lk.participants("call-2"), ["alice"]);
+    assert_eq!(
+        lk.participant("call-2", "alice").expect("alice").sid,
+        second.sid
+    );
+    let events: Vec<(String, String)> = lk
+        .events()
+        .into_iter()
+        .map(|e| (e.event, e.participant.map(|p| p.sid).unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("room_started".to_owned(), String::new()),
+            ("participant_joined".to_owned(), first.sid.clone()),
+            ("participant_left".to_owned(), first.sid),
+            ("participant_joined".to_owned(), second.sid),
+        ]
+    );
+    let left = &lk.events()[2];
+    assert_eq!(
+        left.participant.as_ref().expect("p").disconnect_reason,
+        proto::DisconnectReason::DuplicateIdentity as i32
+    );
+}
+
+#[actix_web::test]
+async fn tokens_without_the_needed_grant_are_refused() {
+    let lk = fake();
+    admin(&lk)
+        .create_room("call-3", CreateRoomOptions::default())
+        .await
+        .expect("create");
+
+    // A participant's token: roomJoin only.
+    let weak = RoomClient::with_token(&lk.url(), &token("caller", join_grants("call-3")));
+    let err = weak
+        .create_room("other", CreateRoomOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        twirp(&err),
+        Some((
+            "unauthenticated".to_owned(),
+            "permissions denied".to_owned()
+        )),
+        "livekit-server answers twirpAuthError(ErrPermissionDenied)"
+    );
+    assert_eq!(
+        code_of(&weak.list_rooms(vec![]).await.unwrap_err()),
+        "unauthenticated"
+    );
+    assert_eq!(
+        code_of(&weak.delete_room("call-3").await.unwrap_err()),
+        "unauthenticated"
+    );
+    assert_eq!(
+        code_of(&weak.list_participants("call-3").await.unwrap_err()),
+        "unauthenticated"
+    );
+    assert!(!lk.room_exists("other"));
+    assert!(lk.room_exists("call-3"));
+
+    // roomAdmin, but for another room.
+    let other_admin = RoomClient::with_token(
+        &lk.url(),
+        &token(
+            "ops",
+            VideoGrants {
+                room_admin: true,
+                room: "elsewhere".to_owned(),
+                ..Default::default()
+            },
+        ),
+    );
+    assert_eq!(
+        code_of(&other_admin.list_participants("call-3").await.unwrap_err()),
+        "unauthenticated"
+    );
+    assert!(other_admin
+        .list_participants("elsewhere")
+        .await
+        .expect("own room")
+        .is_empty());
+
+    // roomAdmin on the source but no destinationRoom: MoveParticipant refused even on Cloud.
+    lk.set_cloud_mode(true);
+    lk.join(&lk.client_token("call-3", "caller")).expect("join");
+    let no_dest = RoomClient::with_token(
+        &lk.url(),
+        &token(
+            "ops",
+            VideoGrants {
+                room_admin: true,
+                room: "call-3".to_owned(),
+                ..Default::default()
+            },
+        ),
+    );
+    let err = no_dest
+        .move_participant("call-3", "caller", "call-4")
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&err), "unauthenticated");
+    assert!(lk.is_in_room("call-3", "caller"));
+
+    let statuses: Vec<u16> = lk.requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [200, 401, 401, 401, 401, 401, 200, 401]);
+
+    // The facts sheet's variant: 403 permission_denied.
+    lk.set_auth_error_mode(AuthErrorMode::FactsSheet);
+    let err = weak
+        .create_room("other", CreateRoomOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&err), "permission_denied");
+    assert_eq!(lk.requests().last().expect("logged").status, 403);
+}
+
+#[actix_web::test]
+async fn bad_credentials_are_unauthenticated() {
+    let lk = fake();
+    let list_rooms_url = format!("{}/twirp/livekit.RoomService/ListRooms", lk.url());
+    let body = proto::ListRoomsRequest::default().encode_to_vec();
+
+    // Wrong secret: the real server's middleware answers 401 with a plain-text body, which the
+    // Rust client cannot decode as a Twirp error.
+    let wrong = RoomClient::with_api_key(&lk.url(), KEY, "not-the-secret-0123456789abcdefghijkl");
+    let err = wrong.list_rooms(vec![]).await.unwrap_err();
+    assert!(twirp(&err).is_none(), "plain-text 401, got {err:?}");
+    let record = lk.requests().pop().expect("logged");
+    assert_eq!((record.method.as_str(), record.status), ("ListRooms", 401));
+
+    let bad_sig = AccessToken::with_api_key(KEY, "not-the-secret-0123456789abcdefghijkl")
+        .with_grants(VideoGrants {
+            room_list: true,
+            ..Default::default()
+        })
+        .to_jwt()
+        .expect("mint");
+    let (status, ct, text) = post(
+        &list_rooms_url,
+        "application/protobuf",
+        Some(&format!("Bearer {bad_sig}")),
+        body.clone(),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert!(ct.starts_with("text/plain"), "{ct}");
+    assert!(text.starts_with("invalid token: "), "{text}");
+
+    // Unknown API key.
+    let unknown = AccessToken::with_api_key("APIunknown", SECRET)
+        .with_grants(VideoGrants {
+            room_list: true,
+            ..Default::default()
+        })
+        .to_jwt()
+        .expect("mint");
+    let (status, _, text) = post(
+        &list_rooms_url,
+        "application/protobuf",
+        Some(&format!("Bearer {unknown}")),
+        body.clone(),
+    )
+    .await;
+    assert_eq!(
+        (status, text.as_str()),
+        (401, "invalid API key: APIunknown")
+    );
+
+    // Not a bearer token, and not a JWT.
+    let (status, _, text) = post(
+        &list_rooms_url,
+        "application/protobuf",
+        Some("Basic abc"),
+        body.clone(),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert!(text.starts_with("invalid authorization header"), "{text}");
+    let (status, _, text) = post(
+        &list_rooms_url,
+        "application/protobuf",
+        Some("Bearer not-a-jwt"),
+        body.clone(),
+    )
+    .await;
+    assert_eq!(
+        (status, text.as_str()),
+        (401, "invalid authorization token")
+    );
+
+    // Expired, and without exp.
+    let expired = raw_token(
+        SECRET,
+        serde_json::json!({"iss": KEY, "exp": now() - 3600, "nbf": now() - 7200, "video": {"roomList": true}}),
+    );
+    let (status, _, text) = post(
+        &list_rooms_url,
+        "application/protobuf",
+        Some(&format!("Bearer {expired}")),
+        body.clone(),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert!(text.contains("ExpiredSignature"), "{text}");
+    let eternal = raw_token(
+        SECRET,
+        serde_json::json!({"iss": KEY, "video": {"roomList": true}}),
+    );
+    let (status, _, _) = post(
+        &list_rooms_url,
+        "application/protobuf",
+        Some(&format!("Bearer {eternal}")),
+        body.clone(),
+    )
+    .await;
+    assert_eq!(status, 401);
+
+    // No token at all: the method's grant check answers, as Twirp JSON.
+    let (status, ct, text) =
+        post(&list_rooms_url, "application/protobuf", None, body.clone()).await;
+    assert_eq!(status, 401);
+    assert_eq!(ct, "application/json");
+    let json: serde_json::Value = serde_json::from_str(&text).expect("twirp json");
+    assert_eq!(json["code"], "unauthenticated");
+    assert_eq!(json["msg"], "permissions denied");
+
+    // The same token passed as the access_token query parameter is accepted.
+    let good = AccessToken::with_api_key(KEY, SECRET)
+        .with_grants(VideoGrants {
+            room_list: true,
+            ..Default::default()
+        })
+        .to_jwt()
+        .expect("mint");
+    let (status, _, _) = post(
+        &format!("{list_rooms_url}?access_token={good}"),
+        "application/protobuf",
+        None,
+        body.clone(),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // The facts sheet's variant: Twirp JSON unauthenticated, which the client decodes.
+    lk.set_auth_error_mode(AuthErrorMode::FactsSheet);
+    let err = wrong.list_rooms(vec![]).await.unwrap_err();
+    assert_eq!(code_of(&err), "unauthenticated");
+    assert!(lk.rooms().is_empty());
+}
+
+#[actix_web::test]
+async fn joins_are_checked_like_the_signalling_endpoint() {
+    let lk = fake();
+
+    let for_b = lk.client_token("room-b", "alice");
+    assert_eq!(
+        lk.join_room("room-a", &for_b).unwrap_err(),
+        FakeJoinError::WrongRoom {
+            token_room: "room-b".to_owned(),
+            requested: "room-a".to_owned()
+        }
+    );
+
+    let admin_only = token(
+        "alice",
+        VideoGrants {
+            room_admin: true,
+            room: "room-a".to_owned(),
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        lk.join(&admin_only).unwrap_err(),
+        FakeJoinError::PermissionDenied
+    );
+    let no_video = AccessToken::with_api_key(KEY, SECRET)
+        .with_identity("alice")
+        .to_jwt()
+        .expect("mint");
+    assert_eq!(
+        lk.join(&no_video).unwrap_err(),
+        FakeJoinError::PermissionDenied
+    );
+
+    let expired = raw_token(
+        SECRET,
+        serde_json::json!({"iss": KEY, "sub": "alice", "exp": now() - 3600,
+                           "video": {"roomJoin": true, "room": "room-a"}}),
+    );
+    match lk.join(&expired).unwrap_err() {
+        FakeJoinError::InvalidToken(msg) => assert!(msg.contains("ExpiredSignature"), "{msg}"),
+        other => panic!("expired token: {other:?}"),
+    }
+    let not_yet = raw_token(
+        SECRET,
+        serde_json::json!({"iss": KEY, "sub": "alice", "nbf": now() + 3600, "exp": now() + 7200,
+                           "video": {"roomJoin": true, "room": "room-a"}}),
+    );
+    assert!(matches!(
+        lk.join(&not_yet).unwrap_err(),
+        FakeJoinError::InvalidToken(_)
+    ));
+    let wrong_secret = AccessToken::with_api_key(KEY, "not-the-secret-0123456789abcdefghijkl")
+        .with_identity("alice")
+        .with_grants(join_grants("room-a"))
+        .to_jwt()
+        .expect("mint");
+    assert!(matches!(
+        lk.join(&wrong_secret).unwrap_err(),
+        FakeJoinError::InvalidToken(_)
+    ));
+    let other_key = AccessToken::with_api_key("APIother", SECRET)
+        .with_identity("alice")
+        .with_grants(join_grants("room-a"))
+        .to_jwt()
+        .expect("mint");
+    match lk.join(&other_key).unwrap_err() {
+        FakeJoinError::InvalidToken(msg) => assert!(msg.contains("invalid API key"), "{msg}"),
+        other => panic!("unknown key: {other:?}"),
+    }
+    assert!(matches!(
+        lk.join("garbage").unwrap_err(),
+        FakeJoinError::InvalidToken(_)
+    ));
+
+    let anonymous = raw_token(
+        SECRET,
+        serde_json::json!({"iss": KEY, "exp": now() + 600, "video": {"roomJoin": true, "room": "room-a"}}),
+    );
+    let err = lk.join(&anonymous).unwrap_err();
+    assert_eq!(
+        (err.clone(), err.http_status()),
+        (FakeJoinError::MissingIdentity, 400)
+    );
+
+    let roomless = raw_token(
+        SECRET,
+        serde_json::json!({"iss": KEY, "sub": "alice", "exp": now() + 600, "video": {"roomJoin": true}}),
+    );
+    assert_eq!(lk.join(&roomless).unwrap_err(), FakeJoinError::NoRoomName);
+
+    assert!(lk.rooms().is_empty(), "no refused join created a room");
+    assert!(lk.events().is_empty(), "no refused join sent an event");
+
+    // A room-less token joins the room the client asks for.
+    let joined = lk.join_room("room-a", &roomless).expect("join room-a");
+    assert_eq!(joined.room, "room-a");
+
+    // max_participants is enforced; the same identity may still reconnect.
+    admin(&lk)
+        .create_room(
+            "small",
+            CreateRoomOptions {
+                max_participants: 1,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("create small");
+    lk.join(&lk.client_token("small", "alice")).expect("alice");
+    assert_eq!(
+        lk.join(&lk.client_token("small", "bob")).unwrap_err(),
+        FakeJoinError::RoomFull
+    );
+    lk.join(&lk.client_token("small", "alice"))
+        .expect("alice again");
+    assert_eq!(lk.participants("small"), ["alice"]);
+}
+
+#[actix_web::test]
+async fn webhooks_are_signed_and_verified_by_the_real_receiver() {
+    let lk = fake();
+    let receiver = Receiver::start(KEY, SECRET).await;
+    lk.set_webhook_url(Some(receiver.url.clone()));
+    let client = admin(&lk);
+
+    client
+        .create_room("wh-1", CreateRoomOptions::default())
+        .await
+        .expect("create");
+    lk.join(&lk.client_token("wh-1", "alice")).expect("alice");
+    lk.join(&lk.client_token("wh-1", "bob")).expect("bob");
+    assert!(lk.leave("wh-1", "bob"));
+    client.delete_room("wh-1").await.expect("delete");
+    assert!(
+        lk.wait_for_webhooks_idle(IDLE).await,
+        "webhooks still pending"
+    );
+
+    let got: Vec<(String, Option<String>)> = receiver
+        .events()
+        .into_iter()
+        .map(|e| (e.event, e.participant.map(|p| p.identity)))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ev("room_started", None),
+            ev("participant_joined", Some("alice")),
+            ev("participant_joined", Some("bob")),
+            ev("participant_left", Some("bob")),
+            ev("participant_left", Some("alice")),
+            ev("room_finished", None),
+        ]
+    );
+
+    let deliveries = lk.webhook_deliveries();
+    assert_eq!(deliveries.len(), 6);
+    assert!(
+        deliveries.iter().all(|d| d.status == Some(200)),
+        "{deliveries:?}"
+    );
+    assert!(deliveries.iter().all(|d| d.room == "wh-1"));
+    let ids: HashSet<&str> = deliveries.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids.len(), 6, "event ids are unique");
+    assert!(deliveries
+        .iter()
+        .all(|d| !d.authorization.starts_with("Bearer ")));
+
+    for event in receiver.events() {
+        assert!(
+            (event.created_at - now()).abs() < 60,
+            "createdAt {}",
+            event.created_at
+        );
+        assert!(event.id.starts_with("EV_"));
+        assert_eq!(event.room.as_ref().expect("room").name, "wh-1");
+    }
+
+    // The wire format: protojson, int64 as strings, camelCase names.
+    let first: serde_json::Value = serde_json::from_str(&deliveries[0].body).expect("json body");
+    assert_eq!(first["event"], "room_started");
+    assert!(first["createdAt"].is_string(), "{first}");
+    assert_eq!(first["room"]["name"], "wh-1");
+    assert!(first["room"]["creationTime"].is_string(), "{first}");
+    let joined: serde_json::Value = serde_json::from_str(&deliveries[1].body).expect("json body");
+    assert_eq!(joined["participant"]["identity"], "alice");
+    assert_eq!(joined["participant"]["state"], "ACTIVE");
+
+    // The signature covers the body: a changed body is refused by the real receiver.
+    let verifier = WebhookReceiver::new(TokenVerifier::with_api_key(KEY, SECRET));
+    let tampered = deliveries[0].body.replace("wh-1", "wh-2");
+    assert!(verifier
+        .receive(&tampered, &deliveries[0].authorization)
+        .is_err());
+    let wrong_key = WebhookReceiver::new(TokenVerifier::with_api_key(
+        KEY,
+        "not-the-secret-0123456789abcdefghijkl",
+    ));
+    assert!(wrong_key
+        .receive(&deliveries[0].body, &deliveries[0].authorization)
+        .is_err());
+}
+
+#[actix_web::test]
+async fn webhooks_are_asynchronous_and_ordered_per_room() {
+    let lk = fake();
+    let receiver = Receiver::start(KEY, SECRET).await;
+    lk.set_webhook_url(Some(receiver.url.clone()));
+    let latency = Duration::from_millis(300);
+    lk.set_webhook_latency(latency);
+
+    let started = Instant::now();
+    for i in 0..3 {
+        lk.join(&lk.client_token("room-a", &format!("a{i}")))
+            .expect("join a");
+        lk.join(&lk.client_token("room-b", &format!("b{i}")))
+            .expect("join b");
+    }
+    assert!(
+        started.elapsed() < latency,
+        "join() does not wait for webhook delivery"
+    );
+    assert!(lk.webhooks_pending() > 0);
+    assert!(
+        lk.webhook_deliveries().is_empty(),
+        "deliveries wait for the latency"
+    );
+    assert!(lk.wait_for_webhooks_idle(IDLE).await);
+    assert_eq!(lk.webhooks_pending(), 0);
+
+    for room in ["room-a", "room-b"] {
+        let sent: Vec<String> = lk
+            .events()
+            .into_iter()
+            .filter(|e| e.room.as_ref().map(|r| r.name.as_str()) == Some(room))
+            .map(|e| e.id)
+            .collect();
+        let delivered: Vec<String> = lk
+            .webhook_deliveries()
+            .into_iter()
+            .filter(|d| d.room == room)
+            .map(|d| d.id)
+            .collect();
+        let received: Vec<String> = receiver
+            .events()
+            .into_iter()
+            .filter(|e| e.room.as_ref().map(|r| r.name.as_str()) == Some(room))
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(sent.len(), 4, "room_started + 3 joins");
+        assert_eq!(delivered, sent, "{room}: delivered in order");
+        assert_eq!(received, sent, "{room}: received in order");
+    }
+}
+
+#[actix_web::test]
+async fn webhook_faults_and_answers_are_recorded() {
+    let lk = fake();
+    let receiver = Receiver::start(KEY, SECRET).await;
+    lk.set_webhook_url(Some(receiver.url.clone()));
+
+    // Disabled: events are logged, nothing is sent.
+    lk.set_webhooks_enabled(false);
+    lk.join(&lk.client_token("f-1", "alice")).expect("join");
+    assert!(lk.wait_for_webhooks_idle(IDLE).await);
+    assert_eq!(lk.events().len(), 2);
+    assert!(lk.webhook_deliveries().is_empty());
+
+    // Enabled again: only new events go out.
+    lk.set_webhooks_enabled(true);
+    assert!(lk.leave("f-1", "alice"));
+    assert!(lk.wait_for_webhooks_idle(IDLE).await);
+    let deliveries = lk.webhook_deliveries();
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(deliveries[0].event, "participant_left");
+    assert_eq!(deliveries[0].identity.as_deref(), Some("alice"));
+
+    // A duplicate delivery, as at-least-once delivery allows.
+    assert!(lk.redeliver_webhook(&deliveries[0].id));
+    assert!(!lk.redeliver_webhook("EV_unknown"));
+    assert!(lk.wait_for_webhooks_idle(IDLE).await);
+    let ids: Vec<String> = receiver.events().into_iter().map(|e| e.id).collect();
+    assert_eq!(ids, [deliveries[0].id.clone(), deliveries[0].id.clone()]);
+
+    // An endpoint with another secret refuses: its 401 is recorded.
+    let strict = Receiver::start(KEY, "another-secret-0123456789abcdefghijklm").await;
+    lk.set_webhook_url(Some(strict.url.clone()));
+    lk.join(&lk.client_token("f-2", "bob")).expect("join");
+    assert!(lk.wait_for_webhooks_idle(IDLE).await);
+    let refused: Vec<Option<u16>> = lk
+        .webhook_deliveries()
+        .into_iter()
+        .filter(|d| d.room == "f-2")
+        .map(|d| d.status)
+        .collect();
+    assert_eq!(refused, [Some(401), Some(401)]);
+    assert!(strict.events().is_empty());
+
+    // Nobody listening: the transport error is recorded, nothing hangs.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    lk.set_webhook_url(Some(format!("http://127.0.0.1:{closed}/hook")));
+    lk.join(&lk.client_token("f-3", "carol")).expect("join");
+    assert!(lk.wait_for_webhooks_idle(IDLE).await);
+    let failed: Vec<_> = lk
+        .webhook_deliveries()
+        .into_iter()
+        .filter(|d| d.room == "f-3")
+        .collect();
+    assert_eq!(failed.len(), 2);
+    assert!(failed
+        .iter()
+        .all(|d| d.status.is_none() && d.error.is_some()));
+
+    // No URL: nothing is queued.
+    lk.set_webhook_url(None);
+    lk.join(&lk.client_token("f-4", "dave")).expect("join");
+    assert_eq!(lk.webhooks_pending(), 0);
+}
+
+#[actix_web::test]
+async fn twirp_wire_format_and_errors_match_the_server() {
+    let lk = fake();
+    let base = format!("{}/twirp/livekit.RoomService", lk.url());
+    let create = admin_bearer(VideoGrants {
+        room_create: true,
+        ..Default::default()
+    });
+    let list = admin_bearer(VideoGrants {
+        room_list: true,
+        ..Default::default()
+    });
+
+    // protojson in, protojson out; unknown fields are ignored.
+    let (status, ct, text) = post(
+        &format!("{base}/CreateRoom"),
+        "application/json",
+        Some(&create),
+        br#"{"name":"json-room","emptyTimeout":60,"someFutureField":true}"#.to_vec(),
+    )
+    .await;
+    assert_eq!((status, ct.as_str()), (200, "application/json"), "{text}");
+    let room: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(room["name"], "json-room");
+    assert_eq!(room["emptyTimeout"], 60);
+    assert!(room["sid"].as_str().expect("sid").starts_with("RM_"));
+    assert!(room["creationTime"].is_string(), "int64 as string: {room}");
+
+    let (status, _, text) = post(
+        &format!("{base}/ListRooms"),
+        "application/json; charset=utf-8",
+        Some(&list),
+        b"{}".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let rooms: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(rooms["rooms"][0]["name"], "json-room");
+
+    // protobuf in, protobuf out.
+    let (status, ct, _) = post(
+        &format!("{base}/ListRooms"),
+        "application/protobuf",
+        Some(&list),
+        proto::ListRoomsRequest::default().encode_to_vec(),
+    )
+    .await;
+    assert_eq!((status, ct.as_str()), (200, "application/protobuf"));
+
+    let twirp_error = |text: &str| -> String {
+        let v: serde_json::Value = serde_json::from_str(text).expect("twirp error json");
+        assert!(v["msg"].is_string(), "{v}");
+        v["code"].as_str().expect("code").to_owned()
+    };
+    let (status, _, text) = post(
+        &format!("{base}/CreateRoom"),
+        "application/protobuf",
+        Some(&create),
+        vec![0xff, 0xff, 0xff, 0xff],
+    )
+    .await;
+    assert_eq!((status, twirp_error(&text)), (400, "malformed".to_owned()));
+    let (status, _, text) = post(
+        &format!("{base}/CreateRoom"),
+        "application/json",
+        Some(&create),
+        b"{not json".to_vec(),
+    )
+    .await;
+    assert_eq!((status, twirp_error(&text)), (400, "malformed".to_owned()));
+    let (status, _, text) = post(
+        &format!("{base}/CreateRoom"),
+        "application/json",
+        Some(&create),
+        br#"{"name": 42}"#.to_vec(),
+    )
+    .await;
+    assert_eq!((status, twirp_error(&text)), (400, "malformed".to_owned()));
+    let (status, _, text) = post(
+        &format!("{base}/NoSuchMethod"),
+        "application/protobuf",
+        Some(&create),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!((status, twirp_error(&text)), (404, "bad_route".to_owned()));
+    let (status, _, text) = post(
+        &format!("{}/twirp/livekit.Egress/ListEgress", lk.url()),
+        "application/protobuf",
+        Some(&create),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!((status, twirp_error(&text)), (404, "bad_route".to_owned()));
+    let (status, _, text) = post(
+        &format!("{base}/CreateRoom"),
+        "text/plain",
+        Some(&create),
+        b"name".to_vec(),
+    )
+    .await;
+    assert_eq!((status, twirp_error(&text)), (404, "bad_route".to_owned()));
+    let resp = reqwest::Client::new()
+        .get(format!("{base}/ListRooms"))
+        .header("Authorization", &list)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(resp.status().as_u16(), 404);
+    assert_eq!(twirp_error(&resp.text().await.expect("body")), "bad_route");
+
+    // A SendData nonce must be empty or 16 bytes.
+    lk.join(&lk.client_token("json-room", "alice"))
+        .expect("join");
+    let room_admin = admin_bearer(VideoGrants {
+        room_admin: true,
+        room: "json-room".to_owned(),
+        ..Default::default()
+    });
+    let (status, _, text) = post(
+        &format!("{base}/SendData"),
+        "application/protobuf",
+        Some(&room_admin),
+        proto::SendDataRequest {
+            room: "json-room".to_owned(),
+            data: b"x".to_vec(),
+            nonce: vec![1, 2, 3],
+            ..Default::default()
+        }
+        .encode_to_vec(),
+    )
+    .await;
+    assert_eq!(
+        (status, twirp_error(&text)),
+        (400, "invalid_argument".to_owned())
+    );
+    assert!(lk.sent_data().is_empty());
+
+    // The API can be taken down and brought back.
+    let client = admin(&lk);
+    lk.set_api_down(true);
+    let err = client.list_rooms(vec![]).await.unwrap_err();
+    assert_eq!(code_of(&err), "unavailable");
+    let err = client
+        .create_room("down-room", CreateRoomOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&err), "unavailable");
+    assert!(!lk.room_exists("down-room"));
+    let record = lk.requests().pop().expect("logged");
+    assert_eq!(
+        (
+            record.method.as_str(),
+            record.status,
+            record.code.as_deref()
+        ),
+        ("CreateRoom", 503, Some("unavailable"))
+    );
+    lk.set_api_down(false);
+    assert_eq!(client.list_rooms(vec![]).await.expect("back up").len(), 1);
+}
+
+#[actix_web::test]
+async fn move_participant_is_cloud_only() {
+    let lk = fake();
+    let receiver = Receiver::start(KEY, SECRET).await;
+    lk.set_webhook_url(Some(receiver.url.clone()));
+    let client = admin(&lk);
+    lk.join(&lk.client_token("queue", "caller")).expect("join");
+
+    let err = client
+        .move_participant("queue", "caller", "agent-room")
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&err), "unimplemented");
+    assert_eq!(lk.requests().last().expect("logged").status, 501);
+    assert!(lk.is_in_room("queue", "caller"));
+    assert!(!lk.room_exists("agent-room"));
+
+    lk.set_cloud_mode(true);
+    let err = client
+        .move_participant("queue", "caller", "queue")
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&err), "invalid_argument");
+    let err = client
+        .move_participant("queue", "nobody", "agent-room")
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&err), "not_found");
+
+    client
+        .move_participant("queue", "caller", "agent-room")
+        .await
+        .expect("move on cloud");
+    assert!(!lk.is_in_room("queue", "caller"));
+    assert!(lk.is_in_room("agent-room", "caller"));
+    assert!(lk.wait_for_webhooks_idle(IDLE).await);
+    let got: Vec<(String, String, Option<String>)> = receiver
+        .events()
+        .into_iter()
+        .map(|e| {
+            (
+                e.event,
+                e.room.map(|r| r.name).unwrap_or_default(),
+                e.participant.map(|p| p.identity),
+            )
+        })
+        .collect();
+    let tail = &got[got.len() - 3..];
+    assert_eq!(
+        tail,
+        [
+            ("room_started".to_owned(), "agent-room".to_owned(), None),
+            (
+                "participant_left".to_owned(),
+                "queue".to_owned(),
+                Some("caller".to_owned())
+            ),
+            (
+                "participant_joined".to_owned(),
+                "agent-room".to_owned(),
+                Some("caller".to_owned())
+            ),
+        ]
+    );
+}
+
+/// Runs `tests/py/livekit_check.py` with `args` and `stdin`; fails the test with a clear message
+/// if python3 or the livekit-api package is missing.
+fn python_check(args: &[&str], stdin: &str) -> (i32, String, String) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/livekit_check.py");
+    let mut child = Command::new("python3")
+        .arg(script)
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "python3 is required for the LiveKit cross-check and could not be run ({e}); \
+                 install Python 3 and `python3 -m pip install -r tests/py/requirements.txt`"
+            )
+        });
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("python3 output");
+    let code = out.status.code().unwrap_or(-1);
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+    assert_ne!(
+        code, 2,
+        "tests/py/livekit_check.py could not run (missing livekit-api? run \
+         `python3 -m pip install -r tests/py/requirements.txt`): {stderr}"
+    );
+    (code, stdout, stderr)
+}
+
+#[actix_web::test]
+async fn the_official_python_sdk_agrees_with_tokens_and_webhooks() {
+    // A token minted by livekit-api (Rust), read by the Python SDK.
+    let minted = AccessToken::with_api_key(KEY, SECRET)
+        .with_identity("agent-7")
+        .with_name("Agent Seven")
+        .with_grants(VideoGrants {
+            room_join: true,
+            room: "py-room".to_owned(),
+            can_publish: Some(false),
+            hidden: true,
+            ..Default::default()
+        })
+        .to_jwt()
+        .expect("mint");
+    let (code, stdout, stderr) = python_check(&["verify-token", KEY, SECRET, &minted], "");
+    assert_eq!(code, 0, "verify-token failed: {stderr}");
+    let claims: serde_json::Value = serde_json::from_str(&stdout).expect("verify-token json");
+    assert_eq!(claims["identity"], "agent-7");
+    assert_eq!(claims["name"], "Agent Seven");
+    assert_eq!(claims["video"]["roomJoin"], true);
+    assert_eq!(claims["video"]["room"], "py-room");
+    assert_eq!(claims["video"]["canPublish"], false);
+    assert_eq!(claims["video"]["hidden"], true);
+    let (code, _, _) = python_check(
+        &[
+            "verify-token",
+            KEY,
+            "not-the-secret-0123456789abcdefghijkl",
+            &minted,
+        ],
+        "",
+    );
+    assert_eq!(code, 1, "a wrong secret must fail in Python too");
+
+    // A webhook the fake signed, verified by the Python SDK's WebhookReceiver.
+    let lk = fake();
+    let receiver = Receiver::start(KEY, SECRET).await;
+    lk.set_webhook_url(Some(receiver.url.clone()));
+    lk.join(&lk.client_token("py-room", "agent-7"))
+        .expect("join");
+    assert!(lk.wait_for_webhooks_idle(IDLE).await);
+    let deliveries = lk.webhook_deliveries();
+    assert_eq!(deliveries.len(), 2);
+    for d in &deliveries {
+        let (code, stdout, stderr) =
+            python_check(&["verify-webhook", KEY, SECRET, &d.authorization], &d.body);
+        assert_eq!(
+            code, 0,
+            "Python refused the fake's {} webhook: {stderr}",
+            d.event
+        );
+        assert_eq!(stdout, d.event);
+    }
+    let tampered = deliveries[0].body.replace("py-room", "py-roon");
+    let (code, _, _) = python_check(
+        &["verify-webhook", KEY, SECRET, &deliveries[0].authorization],
+        &tampered,
+    );
+    assert_eq!(code, 1, "a tampered body must fail in Python too");
+
+    // And the other way: Python signs a body, the Rust receiver accepts it.
+    let body = &deliveries[1].body;
+    let (code, auth, stderr) = python_check(&["sign-webhook", KEY, SECRET], body);
+    assert_eq!(code, 0, "sign-webhook failed: {stderr}");
+    let event = WebhookReceiver::new(TokenVerifier::with_api_key(KEY, SECRET))
+        .receive(body, &auth)
+        .expect("Rust receiver accepts the Python signature");
+    assert_eq!(event.event, "participant_joined");
+}

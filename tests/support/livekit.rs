@@ -34,6 +34,8 @@
 //! `MoveParticipant`/`ForwardParticipant` → `unimplemented` (HTTP 501) unless
 //! [`FakeLiveKit::set_cloud_mode`] is on; same source and destination → `invalid_argument`;
 //! a `SendData` nonce must be empty or 16 bytes; request JSON ignores unknown fields.
+//! One known difference: JSON answers omit default-valued fields (pbjson), where Twirp's Go
+//! server emits them; protobuf answers are byte-for-byte what a protobuf encoder produces.
 //! Empty rooms are not closed by a timer: call [`FakeLiveKit::expire_empty_rooms`] to play the
 //! departure/empty timeout.
 #![allow(dead_code)]
@@ -49,7 +51,6 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use livekit_protocol as proto;
-use prost::Message as _;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -302,7 +303,9 @@ impl fmt::Debug for FakeLiveKit {
 }
 
 fn lock(state: &Mutex<FakeState>) -> MutexGuard<'_, FakeState> {
-    state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl FakeLiveKit {
@@ -744,7 +747,9 @@ fn track_source(name: &str) -> Option<i32> {
     Some(source as i32)
 }
 
-/// The participant permission livekit-server derives from a video grant.
+/// The participant permission livekit-server derives from a video grant (it still fills the
+/// deprecated `recorder` and `agent` flags).
+#[allow(deprecated)]
 fn permission_from(grant: &VideoGrant) -> proto::ParticipantPermission {
     let can_publish = grant.can_publish.unwrap_or(true);
     proto::ParticipantPermission {
@@ -771,7 +776,10 @@ impl FakeState {
     fn join(&mut self, token: &str, requested: Option<&str>) -> Result<Joined, FakeJoinError> {
         let claims = verify_token(&self.creds, token)
             .map_err(|failure| FakeJoinError::InvalidToken(failure.message()))?;
-        let grant = claims.video.clone().ok_or(FakeJoinError::PermissionDenied)?;
+        let grant = claims
+            .video
+            .clone()
+            .ok_or(FakeJoinError::PermissionDenied)?;
         if !grant.room_join {
             return Err(FakeJoinError::PermissionDenied);
         }
@@ -802,7 +810,11 @@ impl FakeState {
             }
         }
         self.ensure_room(&room, None);
-        self.remove_participant(&room, &claims.sub, proto::DisconnectReason::DuplicateIdentity);
+        self.remove_participant(
+            &room,
+            &claims.sub,
+            proto::DisconnectReason::DuplicateIdentity,
+        );
 
         let now_ms = unix_millis();
         let participant = proto::ParticipantInfo {
@@ -829,7 +841,11 @@ impl FakeState {
     }
 
     /// Creates `name` if it does not exist (sending `room_started`); returns the room info.
-    fn ensure_room(&mut self, name: &str, request: Option<&proto::CreateRoomRequest>) -> proto::Room {
+    fn ensure_room(
+        &mut self,
+        name: &str,
+        request: Option<&proto::CreateRoomRequest>,
+    ) -> proto::Room {
         if let Some(room) = self.rooms.get(name) {
             return room.info.clone();
         }
@@ -859,7 +875,12 @@ impl FakeState {
                 participants: Vec::new(),
             },
         );
-        self.emit("room_started", &info, None, proto::RoomEndReason::RoomEndUnknown);
+        self.emit(
+            "room_started",
+            &info,
+            None,
+            proto::RoomEndReason::RoomEndUnknown,
+        );
         info
     }
 
@@ -986,7 +1007,10 @@ impl FakeState {
 
 /// Fans queued webhooks out to one lane per room, so each room's events go out in order while
 /// a slow room does not hold up the others.
-async fn dispatch_webhooks(mut inbox: mpsc::UnboundedReceiver<Outgoing>, state: Arc<Mutex<FakeState>>) {
+async fn dispatch_webhooks(
+    mut inbox: mpsc::UnboundedReceiver<Outgoing>,
+    state: Arc<Mutex<FakeState>>,
+) {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -999,7 +1023,8 @@ async fn dispatch_webhooks(mut inbox: mpsc::UnboundedReceiver<Outgoing>, state: 
             tx
         });
         if let Err(mpsc::error::SendError(_)) = lane.send(out) {
-            lock(&state).webhooks_pending -= 1;
+            let mut st = lock(&state);
+            st.webhooks_pending = st.webhooks_pending.saturating_sub(1);
         }
     }
 }
@@ -1088,7 +1113,10 @@ impl TwirpError {
 
 /// The answer to one HTTP request.
 enum Reply {
-    Ok { content_type: &'static str, body: Vec<u8> },
+    Ok {
+        content_type: &'static str,
+        body: Vec<u8>,
+    },
     Twirp(TwirpError),
     Plain(u16, String),
 }
@@ -1404,7 +1432,10 @@ impl FakeState {
         room_out.clone_from(&req.room);
         self.check(claims, Need::Create)?;
         if !self.finish_room(&req.room, proto::RoomEndReason::RoomEndApiDelete) {
-            return Err(TwirpError::new("not_found", "requested room does not exist"));
+            return Err(TwirpError::new(
+                "not_found",
+                "requested room does not exist",
+            ));
         }
         Ok(encode(enc, &proto::DeleteRoomResponse {}))
     }
@@ -1424,7 +1455,10 @@ impl FakeState {
             .get(&req.room)
             .map(|r| r.participants.clone())
             .unwrap_or_default();
-        Ok(encode(enc, &proto::ListParticipantsResponse { participants }))
+        Ok(encode(
+            enc,
+            &proto::ListParticipantsResponse { participants },
+        ))
     }
 
     fn get_participant(
@@ -1531,7 +1565,10 @@ impl FakeState {
         let req: proto::UpdateSubscriptionsRequest = decode(enc, body)?;
         room_out.clone_from(&req.room);
         self.check(claims, Need::Admin(&req.room))?;
-        if self.find_participant_mut(&req.room, &req.identity).is_none() {
+        if self
+            .find_participant_mut(&req.room, &req.identity)
+            .is_none()
+        {
             return Err(TwirpError::new("not_found", "participant does not exist"));
         }
         Ok(encode(enc, &proto::UpdateSubscriptionsResponse {}))
@@ -1557,7 +1594,10 @@ impl FakeState {
             ));
         }
         if !self.rooms.contains_key(&req.room) {
-            return Err(TwirpError::new("not_found", "requested room does not exist"));
+            return Err(TwirpError::new(
+                "not_found",
+                "requested room does not exist",
+            ));
         }
         self.sent_data.push(SentData {
             room: req.room.clone(),
@@ -1580,7 +1620,10 @@ impl FakeState {
         room_out.clone_from(&req.room);
         self.check(claims, Need::Admin(&req.room))?;
         let Some(r) = self.rooms.get_mut(&req.room) else {
-            return Err(TwirpError::new("not_found", "requested room does not exist"));
+            return Err(TwirpError::new(
+                "not_found",
+                "requested room does not exist",
+            ));
         };
         r.info.metadata.clone_from(&req.metadata);
         Ok(encode(enc, &r.info.clone()))
@@ -1621,7 +1664,10 @@ impl FakeState {
                 format!("{name} is only available on LiveKit Cloud"),
             ));
         }
-        let Some(current) = self.find_participant_mut(&room, &identity).map(|p| p.clone()) else {
+        let Some(current) = self
+            .find_participant_mut(&room, &identity)
+            .map(|p| p.clone())
+        else {
             return Err(TwirpError::new("not_found", "participant does not exist"));
         };
         self.ensure_room(&destination, None);

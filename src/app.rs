@@ -1,0 +1,210 @@
+//! Startup: build the whole app on a given listener (port 0 in tests), recover unfinished
+//! calls from the store, expose the bound port, and run until stopped.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::Arc;
+
+use actix::Actor;
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer};
+
+use crate::auth::SessionKeys;
+use crate::call::actor::CallDeps;
+use crate::call::registry::{Recover, Registry};
+use crate::config::{Config, ManagementAccess};
+use crate::http::{self, AppState};
+use crate::hub::Hub;
+use crate::media::livekit::LiveKit;
+use crate::store::embedded::EmbeddedStore;
+use crate::store::{Store, StoreError};
+use crate::ws::{ws_route, WsContext};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The listen address could not be bound.
+    #[error("could not listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store could not be opened or read.
+    #[error("could not open the store")]
+    Store(#[source] StoreError),
+    /// The session secret could not be read or created.
+    #[error("could not read or create the session secret in {path}")]
+    SessionSecret {
+        /// Where.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Recovering unfinished calls failed.
+    #[error("could not recover unfinished calls: {0}")]
+    Recovery(String),
+}
+
+/// A built, listening application.
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: AppState,
+}
+
+/// Reads the session secret kept in the data directory, creating it on first start, so
+/// tokens stay valid across restarts.
+fn session_secret(config: &Config) -> Result<Vec<u8>, StartupError> {
+    if let Some(s) = &config.session_secret {
+        return Ok(s.expose().as_bytes().to_vec());
+    }
+    let path = config.data_dir.join("session.key");
+    let err = |source| StartupError::SessionSecret {
+        path: path.display().to_string(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(s) if s.trim().len() >= 32 => return Ok(s.trim().as_bytes().to_vec()),
+        Ok(_) | Err(_) => {}
+    }
+    std::fs::create_dir_all(&config.data_dir).map_err(err)?;
+    let secret = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    write_private(&path, &secret).map_err(err)?;
+    Ok(secret.into_bytes())
+}
+
+fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(content.as_bytes())?;
+    f.sync_all()
+}
+
+impl Application {
+    /// Binds the configured address and builds the app.
+    pub async fn build(config: Config) -> Result<Application, StartupError> {
+        let listener = TcpListener::bind(config.addr).map_err(|source| StartupError::Bind {
+            addr: config.addr.to_string(),
+            source,
+        })?;
+        Self::build_on(config, listener).await
+    }
+
+    /// Builds the app on a listener (bind port 0 for tests). Must run inside an actix system.
+    pub async fn build_on(config: Config, listener: TcpListener) -> Result<Application, StartupError> {
+        let store: Arc<dyn Store> =
+            Arc::new(EmbeddedStore::open(&config.data_dir).map_err(StartupError::Store)?);
+        let secret = session_secret(&config)?;
+        let keys = SessionKeys::new(&secret, config.session_ttl.as_secs() as i64);
+        let hub = Hub::new(config.outbox_capacity);
+        let livekit = LiveKit::new(&config.livekit);
+        let deps = CallDeps {
+            store: store.clone(),
+            hub: hub.clone(),
+            livekit: livekit.clone(),
+        };
+        let registry = Registry::new(deps, config.timeouts, config.disconnect_grace).start();
+        let recovered = registry
+            .send(Recover)
+            .await
+            .map_err(|e| StartupError::Recovery(e.to_string()))?
+            .map_err(|e| StartupError::Recovery(e.to_string()))?;
+        if recovered > 0 {
+            tracing::info!(calls = recovered, "recovered unfinished calls from the store");
+        }
+        let state = AppState {
+            config: Arc::new(config.clone()),
+            store,
+            hub: hub.clone(),
+            livekit,
+            registry,
+            keys: keys.clone(),
+        };
+        let ws = web::Data::new(WsContext {
+            hub,
+            keys,
+            handler: http::sessions::Sessions::new(state.clone()),
+        });
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind {
+                addr: config.addr.to_string(),
+                source,
+            })?
+            .port();
+        let data = web::Data::new(state.clone());
+        let static_dir = Path::new("static").to_path_buf();
+        let server = HttpServer::new(move || {
+            let mut app = App::new()
+                .wrap(actix_web::middleware::Logger::new("%r %s %Dms").exclude("/health"))
+                .app_data(data.clone())
+                .app_data(ws.clone())
+                .configure(http::configure_extractors)
+                .configure(http::meta::routes)
+                .configure(http::agents::routes)
+                .configure(http::calls::routes)
+                .configure(http::transfers::routes)
+                .configure(http::transcripts::routes)
+                .configure(http::rooms::routes)
+                .configure(http::sessions::routes)
+                .configure(http::livekit_webhook::routes)
+                .route("/ws", web::get().to(ws_route));
+            if static_dir.is_dir() {
+                app = app.service(
+                    actix_files::Files::new("/", &static_dir)
+                        .index_file("index.html")
+                        .default_handler(web::to(http::meta::not_found)),
+                );
+            }
+            app.default_service(web::to(http::meta::not_found))
+        })
+        .listen(listener)
+        .map_err(|source| StartupError::Bind {
+            addr: config.addr.to_string(),
+            source,
+        })?
+        .run();
+        match &config.management {
+            ManagementAccess::LoopbackOnly => tracing::warn!(
+                "SWITCHBOARD_API_KEY is not set: management endpoints are open to local clients only"
+            ),
+            ManagementAccess::ApiKey(_) => tracing::info!("management endpoints require x-api-key"),
+        }
+        tracing::info!(addr = %config.addr, port, livekit = %config.livekit.url, "switchboard listening");
+        Ok(Application {
+            port,
+            server,
+            state,
+        })
+    }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The app's shared state (for tests and admin commands).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until the server is stopped.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

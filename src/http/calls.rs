@@ -1,0 +1,406 @@
+//! `/api/calls`: create a call (with its rooms and the caller's tokens), read and correct it,
+//! and the people's actions on it: accept, decline, hold, resume, hang up.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::{check_id, check_text, idempotency_key, principal, ApiError, AppState, Principal};
+use crate::call::machine::{Actor, CallMachine, Command, Input, Party, Space};
+use crate::call::registry::CreateCall;
+use crate::media::livekit::ParticipantRole;
+use crate::model::{new_id, Call, CallStatus, PartyRef};
+
+/// Routes of this resource.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/calls", web::post().to(create))
+        .route("/api/calls/agent/{agentId}", web::get().to(by_agent))
+        .route("/api/calls/{callId}", web::get().to(get))
+        .route("/api/calls/{callId}", web::patch().to(patch))
+        .route("/api/calls/{callId}/accept", web::post().to(accept))
+        .route("/api/calls/{callId}/decline", web::post().to(decline))
+        .route("/api/calls/{callId}/hold", web::post().to(hold))
+        .route("/api/calls/{callId}/resume", web::post().to(resume))
+        .route("/api/calls/{callId}/hangup", web::post().to(hangup));
+}
+
+/// `POST /api/calls` body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewCall {
+    /// The caller's participant identity; generated when absent.
+    pub caller_id: Option<String>,
+    /// The caller's name.
+    #[serde(default)]
+    pub caller_name: String,
+    /// Why they call.
+    #[serde(default)]
+    pub reason: String,
+    /// Offer the call to this agent only.
+    pub agent_id: Option<String>,
+    /// Free-form metadata (an object).
+    pub metadata: Option<Value>,
+}
+
+/// `PATCH /api/calls/{callId}` body.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CallPatch {
+    /// New caller name.
+    pub caller_name: Option<String>,
+    /// New reason.
+    pub reason: Option<String>,
+    /// New metadata (an object).
+    pub metadata: Option<Value>,
+}
+
+/// Body of the agent actions when called with the management key.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActingAgent {
+    /// The agent management acts as.
+    pub agent_id: Option<String>,
+}
+
+/// Where a party of the call is now.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PartyView {
+    /// `caller` or the agent's id.
+    pub party: String,
+    /// `main`, `hold` or `consult`.
+    pub space: Space,
+    /// The LiveKit room.
+    pub room: String,
+    /// Whether arrival was confirmed.
+    pub confirmed: bool,
+}
+
+/// A call as returned by the API.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallView {
+    /// The record.
+    #[serde(flatten)]
+    pub call: Call,
+    /// The open transfer or the last one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<Value>,
+    /// Where everyone is.
+    pub parties: Vec<PartyView>,
+    /// The last event's sequence number.
+    pub seq: u64,
+}
+
+/// The view of a call for a principal (the caller never sees the summary text or note).
+pub fn view(m: &CallMachine, who: &Principal) -> CallView {
+    let transfer = m.transfer.as_ref().map(|t| {
+        let mut v = serde_json::to_value(t).unwrap_or(Value::Null);
+        if let (Principal::Caller(_), Value::Object(map)) = (who, &mut v) {
+            map.remove("summaryText");
+            map.remove("summaryId");
+            map.remove("note");
+            map.remove("transferRoom");
+        }
+        v
+    });
+    let parties = m
+        .placements
+        .iter()
+        .map(|(p, pl)| PartyView {
+            party: match p {
+                Party::Caller => "caller".into(),
+                Party::Agent(a) => a.clone(),
+            },
+            space: pl.space,
+            room: m.room_of_party(p).unwrap_or_default(),
+            confirmed: pl.confirmed,
+        })
+        .collect();
+    CallView {
+        call: m.call.clone(),
+        transfer,
+        parties,
+        seq: m.seq,
+    }
+}
+
+/// Whether the principal may see the call.
+pub fn can_see(who: &Principal, m: &CallMachine) -> bool {
+    match who {
+        Principal::Admin => true,
+        Principal::Agent(a) => m.involves_agent(a),
+        Principal::Caller(c) => *c == m.call.call_id,
+    }
+}
+
+/// Loads a call the principal may see (404 otherwise, so ids are not probed).
+pub async fn visible_call(
+    state: &AppState,
+    who: &Principal,
+    call_id: &str,
+) -> Result<std::sync::Arc<CallMachine>, ApiError> {
+    let m = state.machine(call_id).await?;
+    if !can_see(who, &m) {
+        return Err(match who {
+            Principal::Caller(_) => ApiError::not_found("call", call_id),
+            _ => ApiError::Forbidden(format!("you are not part of call {call_id}")),
+        });
+    }
+    Ok(m)
+}
+
+/// The agent a request acts as: the token's agent, or the body's `agentId` for management.
+pub fn acting_agent(who: &Principal, named: Option<&str>, field: &str) -> Result<String, ApiError> {
+    match (who, named) {
+        (Principal::Agent(a), Some(n)) if n != a => Err(ApiError::Forbidden(format!(
+            "your token is for agent {a}, not {n}"
+        ))),
+        (Principal::Agent(a), _) => Ok(a.clone()),
+        (Principal::Admin, Some(n)) => Ok(n.to_string()),
+        (Principal::Admin, None) => Err(ApiError::invalid(field, "is required with the management key")),
+        (Principal::Caller(_), _) => Err(ApiError::Forbidden("callers cannot do this".into())),
+    }
+}
+
+fn room_names(call_id: &str) -> (String, String) {
+    (format!("{call_id}--main"), format!("{call_id}--hold"))
+}
+
+async fn create(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: Option<web::Json<NewCall>>,
+) -> Result<HttpResponse, ApiError> {
+    if !state.config.public_calls {
+        principal(&req, &state)?.require_admin()?;
+    }
+    let body = body.map(|b| b.into_inner()).unwrap_or_default();
+    let call_id = new_id("call");
+    let caller_id = body.caller_id.unwrap_or_else(|| new_id("caller"));
+    check_id("callerId", &caller_id)?;
+    check_text("callerName", &body.caller_name, 0, 200)?;
+    check_text("reason", &body.reason, 0, 2000)?;
+    if let Some(a) = &body.agent_id {
+        check_id("agentId", a)?;
+        let agent = state
+            .store
+            .get_agent(a)
+            .await?
+            .ok_or_else(|| ApiError::invalid("agentId", format!("no agent {a}")))?;
+        if !agent.active {
+            return Err(ApiError::invalid("agentId", format!("agent {a} is not active")));
+        }
+    }
+    let metadata = match body.metadata {
+        None | Some(Value::Null) => Value::Null,
+        Some(v @ Value::Object(_)) => v,
+        Some(_) => return Err(ApiError::invalid("metadata", "must be an object")),
+    };
+    let (main_room, hold_room) = room_names(&call_id);
+    let call = Call {
+        call_id: call_id.clone(),
+        caller_id: caller_id.clone(),
+        caller_name: body.caller_name.clone(),
+        reason: body.reason,
+        agent_a_id: None,
+        agent_b_id: None,
+        owner_id: None,
+        offered_to: None,
+        requested_agent_id: body.agent_id,
+        status: CallStatus::Queued,
+        main_room: main_room.clone(),
+        hold_room,
+        open_transfer_id: None,
+        last_summary_id: None,
+        end_reason: None,
+        created_at: Utc::now(),
+        end_at: None,
+        metadata,
+    };
+    let m = state
+        .registry
+        .send(CreateCall { call })
+        .await
+        .map_err(|_| ApiError::Unavailable("the switchboard is shutting down".into()))??;
+    let caller_token = state
+        .keys
+        .issue(PartyRef::Caller {
+            call_id: call_id.clone(),
+        })
+        .map_err(|e| ApiError::Internal(Box::new(e)))?;
+    let lk_token = state
+        .livekit
+        .participant_token(&caller_id, &body.caller_name, &main_room, ParticipantRole::Caller)
+        .map_err(|e| ApiError::Internal(Box::new(e)))?;
+    Ok(HttpResponse::Created().json(json!({
+        "call": view(&m, &Principal::Caller(call_id)),
+        "callerToken": caller_token.token,
+        "callerTokenExpiresAt": caller_token.expires_at,
+        "livekit": { "url": state.livekit.url(), "roomName": main_room, "token": lk_token },
+    })))
+}
+
+async fn get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let who = principal(&req, &state)?;
+    let m = visible_call(&state, &who, &path).await?;
+    Ok(HttpResponse::Ok().json(view(&m, &who)))
+}
+
+async fn patch(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Json<CallPatch>,
+) -> Result<HttpResponse, ApiError> {
+    let who = principal(&req, &state)?;
+    let call_id = path.into_inner();
+    let m = visible_call(&state, &who, &call_id).await?;
+    let body = body.into_inner();
+    if let Some(n) = &body.caller_name {
+        check_text("callerName", n, 0, 200)?;
+    }
+    if let Some(r) = &body.reason {
+        check_text("reason", r, 0, 2000)?;
+    }
+    if let Some(md) = &body.metadata {
+        if !md.is_object() {
+            return Err(ApiError::invalid("metadata", "must be an object"));
+        }
+    }
+    let actor = match &who {
+        Principal::Admin => Actor::System,
+        Principal::Agent(a) => Actor::Agent(a.clone()),
+        Principal::Caller(_) => {
+            return Err(ApiError::Forbidden("callers cannot change the call".into()))
+        }
+    };
+    let _ = m;
+    let cmd = Command::UpdateDetails {
+        caller_name: body.caller_name,
+        reason: body.reason,
+        metadata: body.metadata,
+    };
+    let m = state
+        .execute(&call_id, Input::Command(actor, cmd), idempotency_key(&req)?)
+        .await?;
+    Ok(HttpResponse::Ok().json(view(&m, &who)))
+}
+
+async fn by_agent(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let agent_id = path.into_inner();
+    match principal(&req, &state)? {
+        Principal::Admin => {}
+        Principal::Agent(a) if a == agent_id => {}
+        _ => return Err(ApiError::Forbidden("agents may only list their own calls".into())),
+    }
+    let calls = state.store.list_calls_by_agent(&agent_id).await?;
+    Ok(HttpResponse::Ok().json(calls))
+}
+
+/// Runs an agent command on a call and answers with the call.
+async fn agent_action(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    call_id: String,
+    body: Option<web::Json<ActingAgent>>,
+    cmd: Command,
+) -> Result<HttpResponse, ApiError> {
+    let who = principal(&req, &state)?;
+    let named = body.as_ref().and_then(|b| b.agent_id.clone());
+    let agent = acting_agent(&who, named.as_deref(), "agentId")?;
+    let m = state
+        .execute(
+            &call_id,
+            Input::Command(Actor::Agent(agent), cmd),
+            idempotency_key(&req)?,
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(view(&m, &who)))
+}
+
+async fn accept(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: Option<web::Json<ActingAgent>>,
+) -> Result<HttpResponse, ApiError> {
+    agent_action(req, state, path.into_inner(), body, Command::AcceptCall).await
+}
+
+async fn decline(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: Option<web::Json<ActingAgent>>,
+) -> Result<HttpResponse, ApiError> {
+    agent_action(req, state, path.into_inner(), body, Command::DeclineCall).await
+}
+
+async fn hold(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: Option<web::Json<ActingAgent>>,
+) -> Result<HttpResponse, ApiError> {
+    let (req, call_id, body) = owner_default(&req, &state, path.into_inner(), body).await?;
+    agent_action(req, state, call_id, body, Command::Hold).await
+}
+
+async fn resume(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: Option<web::Json<ActingAgent>>,
+) -> Result<HttpResponse, ApiError> {
+    let (req, call_id, body) = owner_default(&req, &state, path.into_inner(), body).await?;
+    agent_action(req, state, call_id, body, Command::Resume).await
+}
+
+/// With the management key and no `agentId`, hold and resume act as the call's owner.
+async fn owner_default(
+    req: &HttpRequest,
+    state: &AppState,
+    call_id: String,
+    body: Option<web::Json<ActingAgent>>,
+) -> Result<(HttpRequest, String, Option<web::Json<ActingAgent>>), ApiError> {
+    let named = body.as_ref().and_then(|b| b.agent_id.clone());
+    if named.is_none() && principal(req, state)? == Principal::Admin {
+        let m = state.machine(&call_id).await?;
+        let owner = m.call.owner_id.clone();
+        return Ok((
+            req.clone(),
+            call_id,
+            Some(web::Json(ActingAgent { agent_id: owner })),
+        ));
+    }
+    Ok((req.clone(), call_id, body))
+}
+
+async fn hangup(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let who = principal(&req, &state)?;
+    let call_id = path.into_inner();
+    let actor = match &who {
+        Principal::Admin => Actor::System,
+        Principal::Agent(a) => Actor::Agent(a.clone()),
+        Principal::Caller(c) if *c == call_id => Actor::Caller,
+        Principal::Caller(_) => return Err(ApiError::not_found("call", call_id)),
+    };
+    let m = state
+        .execute(&call_id, Input::Command(actor, Command::Hangup), idempotency_key(&req)?)
+        .await?;
+    Ok(HttpResponse::Ok().json(view(&m, &who)))
+}

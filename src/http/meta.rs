@@ -1,0 +1,44 @@
+//! `GET /health`, `GET /api/openapi.json`, and JSON 404s for unknown routes.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::json;
+
+use super::{ApiError, AppState};
+
+/// The OpenAPI description of the API.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Routes of this module.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/health", web::get().to(health))
+        .route("/api/openapi.json", web::get().to(openapi));
+}
+
+async fn health(state: web::Data<AppState>) -> HttpResponse {
+    let store_ok = state.store.ping().await.is_ok();
+    let livekit_ok = state.livekit.ping().await;
+    let body = json!({
+        "status": if store_ok && livekit_ok { "ok" } else if store_ok { "degraded" } else { "down" },
+        "store": if store_ok { "ok" } else { "unreachable" },
+        "livekit": if livekit_ok { "ok" } else { "unreachable" },
+    });
+    if store_ok {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(OPENAPI)
+}
+
+/// The answer for unknown routes and methods.
+pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound {
+        entity: "route",
+        id: format!("{} {}", req.method(), req.path()),
+    })
+}

@@ -1,0 +1,436 @@
+//! The HTTP surface: shared state, who is asking ([`Principal`]), the one error type mapped
+//! to JSON `{code, message}`, and the routes of each resource.
+
+pub mod agents;
+pub mod calls;
+pub mod livekit_webhook;
+pub mod meta;
+pub mod rooms;
+pub mod sessions;
+pub mod transcripts;
+pub mod transfers;
+
+use std::sync::Arc;
+
+use actix::Addr;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::auth::SessionKeys;
+use crate::call::actor::{CallError, Execute};
+use crate::call::machine::{CallMachine, Input, Rejection};
+use crate::call::registry::{ActorDied, Found, Lookup, Registry};
+use crate::config::{Config, ManagementAccess};
+use crate::hub::Hub;
+use crate::media::livekit::LiveKit;
+use crate::model::PartyRef;
+use crate::store::{Store, StoreError};
+
+/// Everything a handler needs.
+#[derive(Clone)]
+pub struct AppState {
+    /// Settings.
+    pub config: Arc<Config>,
+    /// Durable storage.
+    pub store: Arc<dyn Store>,
+    /// Event fan-out.
+    pub hub: Hub,
+    /// The LiveKit plane.
+    pub livekit: LiveKit,
+    /// Call actors and routing.
+    pub registry: Addr<Registry>,
+    /// Session tokens.
+    pub keys: SessionKeys,
+}
+
+/// The one error type of the HTTP boundary, rendered as `{code, message}`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No or bad credentials (401).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Authenticated, but not allowed (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Unknown id (404).
+    #[error("{entity} {id} not found")]
+    NotFound {
+        /// `call`, `agent`, ...
+        entity: &'static str,
+        /// The id asked for.
+        id: String,
+    },
+    /// Bad request body, path or query (400), with a stable code.
+    #[error("{message}")]
+    BadRequest {
+        /// `invalid_json`, `invalid_request`, `invalid_field`, ...
+        code: &'static str,
+        /// What is wrong, naming the field where there is one.
+        message: String,
+    },
+    /// The resource is in a state where this cannot happen (409).
+    #[error("{message}")]
+    Conflict {
+        /// Stable code (`transfer_open`, `call_ended`, ...).
+        code: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// A dependency is down; nothing was changed (503).
+    #[error("{0}")]
+    Unavailable(String),
+    /// Our fault (500); details are logged, never returned.
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ApiError {
+    /// A 400 naming the field.
+    pub fn invalid(field: &str, message: impl std::fmt::Display) -> Self {
+        ApiError::BadRequest {
+            code: "invalid_field",
+            message: format!("{field}: {message}"),
+        }
+    }
+
+    /// A 404.
+    pub fn not_found(entity: &'static str, id: impl Into<String>) -> Self {
+        ApiError::NotFound {
+            entity,
+            id: id.into(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound { .. } => "not_found",
+            ApiError::BadRequest { code, .. } => code,
+            ApiError::Conflict { code, .. } => code,
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+/// The JSON body of every error.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody {
+    /// Stable, machine-readable.
+    pub code: String,
+    /// For people.
+    pub message: String,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::Internal(e) = self {
+            tracing::error!(error = %e, source = ?e.source(), "internal error");
+        }
+        HttpResponse::build(self.status_code()).json(ErrorBody {
+            code: self.code().to_string(),
+            message: self.to_string(),
+        })
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { entity, id } => ApiError::NotFound { entity, id },
+            StoreError::AlreadyExists { entity, id } => ApiError::Conflict {
+                code: "already_exists",
+                message: format!("{entity} {id} already exists"),
+            },
+            StoreError::VersionConflict { entity, id, .. } => ApiError::Conflict {
+                code: "concurrent_update",
+                message: format!("{entity} {id} was changed concurrently; retry"),
+            },
+            other => {
+                tracing::error!(error = %other, "storage failed");
+                ApiError::Unavailable("storage is unavailable; nothing was changed".into())
+            }
+        }
+    }
+}
+
+impl From<CallError> for ApiError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Rejected(Rejection::Forbidden(m)) => ApiError::Forbidden(m),
+            CallError::Rejected(Rejection::Conflict { code, message }) => {
+                ApiError::Conflict { code, message }
+            }
+            CallError::Rejected(Rejection::Invalid(m)) => ApiError::BadRequest {
+                code: "invalid_request",
+                message: m,
+            },
+            CallError::NotFound(id) => ApiError::not_found("call", id),
+            CallError::Storage(e) => {
+                tracing::error!(error = %e, "storage failed");
+                ApiError::Unavailable("storage is unavailable; nothing was changed".into())
+            }
+            CallError::Unavailable => {
+                ApiError::Unavailable("the call is being recovered; retry shortly".into())
+            }
+            CallError::Media(e) => ApiError::Internal(Box::new(CallError::Media(e))),
+        }
+    }
+}
+
+/// Who is asking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// Management: a valid `x-api-key`, or a local client when no key is configured.
+    Admin,
+    /// An agent with a session token.
+    Agent(String),
+    /// A caller with a session token; reaches one call only.
+    Caller(String),
+}
+
+impl Principal {
+    /// Fails unless this is management.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        match self {
+            Principal::Admin => Ok(()),
+            _ => Err(ApiError::Forbidden(
+                "this endpoint needs the management API key".into(),
+            )),
+        }
+    }
+}
+
+fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Whether a browser request comes from a page of another site (its `Origin` differs from
+/// the `Host` it targets).
+fn cross_site(req: &HttpRequest) -> bool {
+    match (header(req, "origin"), header(req, "host")) {
+        (Some(origin), Some(host)) => {
+            let origin_host = origin.split("://").nth(1).unwrap_or(origin);
+            origin_host != host
+        }
+        (Some(_), None) => true,
+        _ => false,
+    }
+}
+
+/// Works out who is asking: `x-api-key`, then `Authorization: Bearer <session token>`, then
+/// (with no key configured) a local client.
+pub fn principal(req: &HttpRequest, state: &AppState) -> Result<Principal, ApiError> {
+    if let Some(key) = header(req, "x-api-key") {
+        return match &state.config.management {
+            ManagementAccess::ApiKey(expected) if expected.matches(key) => Ok(Principal::Admin),
+            ManagementAccess::ApiKey(_) => {
+                Err(ApiError::Unauthorized("invalid API key".into()))
+            }
+            ManagementAccess::LoopbackOnly => local_admin(req),
+        };
+    }
+    if let Some(auth) = header(req, "authorization") {
+        let token = auth
+            .strip_prefix("Bearer ")
+            .ok_or_else(|| ApiError::Unauthorized("expected Authorization: Bearer <token>".into()))?;
+        return match state.keys.verify(token.trim()) {
+            Ok(PartyRef::Agent { agent_id }) => Ok(Principal::Agent(agent_id)),
+            Ok(PartyRef::Caller { call_id }) => Ok(Principal::Caller(call_id)),
+            Err(_) => Err(ApiError::Unauthorized(
+                "invalid or expired session token".into(),
+            )),
+        };
+    }
+    match &state.config.management {
+        ManagementAccess::LoopbackOnly => local_admin(req),
+        ManagementAccess::ApiKey(_) => Err(ApiError::Unauthorized(
+            "send x-api-key (management) or Authorization: Bearer <session token>".into(),
+        )),
+    }
+}
+
+fn local_admin(req: &HttpRequest) -> Result<Principal, ApiError> {
+    let local = req.peer_addr().is_some_and(|a| a.ip().is_loopback());
+    if local && !cross_site(req) {
+        Ok(Principal::Admin)
+    } else {
+        Err(ApiError::Unauthorized(
+            "management endpoints are open to local clients only while SWITCHBOARD_API_KEY is unset"
+                .into(),
+        ))
+    }
+}
+
+/// The `Idempotency-Key` header, if any (at most 200 characters).
+pub fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    match header(req, "idempotency-key") {
+        None => Ok(None),
+        Some(k) if !k.is_empty() && k.len() <= 200 => Ok(Some(k.to_string())),
+        Some(_) => Err(ApiError::invalid(
+            "Idempotency-Key",
+            "must be 1 to 200 characters",
+        )),
+    }
+}
+
+impl AppState {
+    /// Feeds an input to a call's actor, restarting a dead actor once from the store.
+    pub async fn execute(
+        &self,
+        call_id: &str,
+        input: Input,
+        idempotency_key: Option<String>,
+    ) -> Result<Arc<CallMachine>, ApiError> {
+        for attempt in 0..2 {
+            let found = self
+                .registry
+                .send(Lookup {
+                    call_id: call_id.to_string(),
+                })
+                .await
+                .map_err(|_| ApiError::Unavailable("the switchboard is shutting down".into()))??;
+            let addr = match found {
+                Found::Live(addr) => addr,
+                Found::Ended(m) => {
+                    // Ended calls answer from their final state: repeats succeed, the rest 409.
+                    let step = m
+                        .handle(crate::call::actor::now_ms(), input)
+                        .map_err(CallError::from)?;
+                    return if step.changed(&m) {
+                        Err(ApiError::Conflict {
+                            code: "call_ended",
+                            message: format!("call {call_id} has ended"),
+                        })
+                    } else {
+                        Ok(m)
+                    };
+                }
+            };
+            match addr
+                .send(Execute {
+                    input: input.clone(),
+                    idempotency_key: idempotency_key.clone(),
+                })
+                .await
+            {
+                Ok(Err(CallError::Unavailable)) if attempt == 0 => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Ok(res) => return Ok(res?),
+                Err(_) if attempt == 0 => {
+                    self.registry.do_send(ActorDied {
+                        call_id: call_id.to_string(),
+                    });
+                }
+                Err(_) => break,
+            }
+        }
+        Err(ApiError::Unavailable(
+            "the call is being recovered; retry shortly".into(),
+        ))
+    }
+
+    /// The current state of a call (live or ended).
+    pub async fn machine(&self, call_id: &str) -> Result<Arc<CallMachine>, ApiError> {
+        let stored = self
+            .store
+            .get_call(call_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("call", call_id))?;
+        let m = crate::call::actor::decode(&stored)
+            .map_err(|e| ApiError::Internal(Box::new(e)))?;
+        Ok(Arc::new(m))
+    }
+}
+
+/// JSON, path and query extractor errors as `{code, message}` 400s.
+pub fn configure_extractors(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(64 * 1024)
+            .error_handler(|err, _req| {
+                use actix_web::error::JsonPayloadError as J;
+                let e = match &err {
+                    J::ContentType => ApiError::BadRequest {
+                        code: "invalid_request",
+                        message: "expected Content-Type: application/json".into(),
+                    },
+                    J::Deserialize(de) if de.is_data() => ApiError::BadRequest {
+                        code: "invalid_request",
+                        message: de.to_string(),
+                    },
+                    J::Deserialize(de) => ApiError::BadRequest {
+                        code: "invalid_json",
+                        message: format!("body is not valid JSON: {de}"),
+                    },
+                    J::Overflow { .. } | J::OverflowKnownLength { .. } => ApiError::BadRequest {
+                        code: "too_large",
+                        message: "body is larger than 64 KiB".into(),
+                    },
+                    other => ApiError::BadRequest {
+                        code: "invalid_request",
+                        message: other.to_string(),
+                    },
+                };
+                actix_web::error::InternalError::from_response(err, e.error_response()).into()
+            }),
+    )
+    .app_data(web::QueryConfig::default().error_handler(|err, _req| {
+        let e = ApiError::BadRequest {
+            code: "invalid_query",
+            message: err.to_string(),
+        };
+        actix_web::error::InternalError::from_response(err, e.error_response()).into()
+    }))
+    .app_data(web::PathConfig::default().error_handler(|err, _req| {
+        let e = ApiError::BadRequest {
+            code: "invalid_path",
+            message: err.to_string(),
+        };
+        actix_web::error::InternalError::from_response(err, e.error_response()).into()
+    }));
+}
+
+/// Checks an id-like value: 1 to 100 characters of letters, digits, `-`, `_`, `.`, `:`.
+pub fn check_id(field: &str, value: &str) -> Result<(), ApiError> {
+    let ok = !value.is_empty()
+        && value.len() <= 100
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            field,
+            "must be 1 to 100 letters, digits, '-', '_', '.' or ':'",
+        ))
+    }
+}
+
+/// Checks a text's length in characters.
+pub fn check_text(field: &str, value: &str, min: usize, max: usize) -> Result<(), ApiError> {
+    let n = value.chars().count();
+    if n < min || n > max {
+        return Err(ApiError::invalid(
+            field,
+            format!("must be {min} to {max} characters (got {n})"),
+        ));
+    }
+    Ok(())
+}

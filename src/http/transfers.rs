@@ -1,0 +1,352 @@
+//! `/api/transfers`: initiate a warm, cold or conference transfer (seed 000's response
+//! shape), and the target's and owner's answers: accept, decline, complete, cancel.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::calls::acting_agent;
+use super::{check_id, check_text, idempotency_key, principal, ApiError, AppState, Principal};
+use crate::call::machine::{Actor, Command, Input, Observation};
+use crate::call::registry::PresenceList;
+use crate::media::livekit::ParticipantRole;
+use crate::model::{
+    new_id, AgentKind, Presence, Transcript, TranscriptSource, Transfer, TransferMode,
+    TransferStatus,
+};
+
+/// Routes of this resource.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/transfers/initiate", web::post().to(initiate))
+        .route("/api/transfers", web::get().to(list))
+        .route("/api/transfers/{transferId}", web::get().to(get))
+        .route("/api/transfers/{transferId}/accept", web::post().to(accept))
+        .route("/api/transfers/{transferId}/decline", web::post().to(decline))
+        .route("/api/transfers/{transferId}/complete", web::post().to(complete))
+        .route("/api/transfers/{transferId}/cancel", web::post().to(cancel));
+}
+
+/// `POST /api/transfers/initiate` body (seed 000's, plus mode and note).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InitiateTransfer {
+    /// The call.
+    pub call_id: String,
+    /// Agent A (the owner); taken from the session token when absent.
+    pub agent_a_id: Option<String>,
+    /// Agent B.
+    pub agent_b_id: String,
+    /// `warm` (default), `cold` or `conference`.
+    #[serde(default)]
+    pub mode: TransferMode,
+    /// A note from A to B.
+    pub note: Option<String>,
+    /// Transcript text to add before summarising (seed 000).
+    pub transcript_text: Option<String>,
+}
+
+/// `GET /api/transfers` query.
+#[derive(Debug, Deserialize)]
+pub struct TransferQuery {
+    /// `active` (initiated, ringing, briefing) or one status.
+    pub status: Option<String>,
+}
+
+fn where_agent_goes(mode: TransferMode, is_target: bool, t: &Transfer, main_room: &str) -> String {
+    match (mode, is_target) {
+        (TransferMode::Warm, _) => t.transfer_room.clone(),
+        _ => main_room.to_string(),
+    }
+}
+
+async fn initiate(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<InitiateTransfer>,
+) -> Result<HttpResponse, ApiError> {
+    let who = principal(&req, &state)?;
+    let body = body.into_inner();
+    check_id("callId", &body.call_id)?;
+    check_id("agentBId", &body.agent_b_id)?;
+    let agent_a = acting_agent(&who, body.agent_a_id.as_deref(), "agentAId")?;
+    if let Some(n) = &body.note {
+        check_text("note", n, 0, 2000)?;
+    }
+    if let Some(t) = &body.transcript_text {
+        check_text("transcriptText", t, 0, 20_000)?;
+    }
+    let key = idempotency_key(&req)?;
+    let m = state.machine(&body.call_id).await?;
+    if who != Principal::Admin && !m.involves_agent(&agent_a) {
+        return Err(ApiError::Forbidden(format!(
+            "you are not part of call {}",
+            body.call_id
+        )));
+    }
+    let target = state
+        .store
+        .get_agent(&body.agent_b_id)
+        .await?
+        .ok_or_else(|| ApiError::invalid("agentBId", format!("no agent {}", body.agent_b_id)))?;
+    if !target.active {
+        return Err(ApiError::invalid("agentBId", "the agent is not active"));
+    }
+    if target.kind == AgentKind::Phone {
+        return Err(ApiError::BadRequest {
+            code: "unsupported_target",
+            message: "agentBId: phone agents are reached through Twilio bridging, which is not configured".into(),
+        });
+    }
+    let presence = state.registry.send(PresenceList).await.unwrap_or_default();
+    if presence.get(&target.agent_id).copied().unwrap_or(Presence::Offline) == Presence::Offline {
+        return Err(ApiError::Conflict {
+            code: "target_unavailable",
+            message: format!("agent {} is offline", target.agent_id),
+        });
+    }
+    if let Some(open) = m.open_transfer() {
+        if key.is_none() {
+            return Err(ApiError::Conflict {
+                code: "transfer_open",
+                message: format!("transfer {} is still open", open.transfer_id),
+            });
+        }
+    }
+    if let Some(text) = body.transcript_text.as_ref().filter(|t| !t.trim().is_empty()) {
+        state
+            .store
+            .put_transcript(&Transcript {
+                transcript_id: new_id("tx"),
+                call_id: body.call_id.clone(),
+                speaker: agent_a.clone(),
+                text: text.clone(),
+                source: TranscriptSource::Manual,
+                created_at: chrono::Utc::now(),
+            })
+            .await?;
+    }
+    let (summary, fresh) = crate::summary::current_summary(state.store.as_ref(), &m.call).await?;
+    if fresh || m.call.last_summary_id.as_deref() != Some(summary.summary_id.as_str()) {
+        state
+            .execute(
+                &body.call_id,
+                Input::Observe(Observation::SummaryStored {
+                    summary_id: summary.summary_id.clone(),
+                }),
+                None,
+            )
+            .await?;
+    }
+    let transfer_id = new_id("xfer");
+    let short = transfer_id.trim_start_matches("xfer-").chars().take(8).collect::<String>();
+    let cmd = Command::InitiateTransfer {
+        transfer_id: transfer_id.clone(),
+        to_agent_id: target.agent_id.clone(),
+        mode: body.mode,
+        transfer_room: format!("{}--consult-{short}", body.call_id),
+        summary_id: Some(summary.summary_id.clone()),
+        summary_text: summary.summary_text.clone(),
+        note: body.note,
+    };
+    let m = state
+        .execute(&body.call_id, Input::Command(Actor::Agent(agent_a.clone()), cmd), key)
+        .await?;
+    let t = m
+        .transfer
+        .clone()
+        .ok_or_else(|| ApiError::Internal("transfer missing after initiate".into()))?;
+    let token_for = |agent: &str, is_target: bool| {
+        let room = where_agent_goes(t.mode, is_target, &t, &m.call.main_room);
+        state
+            .livekit
+            .participant_token(agent, agent, &room, ParticipantRole::Agent)
+            .map_err(|e| ApiError::Internal(Box::new(e)))
+    };
+    let token_a = token_for(&t.from_agent_id, false)?;
+    // B's credential goes only to B (over B's WebSocket) or to management.
+    let token_b = if who == Principal::Admin {
+        Some(token_for(&t.to_agent_id, true)?)
+    } else {
+        None
+    };
+    Ok(HttpResponse::Created().json(json!({
+        "transferId": t.transfer_id,
+        "transferRoom": t.transfer_room,
+        "tokens": { "tokenA": token_a, "tokenB": token_b },
+        "summaryText": t.summary_text,
+        "summaryId": t.summary_id,
+        "status": t.status,
+        "mode": t.mode,
+        "callId": t.call_id,
+        "fromAgentId": t.from_agent_id,
+        "toAgentId": t.to_agent_id,
+        "livekitUrl": state.livekit.url(),
+        "transfer": t,
+    })))
+}
+
+async fn load_visible(
+    state: &AppState,
+    who: &Principal,
+    transfer_id: &str,
+) -> Result<Transfer, ApiError> {
+    let t = state
+        .store
+        .get_transfer(transfer_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("transfer", transfer_id))?;
+    match who {
+        Principal::Admin => Ok(t),
+        Principal::Agent(a) if *a == t.from_agent_id || *a == t.to_agent_id => Ok(t),
+        Principal::Agent(_) => Err(ApiError::Forbidden(format!(
+            "you are not part of transfer {transfer_id}"
+        ))),
+        Principal::Caller(_) => Err(ApiError::not_found("transfer", transfer_id)),
+    }
+}
+
+async fn get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let who = principal(&req, &state)?;
+    Ok(HttpResponse::Ok().json(load_visible(&state, &who, &path).await?))
+}
+
+async fn list(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    query: web::Query<TransferQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let who = principal(&req, &state)?;
+    let statuses: Vec<TransferStatus> = match query.status.as_deref() {
+        None | Some("") => vec![],
+        Some("active") => vec![
+            TransferStatus::Initiated,
+            TransferStatus::Ringing,
+            TransferStatus::Briefing,
+        ],
+        Some(s) => vec![serde_json::from_value(json!(s)).map_err(|_| {
+            ApiError::invalid(
+                "status",
+                "must be active, initiated, ringing, briefing, completed, cancelled, declined, timed_out, failed or abandoned",
+            )
+        })?],
+    };
+    let all = state.store.list_transfers(&statuses).await?;
+    let visible: Vec<Transfer> = match &who {
+        Principal::Admin => all,
+        Principal::Agent(a) => all
+            .into_iter()
+            .filter(|t| t.from_agent_id == *a || t.to_agent_id == *a)
+            .collect(),
+        Principal::Caller(_) => {
+            return Err(ApiError::Forbidden("callers cannot list transfers".into()))
+        }
+    };
+    Ok(HttpResponse::Ok().json(visible))
+}
+
+/// Body of the answers when sent with the management key.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Answer {
+    /// The agent management acts as (defaults to the transfer's target or owner).
+    pub agent_id: Option<String>,
+}
+
+/// The status a command leaves a transfer in, to answer repeats of it idempotently.
+fn outcome(cmd: &Command) -> &'static [TransferStatus] {
+    match cmd {
+        Command::AcceptTransfer => &[TransferStatus::Briefing, TransferStatus::Completed],
+        Command::DeclineTransfer => &[TransferStatus::Declined],
+        Command::CompleteTransfer => &[TransferStatus::Completed],
+        Command::CancelTransfer => &[TransferStatus::Cancelled],
+        _ => &[],
+    }
+}
+
+async fn answer(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    transfer_id: String,
+    body: Option<web::Json<Answer>>,
+    cmd: Command,
+    by_target: bool,
+) -> Result<HttpResponse, ApiError> {
+    let who = principal(&req, &state)?;
+    let t = load_visible(&state, &who, &transfer_id).await?;
+    let default_agent = if by_target {
+        &t.to_agent_id
+    } else {
+        &t.from_agent_id
+    };
+    let named = body
+        .as_ref()
+        .and_then(|b| b.agent_id.clone())
+        .or_else(|| (who == Principal::Admin).then(|| default_agent.clone()));
+    let agent = acting_agent(&who, named.as_deref(), "agentId")?;
+    let m = state.machine(&t.call_id).await?;
+    let current = m.transfer.as_ref().map(|x| x.transfer_id.as_str());
+    if current != Some(transfer_id.as_str()) {
+        // An older transfer of this call: it is over; repeats of its outcome succeed.
+        return if outcome(&cmd).contains(&t.status) {
+            Ok(HttpResponse::Ok().json(t))
+        } else {
+            Err(ApiError::Conflict {
+                code: "transfer_ended",
+                message: format!("transfer {transfer_id} is {}", t.status.as_str()),
+            })
+        };
+    }
+    let m = state
+        .execute(
+            &t.call_id,
+            Input::Command(Actor::Agent(agent), cmd),
+            idempotency_key(&req)?,
+        )
+        .await?;
+    let t = m
+        .transfer
+        .clone()
+        .filter(|x| x.transfer_id == transfer_id)
+        .ok_or_else(|| ApiError::Internal("transfer missing after command".into()))?;
+    Ok(HttpResponse::Ok().json(t))
+}
+
+async fn accept(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: Option<web::Json<Answer>>,
+) -> Result<HttpResponse, ApiError> {
+    answer(req, state, path.into_inner(), body, Command::AcceptTransfer, true).await
+}
+
+async fn decline(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: Option<web::Json<Answer>>,
+) -> Result<HttpResponse, ApiError> {
+    answer(req, state, path.into_inner(), body, Command::DeclineTransfer, true).await
+}
+
+async fn complete(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: Option<web::Json<Answer>>,
+) -> Result<HttpResponse, ApiError> {
+    answer(req, state, path.into_inner(), body, Command::CompleteTransfer, false).await
+}
+
+async fn cancel(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: Option<web::Json<Answer>>,
+) -> Result<HttpResponse, ApiError> {
+    answer(req, state, path.into_inner(), body, Command::CancelTransfer, false).await
+}
