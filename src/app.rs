@@ -106,7 +106,10 @@ impl Application {
     }
 
     /// Builds the app on a listener (bind port 0 for tests). Must run inside an actix system.
-    pub async fn build_on(config: Config, listener: TcpListener) -> Result<Application, StartupError> {
+    pub async fn build_on(
+        config: Config,
+        listener: TcpListener,
+    ) -> Result<Application, StartupError> {
         let store: Arc<dyn Store> =
             Arc::new(EmbeddedStore::open(&config.data_dir).map_err(StartupError::Store)?);
         let secret = session_secret(&config)?;
@@ -125,7 +128,10 @@ impl Application {
             .map_err(|e| StartupError::Recovery(e.to_string()))?
             .map_err(|e| StartupError::Recovery(e.to_string()))?;
         if recovered > 0 {
-            tracing::info!(calls = recovered, "recovered unfinished calls from the store");
+            tracing::info!(
+                calls = recovered,
+                "recovered unfinished calls from the store"
+            );
         }
         let state = AppState {
             config: Arc::new(config.clone()),

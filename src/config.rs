@@ -167,13 +167,27 @@ impl Config {
             api_url,
             url,
             api_key: nonempty("LIVEKIT_API_KEY").unwrap_or_else(|| "devkey".into()),
-            api_secret: Secret::new(nonempty("LIVEKIT_API_SECRET").unwrap_or_else(|| "secret".into())),
+            api_secret: Secret::new(
+                nonempty("LIVEKIT_API_SECRET").unwrap_or_else(|| "secret".into()),
+            ),
         };
         let ms = |d: Duration| d.as_millis() as i64;
         let timeouts = Timeouts {
-            ring_ms: ms(parse_secs("SWITCHBOARD_RING_TIMEOUT", nonempty("SWITCHBOARD_RING_TIMEOUT"), 30.0)?),
-            move_ms: ms(parse_secs("SWITCHBOARD_MOVE_TIMEOUT", nonempty("SWITCHBOARD_MOVE_TIMEOUT"), 20.0)?),
-            rejoin_ms: ms(parse_secs("SWITCHBOARD_REJOIN_GRACE", nonempty("SWITCHBOARD_REJOIN_GRACE"), 15.0)?),
+            ring_ms: ms(parse_secs(
+                "SWITCHBOARD_RING_TIMEOUT",
+                nonempty("SWITCHBOARD_RING_TIMEOUT"),
+                30.0,
+            )?),
+            move_ms: ms(parse_secs(
+                "SWITCHBOARD_MOVE_TIMEOUT",
+                nonempty("SWITCHBOARD_MOVE_TIMEOUT"),
+                20.0,
+            )?),
+            rejoin_ms: ms(parse_secs(
+                "SWITCHBOARD_REJOIN_GRACE",
+                nonempty("SWITCHBOARD_REJOIN_GRACE"),
+                15.0,
+            )?),
         };
         let outbox_capacity = match nonempty("SWITCHBOARD_OUTBOX") {
             None => 256,
@@ -188,7 +202,10 @@ impl Config {
                 })?,
         };
         let session_secret = nonempty("SWITCHBOARD_SESSION_SECRET").map(Secret::new);
-        if session_secret.as_ref().is_some_and(|s| s.expose().len() < 32) {
+        if session_secret
+            .as_ref()
+            .is_some_and(|s| s.expose().len() < 32)
+        {
             return Err(ConfigError::Invalid {
                 name: "SWITCHBOARD_SESSION_SECRET",
                 message: "must be at least 32 characters".into(),
@@ -196,12 +213,21 @@ impl Config {
         }
         Ok(Config {
             addr,
-            data_dir: PathBuf::from(nonempty("SWITCHBOARD_DATA_DIR").unwrap_or_else(|| "./data".into())),
+            data_dir: PathBuf::from(
+                nonempty("SWITCHBOARD_DATA_DIR").unwrap_or_else(|| "./data".into()),
+            ),
             management,
-            public_calls: parse_bool("SWITCHBOARD_PUBLIC_CALLS", nonempty("SWITCHBOARD_PUBLIC_CALLS"))?,
+            public_calls: parse_bool(
+                "SWITCHBOARD_PUBLIC_CALLS",
+                nonempty("SWITCHBOARD_PUBLIC_CALLS"),
+            )?,
             livekit,
             session_secret,
-            session_ttl: parse_secs("SWITCHBOARD_SESSION_TTL", nonempty("SWITCHBOARD_SESSION_TTL"), 7200.0)?,
+            session_ttl: parse_secs(
+                "SWITCHBOARD_SESSION_TTL",
+                nonempty("SWITCHBOARD_SESSION_TTL"),
+                7200.0,
+            )?,
             timeouts,
             disconnect_grace: parse_secs(
                 "SWITCHBOARD_DISCONNECT_GRACE",

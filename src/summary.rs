@@ -40,7 +40,10 @@ pub fn offline_summary(call: &Call, transcripts: &[Transcript]) -> String {
     if call.reason.trim().is_empty() {
         parts.push(format!("{who} gave no reason."));
     } else {
-        parts.push(format!("{who} called about: {}.", call.reason.trim().trim_end_matches('.')));
+        parts.push(format!(
+            "{who} called about: {}.",
+            call.reason.trim().trim_end_matches('.')
+        ));
     }
     if transcripts.is_empty() {
         parts.push("No transcript yet.".into());
@@ -135,7 +138,10 @@ mod tests {
     #[test]
     fn without_transcript_it_says_so_and_invents_nothing() {
         let s = offline_summary(&call("Ann", ""), &[]);
-        assert_eq!(s, "[offline summary] Caller Ann gave no reason. No transcript yet.");
+        assert_eq!(
+            s,
+            "[offline summary] Caller Ann gave no reason. No transcript yet."
+        );
     }
 
     #[test]
@@ -149,7 +155,10 @@ mod tests {
         assert!(s.starts_with("[offline summary] Caller Ann called about: billing."));
         assert!(s.contains("Caller said: My invoice is wrong. / I was charged twice in March!"));
         assert!(s.contains("Last (caller): I was charged twice in March!"));
-        assert!(!s.contains("two charges"), "only first sentences are extracted: {s}");
+        assert!(
+            !s.contains("two charges"),
+            "only first sentences are extracted: {s}"
+        );
     }
 
     #[test]

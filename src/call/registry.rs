@@ -10,8 +10,7 @@ use actix::prelude::*;
 use serde_json::json;
 
 use crate::call::actor::{
-    add_join_tokens, commit_of, decode, now_ms, CallActor, CallDeps, CallError, CallResult,
-    Execute,
+    add_join_tokens, commit_of, decode, now_ms, CallActor, CallDeps, CallError, CallResult, Execute,
 };
 use crate::call::machine::{Actor as By, CallMachine, Command, Input, Observation, Timeouts};
 use crate::model::{Agent, AgentKind, AgentStatus, Call, CallStatus, Presence, WireEvent};
@@ -218,8 +217,11 @@ impl Registry {
             return;
         }
         free.sort_by_key(|a| self.idle_since.get(a).copied().unwrap_or_else(Instant::now));
-        let entries: Vec<((i64, String), QueueEntry)> =
-            self.queue.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let entries: Vec<((i64, String), QueueEntry)> = self
+            .queue
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         for ((at, call_id), entry) in entries {
             if free.is_empty() {
                 break;
@@ -244,7 +246,12 @@ impl Registry {
             let Some(addr) = self.actors.get(&call_id).cloned() else {
                 continue;
             };
-            let input = Input::Command(By::System, Command::Offer { agent_id: agent.clone() });
+            let input = Input::Command(
+                By::System,
+                Command::Offer {
+                    agent_id: agent.clone(),
+                },
+            );
             addr.send(Execute {
                 input,
                 idempotency_key: None,

@@ -94,7 +94,10 @@ async fn create(
         check_e164(n)?;
     }
     if body.kind == AgentKind::Phone && body.phone_number.is_none() {
-        return Err(ApiError::invalid("phoneNumber", "is required for phone agents"));
+        return Err(ApiError::invalid(
+            "phoneNumber",
+            "is required for phone agents",
+        ));
     }
     let agent = Agent {
         agent_id,
@@ -119,7 +122,9 @@ async fn create(
 async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     match principal(&req, &state)? {
         Principal::Admin | Principal::Agent(_) => {}
-        Principal::Caller(_) => return Err(ApiError::Forbidden("callers cannot list agents".into())),
+        Principal::Caller(_) => {
+            return Err(ApiError::Forbidden("callers cannot list agents".into()))
+        }
     }
     let presence = presence(&state).await;
     let agents: Vec<AgentView> = state
@@ -129,7 +134,10 @@ async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespon
         .into_iter()
         .filter(|a| a.active)
         .map(|a| AgentView {
-            presence: presence.get(&a.agent_id).copied().unwrap_or(Presence::Offline),
+            presence: presence
+                .get(&a.agent_id)
+                .copied()
+                .unwrap_or(Presence::Offline),
             agent: a,
         })
         .collect();
@@ -217,7 +225,11 @@ async fn patch(
                 ));
             }
         }
-        _ => return Err(ApiError::Forbidden("agents may only change themselves".into())),
+        _ => {
+            return Err(ApiError::Forbidden(
+                "agents may only change themselves".into(),
+            ))
+        }
     }
     let agent = apply_patch(&state, &id, &body).await?;
     let presence = presence(&state).await;

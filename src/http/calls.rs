@@ -159,7 +159,10 @@ pub fn acting_agent(who: &Principal, named: Option<&str>, field: &str) -> Result
         ))),
         (Principal::Agent(a), _) => Ok(a.clone()),
         (Principal::Admin, Some(n)) => Ok(n.to_string()),
-        (Principal::Admin, None) => Err(ApiError::invalid(field, "is required with the management key")),
+        (Principal::Admin, None) => Err(ApiError::invalid(
+            field,
+            "is required with the management key",
+        )),
         (Principal::Caller(_), _) => Err(ApiError::Forbidden("callers cannot do this".into())),
     }
 }
@@ -190,7 +193,10 @@ async fn create(
             .await?
             .ok_or_else(|| ApiError::invalid("agentId", format!("no agent {a}")))?;
         if !agent.active {
-            return Err(ApiError::invalid("agentId", format!("agent {a} is not active")));
+            return Err(ApiError::invalid(
+                "agentId",
+                format!("agent {a} is not active"),
+            ));
         }
     }
     let metadata = match body.metadata {
@@ -232,7 +238,12 @@ async fn create(
         .map_err(|e| ApiError::Internal(Box::new(e)))?;
     let lk_token = state
         .livekit
-        .participant_token(&caller_id, &body.caller_name, &main_room, ParticipantRole::Caller)
+        .participant_token(
+            &caller_id,
+            &body.caller_name,
+            &main_room,
+            ParticipantRole::Caller,
+        )
         .map_err(|e| ApiError::Internal(Box::new(e)))?;
     Ok(HttpResponse::Created().json(json!({
         "call": view(&m, &Principal::Caller(call_id)),
@@ -301,7 +312,11 @@ async fn by_agent(
     match principal(&req, &state)? {
         Principal::Admin => {}
         Principal::Agent(a) if a == agent_id => {}
-        _ => return Err(ApiError::Forbidden("agents may only list their own calls".into())),
+        _ => {
+            return Err(ApiError::Forbidden(
+                "agents may only list their own calls".into(),
+            ))
+        }
     }
     let calls = state.store.list_calls_by_agent(&agent_id).await?;
     Ok(HttpResponse::Ok().json(calls))
@@ -400,7 +415,11 @@ async fn hangup(
         Principal::Caller(_) => return Err(ApiError::not_found("call", call_id)),
     };
     let m = state
-        .execute(&call_id, Input::Command(actor, Command::Hangup), idempotency_key(&req)?)
+        .execute(
+            &call_id,
+            Input::Command(actor, Command::Hangup),
+            idempotency_key(&req)?,
+        )
         .await?;
     Ok(HttpResponse::Ok().json(view(&m, &who)))
 }

@@ -17,7 +17,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// The call a room belongs to: rooms of calls are named `<callId>--<space>`.
 pub fn call_of_room(room: &str) -> Option<&str> {
-    room.split_once("--").map(|(call, _)| call).filter(|c| !c.is_empty())
+    room.split_once("--")
+        .map(|(call, _)| call)
+        .filter(|c| !c.is_empty())
 }
 
 async fn receive(

@@ -238,16 +238,14 @@ pub fn principal(req: &HttpRequest, state: &AppState) -> Result<Principal, ApiEr
     if let Some(key) = header(req, "x-api-key") {
         return match &state.config.management {
             ManagementAccess::ApiKey(expected) if expected.matches(key) => Ok(Principal::Admin),
-            ManagementAccess::ApiKey(_) => {
-                Err(ApiError::Unauthorized("invalid API key".into()))
-            }
+            ManagementAccess::ApiKey(_) => Err(ApiError::Unauthorized("invalid API key".into())),
             ManagementAccess::LoopbackOnly => local_admin(req),
         };
     }
     if let Some(auth) = header(req, "authorization") {
-        let token = auth
-            .strip_prefix("Bearer ")
-            .ok_or_else(|| ApiError::Unauthorized("expected Authorization: Bearer <token>".into()))?;
+        let token = auth.strip_prefix("Bearer ").ok_or_else(|| {
+            ApiError::Unauthorized("expected Authorization: Bearer <token>".into())
+        })?;
         return match state.keys.verify(token.trim()) {
             Ok(PartyRef::Agent { agent_id }) => Ok(Principal::Agent(agent_id)),
             Ok(PartyRef::Caller { call_id }) => Ok(Principal::Caller(call_id)),
@@ -352,8 +350,7 @@ impl AppState {
             .get_call(call_id)
             .await?
             .ok_or_else(|| ApiError::not_found("call", call_id))?;
-        let m = crate::call::actor::decode(&stored)
-            .map_err(|e| ApiError::Internal(Box::new(e)))?;
+        let m = crate::call::actor::decode(&stored).map_err(|e| ApiError::Internal(Box::new(e)))?;
         Ok(Arc::new(m))
     }
 }

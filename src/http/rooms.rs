@@ -12,7 +12,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/rooms", web::post().to(create))
         .route("/api/rooms/{roomId}", web::get().to(get))
         .route("/api/rooms/{roomId}", web::patch().to(patch))
-        .route("/api/rooms/{roomId}/participants", web::get().to(participants));
+        .route(
+            "/api/rooms/{roomId}/participants",
+            web::get().to(participants),
+        );
 }
 
 /// `POST /api/rooms` body.

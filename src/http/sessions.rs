@@ -52,7 +52,10 @@ async fn livekit_token(
             ParticipantRole::Agent,
         ),
         (Principal::Admin, None) => {
-            return Err(ApiError::invalid("agentId", "is required with the management key"))
+            return Err(ApiError::invalid(
+                "agentId",
+                "is required with the management key",
+            ))
         }
     };
     let placement = m.placements.get(&party).ok_or_else(|| ApiError::Conflict {
@@ -60,7 +63,9 @@ async fn livekit_token(
         message: format!("{identity} is not in any room of call {}", body.call_id),
     })?;
     if party == Party::Caller && placement.space == Space::Consult {
-        return Err(ApiError::Forbidden("callers never join a consult room".into()));
+        return Err(ApiError::Forbidden(
+            "callers never join a consult room".into(),
+        ));
     }
     let room = m
         .room_of_party(&party)
@@ -120,7 +125,9 @@ impl SessionHandler for Sessions {
                     .map_err(|e| to_client(e.into()))?
                     .ok_or_else(|| ClientError::not_found(format!("no agent {agent_id}")))?;
                 if !agent.active {
-                    return Err(ClientError::forbidden(format!("agent {agent_id} is not active")));
+                    return Err(ClientError::forbidden(format!(
+                        "agent {agent_id} is not active"
+                    )));
                 }
             }
         }

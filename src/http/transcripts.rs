@@ -13,10 +13,19 @@ use crate::model::{new_id, Summary, Transcript, TranscriptSource};
 /// Routes of these resources.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/transcripts", web::post().to(create_transcript))
-        .route("/api/transcripts/call/{callId}", web::get().to(transcripts_of_call))
-        .route("/api/transcripts/{transcriptId}", web::get().to(get_transcript))
+        .route(
+            "/api/transcripts/call/{callId}",
+            web::get().to(transcripts_of_call),
+        )
+        .route(
+            "/api/transcripts/{transcriptId}",
+            web::get().to(get_transcript),
+        )
         .route("/api/summaries", web::post().to(create_summary))
-        .route("/api/summaries/call/{callId}", web::get().to(summaries_of_call))
+        .route(
+            "/api/summaries/call/{callId}",
+            web::get().to(summaries_of_call),
+        )
         .route("/api/summaries/{summaryId}", web::get().to(get_summary));
 }
 

@@ -21,8 +21,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/transfers", web::get().to(list))
         .route("/api/transfers/{transferId}", web::get().to(get))
         .route("/api/transfers/{transferId}/accept", web::post().to(accept))
-        .route("/api/transfers/{transferId}/decline", web::post().to(decline))
-        .route("/api/transfers/{transferId}/complete", web::post().to(complete))
+        .route(
+            "/api/transfers/{transferId}/decline",
+            web::post().to(decline),
+        )
+        .route(
+            "/api/transfers/{transferId}/complete",
+            web::post().to(complete),
+        )
         .route("/api/transfers/{transferId}/cancel", web::post().to(cancel));
 }
 
@@ -98,7 +104,12 @@ async fn initiate(
         });
     }
     let presence = state.registry.send(PresenceList).await.unwrap_or_default();
-    if presence.get(&target.agent_id).copied().unwrap_or(Presence::Offline) == Presence::Offline {
+    if presence
+        .get(&target.agent_id)
+        .copied()
+        .unwrap_or(Presence::Offline)
+        == Presence::Offline
+    {
         return Err(ApiError::Conflict {
             code: "target_unavailable",
             message: format!("agent {} is offline", target.agent_id),
@@ -112,7 +123,11 @@ async fn initiate(
             });
         }
     }
-    if let Some(text) = body.transcript_text.as_ref().filter(|t| !t.trim().is_empty()) {
+    if let Some(text) = body
+        .transcript_text
+        .as_ref()
+        .filter(|t| !t.trim().is_empty())
+    {
         state
             .store
             .put_transcript(&Transcript {
@@ -138,7 +153,11 @@ async fn initiate(
             .await?;
     }
     let transfer_id = new_id("xfer");
-    let short = transfer_id.trim_start_matches("xfer-").chars().take(8).collect::<String>();
+    let short = transfer_id
+        .trim_start_matches("xfer-")
+        .chars()
+        .take(8)
+        .collect::<String>();
     let cmd = Command::InitiateTransfer {
         transfer_id: transfer_id.clone(),
         to_agent_id: target.agent_id.clone(),
@@ -149,7 +168,11 @@ async fn initiate(
         note: body.note,
     };
     let m = state
-        .execute(&body.call_id, Input::Command(Actor::Agent(agent_a.clone()), cmd), key)
+        .execute(
+            &body.call_id,
+            Input::Command(Actor::Agent(agent_a.clone()), cmd),
+            key,
+        )
         .await?;
     let t = m
         .transfer
@@ -321,7 +344,15 @@ async fn accept(
     path: web::Path<String>,
     body: Option<web::Json<Answer>>,
 ) -> Result<HttpResponse, ApiError> {
-    answer(req, state, path.into_inner(), body, Command::AcceptTransfer, true).await
+    answer(
+        req,
+        state,
+        path.into_inner(),
+        body,
+        Command::AcceptTransfer,
+        true,
+    )
+    .await
 }
 
 async fn decline(
@@ -330,7 +361,15 @@ async fn decline(
     path: web::Path<String>,
     body: Option<web::Json<Answer>>,
 ) -> Result<HttpResponse, ApiError> {
-    answer(req, state, path.into_inner(), body, Command::DeclineTransfer, true).await
+    answer(
+        req,
+        state,
+        path.into_inner(),
+        body,
+        Command::DeclineTransfer,
+        true,
+    )
+    .await
 }
 
 async fn complete(
@@ -339,7 +378,15 @@ async fn complete(
     path: web::Path<String>,
     body: Option<web::Json<Answer>>,
 ) -> Result<HttpResponse, ApiError> {
-    answer(req, state, path.into_inner(), body, Command::CompleteTransfer, false).await
+    answer(
+        req,
+        state,
+        path.into_inner(),
+        body,
+        Command::CompleteTransfer,
+        false,
+    )
+    .await
 }
 
 async fn cancel(
@@ -348,5 +395,13 @@ async fn cancel(
     path: web::Path<String>,
     body: Option<web::Json<Answer>>,
 ) -> Result<HttpResponse, ApiError> {
-    answer(req, state, path.into_inner(), body, Command::CancelTransfer, false).await
+    answer(
+        req,
+        state,
+        path.into_inner(),
+        body,
+        Command::CancelTransfer,
+        false,
+    )
+    .await
 }

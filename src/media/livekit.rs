@@ -174,7 +174,11 @@ impl LiveKit {
     }
 
     /// Verifies a webhook (`Authorization` JWT whose `sha256` claim matches the body).
-    pub fn verify_webhook(&self, body: &str, authorization: &str) -> Result<RoomActivity, LiveKitError> {
+    pub fn verify_webhook(
+        &self,
+        body: &str,
+        authorization: &str,
+    ) -> Result<RoomActivity, LiveKitError> {
         let event = self
             .receiver
             .receive(body, authorization)

@@ -137,11 +137,9 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a transcript chunk; `AlreadyExists` if the id is taken.
     async fn put_transcript(&self, transcript: &Transcript) -> Result<(), StoreError>;
     /// Reads a transcript chunk.
-    async fn get_transcript(&self, transcript_id: &str)
-        -> Result<Option<Transcript>, StoreError>;
+    async fn get_transcript(&self, transcript_id: &str) -> Result<Option<Transcript>, StoreError>;
     /// Transcript chunks of a call in the order they were stored (`createdAt`, then id).
-    async fn list_transcripts_by_call(&self, call_id: &str)
-        -> Result<Vec<Transcript>, StoreError>;
+    async fn list_transcripts_by_call(&self, call_id: &str) -> Result<Vec<Transcript>, StoreError>;
 
     /// Stores a summary; `AlreadyExists` if the id is taken.
     async fn put_summary(&self, summary: &Summary) -> Result<(), StoreError>;
@@ -158,6 +156,5 @@ pub trait Store: Send + Sync + 'static {
     async fn get_room_by_name(&self, room_name: &str) -> Result<Option<Room>, StoreError>;
 
     /// Events of a call with `seq > after_seq`, in `seq` order.
-    async fn events_since(&self, call_id: &str, after_seq: u64)
-        -> Result<Vec<Event>, StoreError>;
+    async fn events_since(&self, call_id: &str, after_seq: u64) -> Result<Vec<Event>, StoreError>;
 }
