@@ -157,7 +157,7 @@ impl Application {
         let static_dir = Path::new("static").to_path_buf();
         let server = HttpServer::new(move || {
             let mut app = App::new()
-                .wrap(actix_web::middleware::Logger::new("%r %s %Dms").exclude("/health"))
+                .wrap(actix_web::middleware::Logger::new("%m %U %s %Dms").exclude("/health"))
                 .app_data(data.clone())
                 .app_data(ws.clone())
                 .configure(http::configure_extractors)

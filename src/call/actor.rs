@@ -177,7 +177,12 @@ impl CallActor {
                 status: m.call.status,
                 engaged: m.engaged_agents(),
                 created_at_ms: m.call.created_at.timestamp_millis(),
-                requested_agent: m.call.requested_agent_id.clone(),
+                // The caller's choice of agent holds until someone first takes the call.
+                requested_agent: m
+                    .call
+                    .requested_agent_id
+                    .clone()
+                    .filter(|_| m.call.agent_a_id.is_none()),
                 declined_by: m.declined_by.clone(),
                 request_agent,
             });

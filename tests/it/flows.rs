@@ -31,7 +31,11 @@ pub async fn active_call(app: &TestApp, owner_id: &str) -> ActiveCall {
     assert_eq!(offered["callId"], call_id.as_str());
     assert_eq!(offered["data"]["callerName"], "Ann");
     let r = app
-        .post(&format!("/api/calls/{call_id}/accept"), Some(&owner_token), json!({}))
+        .post(
+            &format!("/api/calls/{call_id}/accept"),
+            Some(&owner_token),
+            json!({}),
+        )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(r.body["status"], "active");
@@ -49,7 +53,12 @@ pub async fn active_call(app: &TestApp, owner_id: &str) -> ActiveCall {
 }
 
 /// Polls the API (the test's view, not a client's) until the call satisfies `pred`.
-pub async fn call_until(app: &TestApp, call_id: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+pub async fn call_until(
+    app: &TestApp,
+    call_id: &str,
+    what: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let r = app.get(&format!("/api/calls/{call_id}"), None).await;
@@ -80,12 +89,17 @@ pub fn assert_caller_never_briefed(caller: &Party) {
     for f in &caller.seen {
         let text = f.to_string();
         assert!(
-            !text.contains("summaryText") && !text.contains("offline summary") && f["type"] != "transfer.offered",
+            !text.contains("summaryText")
+                && !text.contains("offline summary")
+                && f["type"] != "transfer.offered",
             "caller received briefing material: {f}"
         );
         if f["type"] == "participant.move" {
             assert!(
-                !f["data"]["room"].as_str().unwrap_or_default().contains("--consult"),
+                !f["data"]["room"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("--consult"),
                 "caller was sent to a consult room: {f}"
             );
         }
@@ -123,9 +137,15 @@ async fn warm_transfer_hands_the_caller_to_b_after_a_private_briefing() {
     let started = initiate(&app, &c, "bob", "warm").await;
     assert_eq!(started["status"], "ringing");
     assert!(started["transferId"].as_str().unwrap().starts_with("xfer-"));
-    assert!(started["summaryText"].as_str().unwrap().contains("charged twice"));
+    assert!(started["summaryText"]
+        .as_str()
+        .unwrap()
+        .contains("charged twice"));
     assert!(started["tokens"]["tokenA"].is_string());
-    assert!(started["tokens"]["tokenB"].is_null(), "B's token never goes to A");
+    assert!(
+        started["tokens"]["tokenB"].is_null(),
+        "B's token never goes to A"
+    );
     let transfer_id = started["transferId"].as_str().unwrap().to_string();
     let consult = started["transferRoom"].as_str().unwrap().to_string();
 
@@ -137,13 +157,20 @@ async fn warm_transfer_hands_the_caller_to_b_after_a_private_briefing() {
     assert_eq!(mv["data"]["room"], consult.as_str());
     let offer = bob.expect("transfer.offered").await;
     assert_eq!(offer["data"]["transferId"], transfer_id.as_str());
-    assert!(offer["data"]["summaryText"].as_str().unwrap().contains("charged twice"));
+    assert!(offer["data"]["summaryText"]
+        .as_str()
+        .unwrap()
+        .contains("charged twice"));
     assert_eq!(offer["data"]["note"], "VIP");
     c.caller.expect("transfer.initiated").await;
 
     // B accepts and joins the consult room: the briefing.
     let r = app
-        .post(&format!("/api/transfers/{transfer_id}/accept"), Some(&bob_token), json!({}))
+        .post(
+            &format!("/api/transfers/{transfer_id}/accept"),
+            Some(&bob_token),
+            json!({}),
+        )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(r.body["status"], "briefing");
@@ -158,18 +185,33 @@ async fn warm_transfer_hands_the_caller_to_b_after_a_private_briefing() {
     .await;
     assert_eq!(call["status"], "transferring");
     assert!(app.livekit.is_in_room(&consult, "alice") && app.livekit.is_in_room(&consult, "bob"));
-    assert!(!app.livekit.participants(&consult).iter().any(|p| p.starts_with("caller")));
+    assert!(!app
+        .livekit
+        .participants(&consult)
+        .iter()
+        .any(|p| p.starts_with("caller")));
 
     // A completes: caller and B meet in the main room, A is released.
     let r = app
-        .post(&format!("/api/transfers/{transfer_id}/complete"), Some(&c.owner_token), json!({}))
+        .post(
+            &format!("/api/transfers/{transfer_id}/complete"),
+            Some(&c.owner_token),
+            json!({}),
+        )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(r.body["status"], "completed");
     let again = app
-        .post(&format!("/api/transfers/{transfer_id}/complete"), Some(&c.owner_token), json!({}))
+        .post(
+            &format!("/api/transfers/{transfer_id}/complete"),
+            Some(&c.owner_token),
+            json!({}),
+        )
         .await;
-    assert_eq!(again.status, 200, "a repeated complete returns the same result");
+    assert_eq!(
+        again.status, 200,
+        "a repeated complete returns the same result"
+    );
     assert_eq!(again.body["status"], "completed");
     let mv = c.caller.follow_move().await;
     assert_eq!(mv["data"]["room"], c.main_room.as_str());
@@ -192,8 +234,17 @@ async fn warm_transfer_hands_the_caller_to_b_after_a_private_briefing() {
 
     // Every event is numbered per call without gaps for the parties that see all of them,
     // and the consult room is gone.
-    let seqs: Vec<u64> = c.caller.seen.iter().filter_map(|f| f["seq"].as_u64()).filter(|s| *s > 0).collect();
-    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "caller seqs grow: {seqs:?}");
+    let seqs: Vec<u64> = c
+        .caller
+        .seen
+        .iter()
+        .filter_map(|f| f["seq"].as_u64())
+        .filter(|s| *s > 0)
+        .collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "caller seqs grow: {seqs:?}"
+    );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while app.livekit.room_exists(&consult) && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -4,5 +4,6 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod failures;
 mod flows;
 mod livekit_fake;

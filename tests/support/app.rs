@@ -73,14 +73,26 @@ pub fn server_env(
 ) -> HashMap<String, String> {
     let mut env = HashMap::new();
     env.insert("SWITCHBOARD_ADDR".into(), addr.to_string());
-    env.insert("SWITCHBOARD_DATA_DIR".into(), data_dir.display().to_string());
+    env.insert(
+        "SWITCHBOARD_DATA_DIR".into(),
+        data_dir.display().to_string(),
+    );
     env.insert("LIVEKIT_URL".into(), fake.url().replace("http://", "ws://"));
     env.insert("LIVEKIT_API_URL".into(), fake.url());
     env.insert("LIVEKIT_API_KEY".into(), fake.api_key());
     env.insert("LIVEKIT_API_SECRET".into(), fake.api_secret());
-    env.insert("SWITCHBOARD_RING_TIMEOUT".into(), opts.ring_timeout.to_string());
-    env.insert("SWITCHBOARD_MOVE_TIMEOUT".into(), opts.move_timeout.to_string());
-    env.insert("SWITCHBOARD_REJOIN_GRACE".into(), opts.rejoin_grace.to_string());
+    env.insert(
+        "SWITCHBOARD_RING_TIMEOUT".into(),
+        opts.ring_timeout.to_string(),
+    );
+    env.insert(
+        "SWITCHBOARD_MOVE_TIMEOUT".into(),
+        opts.move_timeout.to_string(),
+    );
+    env.insert(
+        "SWITCHBOARD_REJOIN_GRACE".into(),
+        opts.rejoin_grace.to_string(),
+    );
     env.insert(
         "SWITCHBOARD_DISCONNECT_GRACE".into(),
         opts.disconnect_grace.to_string(),
@@ -102,7 +114,12 @@ pub async fn spawn_app_with(opts: TestOptions) -> TestApp {
     let data_dir = tempfile::tempdir().expect("temp dir");
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
     let port = listener.local_addr().unwrap().port();
-    let env = server_env(&opts, &livekit, data_dir.path(), &format!("127.0.0.1:{port}"));
+    let env = server_env(
+        &opts,
+        &livekit,
+        data_dir.path(),
+        &format!("127.0.0.1:{port}"),
+    );
     let config = Config::from_lookup(|k| env.get(k).cloned()).expect("test config");
     let app = Application::build_on(config, listener)
         .await
@@ -142,9 +159,7 @@ impl TestApp {
         body: Option<Value>,
     ) -> Reply {
         let url = format!("{}{}", self.address, path);
-        let mut req = self
-            .http
-            .request(method.parse().expect("method"), url);
+        let mut req = self.http.request(method.parse().expect("method"), url);
         match (auth, &self.api_key) {
             (Some(t), _) => req = req.bearer_auth(t),
             (None, Some(k)) => req = req.header("x-api-key", k),
@@ -178,7 +193,9 @@ impl TestApp {
             .post("/api/agents", None, json!({ "agentId": id, "name": id }))
             .await;
         assert_eq!(r.status, 201, "create agent {id}: {:?}", r.body);
-        let r = self.post(&format!("/api/agents/{id}/token"), None, json!({})).await;
+        let r = self
+            .post(&format!("/api/agents/{id}/token"), None, json!({}))
+            .await;
         assert_eq!(r.status, 200, "token for {id}: {:?}", r.body);
         r.body["token"].as_str().unwrap().to_string()
     }
@@ -226,11 +243,7 @@ pub struct Party {
 
 impl Party {
     async fn connect(app: &TestApp, name: &str, token: &str, since: Option<&str>) -> Party {
-        let mut url = format!(
-            "ws://127.0.0.1:{}/ws?token={}",
-            app.port,
-            urlencode(token)
-        );
+        let mut url = format!("ws://127.0.0.1:{}/ws?token={}", app.port, urlencode(token));
         if let Some(s) = since {
             url.push_str(&format!("&since={}", urlencode(s)));
         }
@@ -306,7 +319,10 @@ impl Party {
                 _ => panic!(
                     "{} did not receive {kind}; saw {:?}",
                     self.name,
-                    self.seen.iter().map(|v| v["type"].clone()).collect::<Vec<_>>()
+                    self.seen
+                        .iter()
+                        .map(|v| v["type"].clone())
+                        .collect::<Vec<_>>()
                 ),
             }
         }

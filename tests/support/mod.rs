@@ -1,5 +1,5 @@
 //! Test support: the LiveKit fake and the `spawn_app()` helper.
 #![allow(dead_code)]
 
-pub mod livekit;
 pub mod app;
+pub mod livekit;
