@@ -157,6 +157,10 @@ impl Application {
         let static_dir = Path::new("static").to_path_buf();
         let server = HttpServer::new(move || {
             let mut app = App::new()
+                .wrap(actix_web::middleware::ErrorHandlers::new().handler(
+                    actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+                    http::meta::method_not_allowed,
+                ))
                 .wrap(actix_web::middleware::Logger::new("%m %U %s %Dms").exclude("/health"))
                 .app_data(data.clone())
                 .app_data(ws.clone())

@@ -35,7 +35,21 @@ async fn openapi() -> HttpResponse {
         .body(OPENAPI)
 }
 
-/// The answer for unknown routes and methods.
+/// Replaces actix's empty 405 with `{code: "method_not_allowed", message}`.
+pub fn method_not_allowed<B>(
+    res: actix_web::dev::ServiceResponse<B>,
+) -> actix_web::Result<actix_web::middleware::ErrorHandlerResponse<B>> {
+    let (req, _) = res.into_parts();
+    let message = format!("{} is not allowed on {}", req.method(), req.path());
+    let response = HttpResponse::MethodNotAllowed()
+        .json(json!({ "code": "method_not_allowed", "message": message }))
+        .map_into_right_body();
+    Ok(actix_web::middleware::ErrorHandlerResponse::Response(
+        actix_web::dev::ServiceResponse::new(req, response),
+    ))
+}
+
+/// The answer for unknown routes.
 pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound {
         entity: "route",

@@ -207,7 +207,9 @@ fn is_not_found(e: &LiveKitError) -> bool {
 fn retryable(e: &ServiceError) -> bool {
     use livekit_api::services::ServerError;
     match e {
-        ServiceError::Twirp(ServerError::Request(_)) => true,
+        // Only failures to reach the server: a real server answers bad credentials with a
+        // plain-text 401, which surfaces as an undecodable body and must not be retried.
+        ServiceError::Twirp(ServerError::Request(e)) => e.is_connect() || e.is_timeout(),
         ServiceError::Twirp(ServerError::Twirp(code)) => matches!(
             code.code.as_str(),
             "unavailable" | "internal" | "resource_exhausted" | "deadline_exceeded" | "unknown"

@@ -1282,7 +1282,7 @@ async fn move_participant_is_cloud_only() {
 
 /// Runs `tests/py/livekit_check.py` with `args` and `stdin`; fails the test with a clear message
 /// if python3 or the livekit-api package is missing.
-fn python_check(args: &[&str], stdin: &str) -> (i32, String, String) {
+pub fn python_check(args: &[&str], stdin: &str) -> (i32, String, String) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/livekit_check.py");
     let mut child = Command::new("python3")
         .arg(script)

@@ -7,3 +7,5 @@ mod support;
 mod failures;
 mod flows;
 mod livekit_fake;
+mod recovery;
+mod security;

@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use super::*;
 use crate::model::{
-    from_millis, Call, CallStatus, Event, Millis, Transfer, TransferMode, TransferStatus,
+    from_millis, Audience, Call, CallStatus, Event, Millis, Transfer, TransferMode, TransferStatus,
 };
 
 const CALL_ID: &str = "call-1";
@@ -2357,6 +2357,7 @@ impl Run {
             (Ok(step), Expect::Anything) => step,
         };
         check_step(Some(&before), now, &step);
+        check_effects_and_audiences(&before, &step);
 
         // A transition persists the transfer exactly when it changed it, and a transfer
         // that reached a terminal status never changes again.
@@ -2440,6 +2441,151 @@ impl Run {
                 "{p:?} stays expected in {:?} with no deadline",
                 pl.space
             );
+        }
+    }
+}
+
+fn identity_of(m: &CallMachine, p: &Party) -> String {
+    match p {
+        Party::Caller => m.call.caller_id.clone(),
+        Party::Agent(id) => id.clone(),
+    }
+}
+
+/// Checks that a step tells and does what its state change implies: a move event (to the
+/// moved party only) for every new or changed placement, a removal (and, for an agent, a
+/// `participant.released`) for every party taken out, the consult room closed and the
+/// caller, the target and the owner told when a transfer ends, routing asked exactly when
+/// the call goes back to the queue, and no event for an agent the call does not involve.
+fn check_effects_and_audiences(before: &CallMachine, step: &Step) {
+    let after = &step.machine;
+    let ended = after.call.status == CallStatus::Ended;
+
+    // Moves: one `participant.move` per new or re-sent placement, matching it.
+    let moves = all(step, "participant.move");
+    let mut moved = 0;
+    for (p, pl) in &after.placements {
+        if before.placements.get(p).map(|b| &b.move_id) == Some(&pl.move_id) {
+            continue;
+        }
+        moved += 1;
+        let identity = identity_of(after, p);
+        let e = moves
+            .iter()
+            .find(|e| e.data["identity"] == identity.as_str())
+            .unwrap_or_else(|| panic!("{p:?} moved without a participant.move"));
+        assert_eq!(e.data["moveId"], pl.move_id.as_str());
+        assert_eq!(
+            Some(e.data["room"].as_str().unwrap_or("")),
+            after.room_of_party(p).as_deref()
+        );
+        let only = match p {
+            Party::Caller => Audience {
+                caller: true,
+                agents: vec![],
+            },
+            Party::Agent(id) => Audience {
+                caller: false,
+                agents: vec![id.clone()],
+            },
+        };
+        assert_eq!(e.audience, only, "a move goes to the moved party only");
+    }
+    assert_eq!(
+        moves.len(),
+        moved,
+        "participant.move without a new placement"
+    );
+
+    // Removals: everyone taken out is removed from the room they were expected in.
+    for p in before.placements.keys() {
+        if after.placements.contains_key(p) {
+            continue;
+        }
+        let identity = identity_of(before, p);
+        let removal = Effect::RemoveParticipant {
+            room: before.room_of_party(p).expect("placed before"),
+            identity: identity.clone(),
+        };
+        assert!(
+            step.effects.contains(&removal),
+            "{p:?} left placed in LiveKit"
+        );
+        if !ended {
+            let released = all(step, "participant.released");
+            assert!(
+                released
+                    .iter()
+                    .any(|e| e.data["agentId"] == identity.as_str()
+                        && e.audience.agents == [identity.clone()]
+                        && !e.audience.caller),
+                "{p:?} taken out without participant.released"
+            );
+        }
+    }
+
+    // A transfer that ends: everybody concerned is told, and the consult room closes.
+    if let Some(t) = before.open_transfer() {
+        let now_t = after
+            .transfer
+            .as_ref()
+            .expect("a transfer is never dropped");
+        if now_t.status.is_terminal() {
+            let kind = format!("transfer.{}", now_t.status.as_str());
+            let e = the(step, &kind);
+            assert!(e.audience.caller, "{kind} not told to the caller");
+            assert!(
+                e.audience.agents.contains(&t.to_agent_id),
+                "{kind} not told to the target"
+            );
+            let owner_gone = all(step, "participant.released").iter().any(|r| {
+                r.data["agentId"] == t.from_agent_id.as_str() && r.data["reason"] == "disconnected"
+            });
+            assert!(
+                owner_gone || e.audience.agents.contains(&t.from_agent_id),
+                "{kind} not told to the owner"
+            );
+            assert!(step.effects.contains(&Effect::CloseRoom {
+                room: t.transfer_room.clone()
+            }));
+        }
+    }
+
+    // The call ends: once, told to everyone, rooms closed.
+    if ended && before.call.status != CallStatus::Ended {
+        assert!(the(step, "call.ended").audience.caller);
+        for room in [&after.call.main_room, &after.call.hold_room] {
+            assert!(step
+                .effects
+                .contains(&Effect::CloseRoom { room: room.clone() }));
+        }
+    }
+
+    // Routing is asked for an agent exactly when the call goes back to the queue.
+    let requeued =
+        after.call.status == CallStatus::Queued && before.call.status != CallStatus::Queued;
+    assert_eq!(
+        step.effects.contains(&Effect::RequestAgent),
+        requeued,
+        "RequestAgent vs {:?} -> {:?}",
+        before.call.status,
+        after.call.status
+    );
+    if requeued {
+        assert!(the(step, "call.queued").audience.caller);
+    }
+
+    // Only agents the call involves (before or after) hear about it.
+    let mut involved = before.engaged_agents();
+    involved.extend(after.engaged_agents());
+    for t in before.transfer.iter().chain(after.transfer.iter()) {
+        involved.push(t.from_agent_id.clone());
+        involved.push(t.to_agent_id.clone());
+    }
+    involved.extend(before.call.offered_to.clone());
+    for e in &step.events {
+        for a in &e.audience.agents {
+            assert!(involved.contains(a), "{} sent to uninvolved {a}", e.kind);
         }
     }
 }

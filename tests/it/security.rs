@@ -1,0 +1,375 @@
+//! Authorisation rules, webhook signatures, management keys and bad input: each refused with
+//! the right status and a stable `{code, message}`.
+
+use serde_json::json;
+
+use crate::flows::{active_call, initiate};
+use crate::support::app::{spawn_app, spawn_app_with, TestOptions};
+
+#[actix_web::test]
+async fn a_caller_reaches_only_its_own_call_and_never_a_consult_room() {
+    let app = spawn_app().await;
+    let mut c = active_call(&app, "alice").await;
+    let bob_token = app.agent("bob").await;
+    let _bob = app.connect("bob", &bob_token, None).await;
+    let caller_token = c.caller.token.clone();
+    let t = initiate(&app, &c, "bob", "warm").await;
+    let transfer_id = t["transferId"].as_str().unwrap();
+    c.caller.follow_move().await;
+
+    // The caller's LiveKit token is for where the caller is: the hold room.
+    let r = app
+        .post(
+            "/api/tokens",
+            Some(&caller_token),
+            json!({ "callId": c.call_id }),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["roomName"], c.hold_room.as_str());
+    assert_eq!(r.body["space"], "hold");
+
+    // Its call view hides the briefing; transfers and summaries are not for callers.
+    let r = app
+        .get(&format!("/api/calls/{}", c.call_id), Some(&caller_token))
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(r.body["transfer"].get("summaryText").is_none());
+    assert!(r.body["transfer"].get("transferRoom").is_none());
+    let r = app
+        .get(
+            &format!("/api/transfers/{transfer_id}"),
+            Some(&caller_token),
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    let r = app
+        .get(
+            &format!("/api/summaries/call/{}", c.call_id),
+            Some(&caller_token),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.body["code"], "forbidden");
+
+    // Another call does not exist for this caller; management endpoints are refused.
+    let other = app.create_call(None).await;
+    let other_id = other["call"]["callId"].as_str().unwrap();
+    let r = app
+        .get(&format!("/api/calls/{other_id}"), Some(&caller_token))
+        .await;
+    assert_eq!(r.status, 404);
+    let r = app
+        .post(
+            &format!("/api/calls/{other_id}/hangup"),
+            Some(&caller_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    let r = app
+        .post("/api/agents", Some(&caller_token), json!({ "name": "x" }))
+        .await;
+    assert_eq!(r.status, 403);
+    // The caller may not act for an agent.
+    let r = app
+        .post(
+            &format!("/api/transfers/{transfer_id}/accept"),
+            Some(&caller_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 404);
+}
+
+#[actix_web::test]
+async fn an_agent_cannot_act_on_another_agents_call() {
+    let app = spawn_app().await;
+    let c = active_call(&app, "alice").await;
+    let bob_token = app.agent("bob").await;
+    let _bob = app.connect("bob", &bob_token, None).await;
+    let mallory = app.agent("mallory").await;
+    let t = initiate(&app, &c, "bob", "warm").await;
+    let id = t["transferId"].as_str().unwrap();
+    for (path, body) in [
+        (format!("/api/calls/{}/hold", c.call_id), json!({})),
+        (format!("/api/calls/{}/hangup", c.call_id), json!({})),
+        (format!("/api/transfers/{id}/complete"), json!({})),
+        (format!("/api/transfers/{id}/cancel"), json!({})),
+        (format!("/api/transfers/{id}/accept"), json!({})),
+        (
+            "/api/transfers/initiate".to_string(),
+            json!({ "callId": c.call_id, "agentBId": "mallory" }),
+        ),
+    ] {
+        let r = app.post(&path, Some(&mallory), body).await;
+        assert_eq!(r.status, 403, "{path}: {:?}", r.body);
+        assert_eq!(r.body["code"], "forbidden");
+    }
+    let r = app
+        .get(&format!("/api/calls/{}", c.call_id), Some(&mallory))
+        .await;
+    assert_eq!(r.status, 403);
+    // Claiming another agent's id in the body does not help.
+    let r = app
+        .post(
+            "/api/transfers/initiate",
+            Some(&mallory),
+            json!({ "callId": c.call_id, "agentAId": "alice", "agentBId": "bob" }),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    // Only the target answers; A cannot accept for B.
+    let r = app
+        .post(
+            &format!("/api/transfers/{id}/accept"),
+            Some(&c.owner_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{:?}", r.body);
+}
+
+#[actix_web::test]
+async fn livekit_webhooks_must_be_signed() {
+    let app = spawn_app().await;
+    let url = format!("{}/livekit/webhook", app.address);
+    let body = r#"{"event":"participant_joined","room":{"name":"call-x--main"},"participant":{"identity":"caller-x"}}"#;
+    let unsigned = app
+        .http
+        .post(&url)
+        .header("content-type", "application/webhook+json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status().as_u16(), 403);
+    let forged = livekit_api::access_token::AccessToken::with_api_key(
+        &app.livekit.api_key(),
+        "not-the-secret",
+    )
+    .with_sha256("AAAA")
+    .to_jwt()
+    .unwrap();
+    let r = app
+        .http
+        .post(&url)
+        .header("authorization", forged)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["code"], "forbidden");
+}
+
+#[actix_web::test]
+async fn with_a_management_key_nothing_mutating_is_open() {
+    let key = "test-management-key-0123456789";
+    let app = spawn_app_with(TestOptions {
+        api_key: Some(key.into()),
+        ..Default::default()
+    })
+    .await;
+    let no_key = app
+        .http
+        .post(format!("{}/api/agents", app.address))
+        .json(&json!({ "name": "x" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_key.status().as_u16(), 401);
+    let wrong = app
+        .http
+        .post(format!("{}/api/calls", app.address))
+        .header("x-api-key", "wrong-key-wrong-key-wrong")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+    let v: serde_json::Value = wrong.json().await.unwrap();
+    assert_eq!(v["code"], "unauthorized");
+    // The right key works (TestApp sends it), and so does an agent's token for agent routes.
+    let token = app.agent("alice").await;
+    let r = app.get("/api/agents", Some(&token)).await;
+    assert_eq!(r.status, 200);
+    let r = app.get("/api/agents", Some("not-a-token")).await;
+    assert_eq!(r.status, 401);
+    // WebSocket without a valid token is refused before upgrading.
+    let r = app
+        .http
+        .get(format!("{}/ws?token=bogus", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+}
+
+#[actix_web::test]
+async fn bad_input_gets_a_clear_4xx() {
+    let app = spawn_app().await;
+    let c = active_call(&app, "alice").await;
+    let raw = |body: &'static str| {
+        app.http
+            .post(format!("{}/api/transfers/initiate", app.address))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let r = raw("{not json").await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["code"], "invalid_json");
+    let r = raw(r#"{"agentAId":"alice"}"#).await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert!(v["message"].as_str().unwrap().contains("callId"), "{v}");
+    let r = app
+        .post(
+            "/api/transfers/initiate",
+            None,
+            json!({ "callId": c.call_id, "agentAId": "alice", "agentBId": "bob", "mode": "sideways" }),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.body["message"].as_str().unwrap().contains("sideways"),
+        "{:?}",
+        r.body
+    );
+    let r = app
+        .post(
+            "/api/transfers/initiate",
+            None,
+            json!({ "callId": c.call_id, "agentAId": "alice", "agentBId": "nobody" }),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(r.body["message"].as_str().unwrap().starts_with("agentBId"));
+    let r = app.get("/api/calls/call-does-not-exist", None).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.body["code"], "not_found");
+    let r = app.get("/api/transfers/xfer-nope", None).await;
+    assert_eq!(r.status, 404);
+    let r = app.get("/api/transfers?status=sideways", None).await;
+    assert_eq!(r.status, 400);
+    let r = app.post("/api/agents", None, json!({ "name": "" })).await;
+    assert_eq!(r.status, 400);
+    assert!(r.body["message"].as_str().unwrap().starts_with("name"));
+    let r = app
+        .post(
+            "/api/agents",
+            None,
+            json!({ "agentId": "a b", "name": "x" }),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    let r = app
+        .post(
+            "/api/agents",
+            None,
+            json!({ "agentId": "alice", "name": "again" }),
+        )
+        .await;
+    assert_eq!(r.status, 409);
+    assert_eq!(r.body["code"], "already_exists");
+    let r = app.request("DELETE", "/api/calls", None, None).await;
+    assert_eq!(r.status, 405);
+    assert_eq!(r.body["code"], "method_not_allowed");
+    let r = app.get("/api/nothing-here", None).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.body["code"], "not_found");
+    let r = app.get("/api/openapi.json", None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["openapi"].as_str().map(|s| &s[..2]), Some("3."));
+}
+
+#[actix_web::test]
+async fn duplicate_and_stale_webhooks_change_nothing() {
+    let app = spawn_app().await;
+    let c = active_call(&app, "alice").await;
+    assert!(
+        app.livekit
+            .wait_for_webhooks_idle(std::time::Duration::from_secs(5))
+            .await
+    );
+    let before = app
+        .get(&format!("/api/calls/{}", c.call_id), None)
+        .await
+        .body;
+    let deliveries = app.livekit.webhook_deliveries();
+    assert!(!deliveries.is_empty());
+    for d in &deliveries {
+        assert_eq!(d.status, Some(200), "{d:?}");
+        assert!(app.livekit.redeliver_webhook(&d.id));
+    }
+    assert!(
+        app.livekit
+            .wait_for_webhooks_idle(std::time::Duration::from_secs(5))
+            .await
+    );
+    let after = app
+        .get(&format!("/api/calls/{}", c.call_id), None)
+        .await
+        .body;
+    assert_eq!(
+        before["seq"], after["seq"],
+        "replayed webhooks add no events"
+    );
+    assert_eq!(before["parties"], after["parties"]);
+}
+
+#[test]
+fn livekits_official_python_sdk_accepts_our_tokens_with_the_intended_grants() {
+    use switchboard::config::{LiveKitConfig, Secret};
+    use switchboard::media::livekit::{LiveKit, ParticipantRole};
+    let secret = "cross-check-secret-0123456789abcdef";
+    let lk = LiveKit::new(&LiveKitConfig {
+        url: "ws://localhost:7880".into(),
+        api_url: "http://localhost:7880".into(),
+        api_key: "devkey".into(),
+        api_secret: Secret::new(secret),
+    });
+    for (role, identity, may_send_data) in [
+        (ParticipantRole::Caller, "caller-1", false),
+        (ParticipantRole::Agent, "alice", true),
+    ] {
+        let token = lk
+            .participant_token(identity, "Name", "call-1--hold", role)
+            .unwrap();
+        let (code, out, err) =
+            crate::livekit_fake::python_check(&["verify-token", "devkey", secret, &token], "");
+        assert_eq!(code, 0, "python rejected our token: {err}");
+        let claims: serde_json::Value = serde_json::from_str(&out).expect("JSON from python");
+        assert_eq!(claims["identity"], identity);
+        let video = &claims["video"];
+        assert_eq!(video["roomJoin"], true, "{claims}");
+        assert_eq!(video["room"], "call-1--hold");
+        assert_eq!(video["canPublishData"], may_send_data, "{claims}");
+        for admin in [
+            "roomAdmin",
+            "roomCreate",
+            "roomList",
+            "roomRecord",
+            "ingressAdmin",
+        ] {
+            assert_ne!(
+                video[admin], true,
+                "{admin} must never leave the server: {claims}"
+            );
+        }
+        // And a token signed with another secret is refused by the official verifier.
+        let (code, _, _) = crate::livekit_fake::python_check(
+            &[
+                "verify-token",
+                "devkey",
+                "some-other-secret-0123456789",
+                &token,
+            ],
+            "",
+        );
+        assert_eq!(code, 1);
+    }
+}
