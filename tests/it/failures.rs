@@ -502,3 +502,199 @@ async fn an_unanswered_offer_goes_to_the_next_agent() {
         .await;
     assert_eq!(r.status, 200);
 }
+
+#[actix_web::test]
+async fn the_transfer_completes_while_livekits_api_is_down() {
+    let app = spawn_app().await;
+    app.livekit.set_api_down(true);
+    let mut c = active_call(&app, "alice").await;
+    let (bob_token, mut bob) = with_bob(&app).await;
+    let t = initiate(&app, &c, "bob", "warm").await;
+    let id = t["transferId"].as_str().unwrap();
+    c.caller.follow_move().await;
+    c.owner.follow_move().await;
+    app.post(
+        &format!("/api/transfers/{id}/accept"),
+        Some(&bob_token),
+        json!({}),
+    )
+    .await;
+    bob.follow_move().await;
+    let r = app
+        .post(
+            &format!("/api/transfers/{id}/complete"),
+            Some(&c.owner_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.body["status"], "completed", "{:?}", r.body);
+    c.caller.follow_move().await;
+    bob.follow_move().await;
+    call_until(&app, &c.call_id, "caller with bob", |b| {
+        placed(b, "caller") == Some(("main".into(), true))
+            && placed(b, "bob") == Some(("main".into(), true))
+    })
+    .await;
+    let health = app.get("/health", None).await;
+    assert_eq!(health.status, 200);
+    assert_eq!(health.body["livekit"], "unreachable");
+    assert_eq!(health.body["store"], "ok");
+    assert!(
+        app.livekit.requests().iter().all(|r| r.status == 503),
+        "every RoomService call met the outage"
+    );
+}
+
+/// Acknowledges the party's latest move over its WebSocket, as a browser does after joining.
+async fn ack(p: &mut Party, mv: &Value) {
+    p.send(
+        json!({ "type": "ack", "id": "1", "callId": mv["callId"], "moveId": mv["data"]["moveId"] }),
+    );
+    let reply = p.expect("reply").await;
+    assert_eq!(reply["ok"], true, "{reply}");
+}
+
+#[actix_web::test]
+async fn without_webhooks_clients_confirm_arrival_by_acknowledging_moves() {
+    let app = spawn_app_with(TestOptions {
+        webhooks: false,
+        ..Default::default()
+    })
+    .await;
+    let a = app.agent("alice").await;
+    let mut alice = app.connect("alice", &a, None).await;
+    let created = app.create_call(Some("alice")).await;
+    let call_id = created["call"]["callId"].as_str().unwrap().to_string();
+    let caller_token = created["callerToken"].as_str().unwrap();
+    let mut caller = app.connect("caller", caller_token, None).await;
+    alice.expect("call.offered").await;
+    app.post(&format!("/api/calls/{call_id}/accept"), Some(&a), json!({}))
+        .await;
+    let mv = alice.follow_move().await;
+    ack(&mut alice, &mv).await;
+    let (bob_token, mut bob) = with_bob(&app).await;
+    let r = app
+        .post(
+            "/api/transfers/initiate",
+            Some(&a),
+            json!({ "callId": call_id, "agentBId": "bob" }),
+        )
+        .await;
+    let id = r.body["transferId"].as_str().unwrap().to_string();
+    let mv = caller.follow_move().await;
+    ack(&mut caller, &mv).await;
+    let mv = alice.follow_move().await;
+    ack(&mut alice, &mv).await;
+    app.post(
+        &format!("/api/transfers/{id}/accept"),
+        Some(&bob_token),
+        json!({}),
+    )
+    .await;
+    let mv = bob.follow_move().await;
+    ack(&mut bob, &mv).await;
+    let call = call_until(&app, &call_id, "all confirmed by acks", |b| {
+        placed(b, "caller") == Some(("hold".into(), true))
+            && placed(b, "alice") == Some(("consult".into(), true))
+            && placed(b, "bob") == Some(("consult".into(), true))
+    })
+    .await;
+    assert_eq!(call["transfer"]["status"], "briefing");
+    // A stale acknowledgement (an old move id) confirms nothing.
+    caller.send(json!({ "type": "ack", "callId": call_id, "moveId": "mv-0" }));
+    let reply = caller.expect("reply").await;
+    assert_eq!(
+        reply["data"]["confirmed"], true,
+        "still confirmed from the real ack"
+    );
+}
+
+#[actix_web::test]
+async fn a_target_that_never_arrives_fails_the_transfer_at_the_deadline() {
+    let app = spawn_app_with(TestOptions {
+        webhooks: false,
+        move_timeout: 1.0,
+        ..Default::default()
+    })
+    .await;
+    let a = app.agent("alice").await;
+    let mut alice = app.connect("alice", &a, None).await;
+    let created = app.create_call(Some("alice")).await;
+    let call_id = created["call"]["callId"].as_str().unwrap().to_string();
+    let mut caller = app
+        .connect("caller", created["callerToken"].as_str().unwrap(), None)
+        .await;
+    alice.expect("call.offered").await;
+    app.post(&format!("/api/calls/{call_id}/accept"), Some(&a), json!({}))
+        .await;
+    let mv = alice.follow_move().await;
+    ack(&mut alice, &mv).await;
+    let (bob_token, mut bob) = with_bob(&app).await;
+    let r = app
+        .post(
+            "/api/transfers/initiate",
+            Some(&a),
+            json!({ "callId": call_id, "agentBId": "bob" }),
+        )
+        .await;
+    let id = r.body["transferId"].as_str().unwrap().to_string();
+    let mv = caller.follow_move().await;
+    ack(&mut caller, &mv).await;
+    let mv = alice.follow_move().await;
+    ack(&mut alice, &mv).await;
+    app.post(
+        &format!("/api/transfers/{id}/accept"),
+        Some(&bob_token),
+        json!({}),
+    )
+    .await;
+    bob.expect("participant.move").await; // Bob's browser never joins nor acknowledges.
+    let failed = alice.expect("transfer.failed").await;
+    assert_eq!(failed["data"]["reason"], "target_disconnected");
+    let mv = caller.follow_move().await;
+    assert_eq!(mv["data"]["space"], "main");
+    ack(&mut caller, &mv).await;
+    let call = call_until(&app, &call_id, "caller back with alice", |b| {
+        placed(b, "caller") == Some(("main".into(), true)) && placed(b, "bob").is_none()
+    })
+    .await;
+    assert_eq!(call["ownerId"], "alice");
+}
+
+#[actix_web::test]
+async fn an_away_agent_is_not_offered_calls_and_presence_is_pushed() {
+    let app = spawn_app().await;
+    let a = app.agent("alice").await;
+    let mut alice = app.connect("alice", &a, None).await;
+    let b = app.agent("bob").await;
+    let mut bob = app.connect("bob", &b, None).await;
+    alice.send(json!({ "type": "presence", "status": "away" }));
+    let reply = alice.expect("reply").await;
+    assert_eq!(reply["data"]["status"], "away");
+    loop {
+        let p = bob.expect("agent.presence").await;
+        if p["data"]["agentId"] == "alice" && p["data"]["presence"] == "away" {
+            break;
+        }
+    }
+    let created = app.create_call(None).await;
+    let offered = bob.expect("call.offered").await;
+    assert_eq!(offered["callId"], created["call"]["callId"]);
+    alice.settle(Duration::from_millis(300)).await;
+    assert!(
+        !alice.types().iter().any(|t| t == "call.offered"),
+        "away agents get no offers"
+    );
+    let agents = app.get("/api/agents", Some(&a)).await.body;
+    let find = |id: &str| {
+        agents
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["agentId"] == id)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(find("alice")["presence"], "away");
+    assert_eq!(find("bob")["presence"], "busy");
+}

@@ -2880,7 +2880,7 @@ fn check_invariants(m: &CallMachine, persisted: &BTreeMap<String, Transfer>) {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 256,
+        cases: 6000,
         failure_persistence: None,
         ..ProptestConfig::default()
     })]
