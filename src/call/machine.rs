@@ -79,6 +79,9 @@ pub struct Placement {
     pub retries: u8,
     /// Time of the newest LiveKit observation about this party (older ones are stale).
     pub last_observed: Millis,
+    /// When the move was issued; a join LiveKit saw in an earlier second is not about it.
+    #[serde(default)]
+    pub placed_at: Millis,
 }
 
 /// A deadline the actor arms as a timer.
@@ -449,6 +452,7 @@ impl Tx {
                 confirmed: false,
                 retries: 0,
                 last_observed,
+                placed_at: self.now,
             },
         );
         self.announce_move(&party);
@@ -532,13 +536,16 @@ impl Tx {
             "reason": t.reason,
         });
         let terminal = status.is_terminal();
-        let consult = t.transfer_room.clone();
+        // Only a warm transfer opens a consult room.
+        let consult = (t.mode == TransferMode::Warm).then(|| t.transfer_room.clone());
         self.transfer_changed = true;
         self.emit(&format!("transfer.{}", status.as_str()), audience, data);
         if terminal {
             self.m.call.open_transfer_id = None;
             self.m.timers.remove(&TimerKey::TransferRing);
-            self.effects.push(Effect::CloseRoom { room: consult });
+            if let Some(room) = consult {
+                self.effects.push(Effect::CloseRoom { room });
+            }
         }
     }
 
@@ -568,7 +575,7 @@ impl Tx {
                     json!({ "ownerId": self.m.call.owner_id }),
                 );
             }
-            None => self.enqueue("owner_gone"),
+            None => self.enqueue("owner_disconnected"),
         }
     }
 
@@ -591,6 +598,8 @@ impl Tx {
 
     /// Ends the call for everyone.
     fn end_call(&mut self, reason: &str) {
+        // Everyone involved before the transfer closes, so a ringing target hears the end too.
+        let audience = self.everyone();
         if self.open_transfer().is_some() {
             let status = if reason == "caller_hangup" || reason == "caller_lost" {
                 TransferStatus::Abandoned
@@ -598,9 +607,8 @@ impl Tx {
                 TransferStatus::Cancelled
             };
             let audience = self.everyone();
-            self.transfer_to(status, Some(reason), audience);
+            self.transfer_to(status, Some(reason), audience.clone());
         }
-        let audience = self.everyone();
         self.m.call.offered_to = None;
         self.set_status(CallStatus::Ended);
         self.m.call.end_at = Some(from_millis(self.now));
@@ -734,6 +742,10 @@ impl CallMachine {
             room: tx.m.call.hold_room.clone(),
         });
         tx.m.call.status = CallStatus::Queued;
+        tx.m.timers.insert(
+            TimerKey::Arrival(Party::Caller),
+            now + tx.m.timeouts.move_ms,
+        );
         tx.m.moves += 1;
         tx.m.placements.insert(
             Party::Caller,
@@ -743,6 +755,7 @@ impl CallMachine {
                 confirmed: false,
                 retries: 0,
                 last_observed: 0,
+                placed_at: now,
             },
         );
         let data = json!({
@@ -984,6 +997,14 @@ fn command(tx: &mut Tx, actor: Actor, cmd: Command) -> Result<(), Rejection> {
             note,
         } => {
             let owner = require_owner(tx, &actor)?;
+            if tx
+                .m
+                .transfer
+                .as_ref()
+                .is_some_and(|t| t.transfer_id == transfer_id && t.status.is_terminal())
+            {
+                return Ok(()); // the same request again, after it ended: same result
+            }
             if let Some(t) = tx.open_transfer() {
                 if t.transfer_id == transfer_id {
                     return Ok(()); // the same request again
@@ -1092,6 +1113,8 @@ fn command(tx: &mut Tx, actor: Actor, cmd: Command) -> Result<(), Rejection> {
                 }
                 TransferMode::Conference => {
                     tx.place(Party::Agent(t.to_agent_id.clone()), Space::Main);
+                    // All three together, even when the conference started from hold.
+                    tx.place(Party::Caller, Space::Main);
                     let audience = tx.everyone();
                     tx.transfer_to(TransferStatus::Briefing, None, audience);
                 }
@@ -1231,7 +1254,10 @@ fn observe(tx: &mut Tx, obs: Observation) {
             let Some(p) = tx.m.placements.get(&party).cloned() else {
                 return;
             };
-            if at < p.last_observed || tx.room_of(p.space) != room {
+            // LiveKit stamps events in whole seconds: one from a second that ended before
+            // the move was issued is a late duplicate of an earlier join, not this arrival.
+            let before_move = at.saturating_add(999) < p.placed_at;
+            if at < p.last_observed || before_move || tx.room_of(p.space) != room {
                 return; // stale, or a room the party is no longer expected in
             }
             let placement = tx.m.placements.get_mut(&party).expect("checked above");

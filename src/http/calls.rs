@@ -249,7 +249,13 @@ async fn create(
         "call": view(&m, &Principal::Caller(call_id)),
         "callerToken": caller_token.token,
         "callerTokenExpiresAt": caller_token.expires_at,
-        "livekit": { "url": state.livekit.url(), "roomName": main_room, "token": lk_token },
+        "livekit": {
+            "url": state.livekit.url(),
+            "roomName": main_room,
+            "token": lk_token,
+            // Acknowledge with this id over the WebSocket where LiveKit sends no webhooks.
+            "moveId": m.placements.get(&Party::Caller).map(|p| p.move_id.clone()),
+        },
     })))
 }
 

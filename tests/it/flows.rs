@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::app::{spawn_app, spawn_app_with, Party, TestApp, TestOptions};
+use crate::support::app::{spawn_app, Party, TestApp};
 
 /// A call between a caller and `owner`, active, everyone in the main room.
 pub struct ActiveCall {

@@ -19,14 +19,17 @@ struct Server {
 
 impl Server {
     async fn start(env: &std::collections::HashMap<String, String>, port: u16) -> Server {
-        let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .arg("serve")
-            .envs(env)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("switchboard binary starts");
+        // Owned at once, so the process is killed and reaped on every path (Drop).
+        let server = Server {
+            child: Command::new(env!("CARGO_BIN_EXE_switchboard"))
+                .arg("serve")
+                .envs(env)
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("switchboard binary starts"),
+        };
         let client = reqwest::Client::new();
         for _ in 0..200 {
             if let Ok(r) = client
@@ -35,7 +38,7 @@ impl Server {
                 .await
             {
                 if r.status().is_success() {
-                    return Server { child };
+                    return server;
                 }
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
