@@ -8,4 +8,5 @@ mod failures;
 mod flows;
 mod livekit_fake;
 mod recovery;
+mod resources;
 mod security;
