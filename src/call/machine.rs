@@ -858,6 +858,20 @@ fn require_target(tx: &Tx, actor: &Actor) -> Result<Transfer, Rejection> {
     }
 }
 
+fn require_initiator(tx: &Tx, actor: &Actor, verb: &str) -> Result<Transfer, Rejection> {
+    let t =
+        tx.m.transfer
+            .clone()
+            .ok_or_else(|| conflict("no_transfer", "the call has no transfer"))?;
+    match actor {
+        Actor::Agent(a) if *a == t.from_agent_id => Ok(t),
+        _ => Err(Rejection::Forbidden(format!(
+            "only agent {} may {verb} transfer {}",
+            t.from_agent_id, t.transfer_id
+        ))),
+    }
+}
+
 fn require_live(tx: &Tx) -> Result<(), Rejection> {
     if tx.m.call.status == CallStatus::Ended {
         return Err(conflict("call_ended", "the call has ended"));
@@ -1136,19 +1150,7 @@ fn command(tx: &mut Tx, actor: Actor, cmd: Command) -> Result<(), Rejection> {
             tx.roll_back(TransferStatus::Declined, None);
         }
         Command::CompleteTransfer => {
-            let t =
-                tx.m.transfer
-                    .clone()
-                    .ok_or_else(|| conflict("no_transfer", "the call has no transfer"))?;
-            match &actor {
-                Actor::Agent(a) if *a == t.from_agent_id => {}
-                _ => {
-                    return Err(Rejection::Forbidden(format!(
-                        "only agent {} may complete transfer {}",
-                        t.from_agent_id, t.transfer_id
-                    )))
-                }
-            }
+            let t = require_initiator(tx, &actor, "complete")?;
             match t.status {
                 TransferStatus::Briefing => tx.hand_over(None),
                 TransferStatus::Completed => {}
@@ -1172,19 +1174,7 @@ fn command(tx: &mut Tx, actor: Actor, cmd: Command) -> Result<(), Rejection> {
             metadata,
         } => update_details(tx, actor, caller_name, reason, metadata)?,
         Command::CancelTransfer => {
-            let t =
-                tx.m.transfer
-                    .clone()
-                    .ok_or_else(|| conflict("no_transfer", "the call has no transfer"))?;
-            match &actor {
-                Actor::Agent(a) if *a == t.from_agent_id => {}
-                _ => {
-                    return Err(Rejection::Forbidden(format!(
-                        "only agent {} may cancel transfer {}",
-                        t.from_agent_id, t.transfer_id
-                    )))
-                }
-            }
+            let t = require_initiator(tx, &actor, "cancel")?;
             match t.status {
                 TransferStatus::Initiated | TransferStatus::Ringing | TransferStatus::Briefing => {
                     tx.roll_back(TransferStatus::Cancelled, None)

@@ -18,11 +18,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/calls/agent/{agentId}", web::get().to(by_agent))
         .route("/api/calls/{callId}", web::get().to(get))
         .route("/api/calls/{callId}", web::patch().to(patch))
-        .route("/api/calls/{callId}/accept", web::post().to(accept))
-        .route("/api/calls/{callId}/decline", web::post().to(decline))
-        .route("/api/calls/{callId}/hold", web::post().to(hold))
-        .route("/api/calls/{callId}/resume", web::post().to(resume))
-        .route("/api/calls/{callId}/hangup", web::post().to(hangup));
+        .route("/api/calls/{callId}/{action}", web::post().to(act));
 }
 
 /// `POST /api/calls` body.
@@ -349,71 +345,40 @@ async fn agent_action(
     Ok(HttpResponse::Ok().json(view(&m, &who)))
 }
 
-async fn accept(
+/// `POST /api/calls/{callId}/{accept|decline|hold|resume|hangup}`.
+async fn act(
     req: HttpRequest,
     state: web::Data<AppState>,
-    path: web::Path<String>,
+    path: web::Path<(String, String)>,
     body: Option<web::Json<ActingAgent>>,
 ) -> Result<HttpResponse, ApiError> {
-    agent_action(req, state, path.into_inner(), body, Command::AcceptCall).await
-}
-
-async fn decline(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<String>,
-    body: Option<web::Json<ActingAgent>>,
-) -> Result<HttpResponse, ApiError> {
-    agent_action(req, state, path.into_inner(), body, Command::DeclineCall).await
-}
-
-async fn hold(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<String>,
-    body: Option<web::Json<ActingAgent>>,
-) -> Result<HttpResponse, ApiError> {
-    let (req, call_id, body) = owner_default(&req, &state, path.into_inner(), body).await?;
-    agent_action(req, state, call_id, body, Command::Hold).await
-}
-
-async fn resume(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<String>,
-    body: Option<web::Json<ActingAgent>>,
-) -> Result<HttpResponse, ApiError> {
-    let (req, call_id, body) = owner_default(&req, &state, path.into_inner(), body).await?;
-    agent_action(req, state, call_id, body, Command::Resume).await
-}
-
-/// With the management key and no `agentId`, hold and resume act as the call's owner.
-async fn owner_default(
-    req: &HttpRequest,
-    state: &AppState,
-    call_id: String,
-    body: Option<web::Json<ActingAgent>>,
-) -> Result<(HttpRequest, String, Option<web::Json<ActingAgent>>), ApiError> {
+    let (call_id, action) = path.into_inner();
+    let cmd = match action.as_str() {
+        "accept" => Command::AcceptCall,
+        "decline" => Command::DeclineCall,
+        "hold" => Command::Hold,
+        "resume" => Command::Resume,
+        "hangup" => return hangup(req, state, call_id).await,
+        _ => return super::meta::not_found(req).await,
+    };
     let named = body.as_ref().and_then(|b| b.agent_id.clone());
-    if named.is_none() && principal(req, state)? == Principal::Admin {
-        let m = state.machine(&call_id).await?;
-        let owner = m.call.owner_id.clone();
-        return Ok((
-            req.clone(),
-            call_id,
-            Some(web::Json(ActingAgent { agent_id: owner })),
-        ));
-    }
-    Ok((req.clone(), call_id, body))
+    // With the management key and no agentId, hold and resume act as the call's owner.
+    let named = match (&cmd, named, principal(&req, &state)?) {
+        (Command::Hold | Command::Resume, None, Principal::Admin) => {
+            state.machine(&call_id).await?.call.owner_id.clone()
+        }
+        (_, named, _) => named,
+    };
+    let body = Some(web::Json(ActingAgent { agent_id: named }));
+    agent_action(req, state, call_id, body, cmd).await
 }
 
 async fn hangup(
     req: HttpRequest,
     state: web::Data<AppState>,
-    path: web::Path<String>,
+    call_id: String,
 ) -> Result<HttpResponse, ApiError> {
     let who = principal(&req, &state)?;
-    let call_id = path.into_inner();
     let actor = match &who {
         Principal::Admin => Actor::System,
         Principal::Agent(a) => Actor::Agent(a.clone()),

@@ -20,16 +20,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/transfers/initiate", web::post().to(initiate))
         .route("/api/transfers", web::get().to(list))
         .route("/api/transfers/{transferId}", web::get().to(get))
-        .route("/api/transfers/{transferId}/accept", web::post().to(accept))
-        .route(
-            "/api/transfers/{transferId}/decline",
-            web::post().to(decline),
-        )
-        .route(
-            "/api/transfers/{transferId}/complete",
-            web::post().to(complete),
-        )
-        .route("/api/transfers/{transferId}/cancel", web::post().to(cancel));
+        .route("/api/transfers/{transferId}/{action}", web::post().to(act));
 }
 
 /// `POST /api/transfers/initiate` body (seed 000's, plus mode and note).
@@ -338,70 +329,20 @@ async fn answer(
     Ok(HttpResponse::Ok().json(t))
 }
 
-async fn accept(
+/// `POST /api/transfers/{transferId}/{accept|decline|complete|cancel}`.
+async fn act(
     req: HttpRequest,
     state: web::Data<AppState>,
-    path: web::Path<String>,
+    path: web::Path<(String, String)>,
     body: Option<web::Json<Answer>>,
 ) -> Result<HttpResponse, ApiError> {
-    answer(
-        req,
-        state,
-        path.into_inner(),
-        body,
-        Command::AcceptTransfer,
-        true,
-    )
-    .await
-}
-
-async fn decline(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<String>,
-    body: Option<web::Json<Answer>>,
-) -> Result<HttpResponse, ApiError> {
-    answer(
-        req,
-        state,
-        path.into_inner(),
-        body,
-        Command::DeclineTransfer,
-        true,
-    )
-    .await
-}
-
-async fn complete(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<String>,
-    body: Option<web::Json<Answer>>,
-) -> Result<HttpResponse, ApiError> {
-    answer(
-        req,
-        state,
-        path.into_inner(),
-        body,
-        Command::CompleteTransfer,
-        false,
-    )
-    .await
-}
-
-async fn cancel(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<String>,
-    body: Option<web::Json<Answer>>,
-) -> Result<HttpResponse, ApiError> {
-    answer(
-        req,
-        state,
-        path.into_inner(),
-        body,
-        Command::CancelTransfer,
-        false,
-    )
-    .await
+    let (transfer_id, action) = path.into_inner();
+    let (cmd, by_target) = match action.as_str() {
+        "accept" => (Command::AcceptTransfer, true),
+        "decline" => (Command::DeclineTransfer, true),
+        "complete" => (Command::CompleteTransfer, false),
+        "cancel" => (Command::CancelTransfer, false),
+        _ => return super::meta::not_found(req).await,
+    };
+    answer(req, state, transfer_id, body, cmd, by_target).await
 }

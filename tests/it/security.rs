@@ -373,3 +373,29 @@ fn livekits_official_python_sdk_accepts_our_tokens_with_the_intended_grants() {
         assert_eq!(code, 1);
     }
 }
+
+#[actix_web::test]
+async fn an_idempotency_key_returns_the_first_answer() {
+    let app = spawn_app().await;
+    let c = active_call(&app, "alice").await;
+    let bob_token = app.agent("bob").await;
+    let _bob = app.connect("bob", &bob_token, None).await;
+    let send = || {
+        app.http
+            .post(format!("{}/api/transfers/initiate", app.address))
+            .bearer_auth(&c.owner_token)
+            .header("Idempotency-Key", "retry-123")
+            .json(&json!({ "callId": c.call_id, "agentBId": "bob" }))
+            .send()
+    };
+    let first: serde_json::Value = send().await.unwrap().json().await.unwrap();
+    let second = send().await.unwrap();
+    assert_eq!(second.status().as_u16(), 201);
+    let second: serde_json::Value = second.json().await.unwrap();
+    assert_eq!(
+        first["transferId"], second["transferId"],
+        "a retried initiate opens no second transfer"
+    );
+    let open = app.get("/api/transfers?status=active", None).await.body;
+    assert_eq!(open.as_array().unwrap().len(), 1);
+}
