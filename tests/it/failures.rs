@@ -554,69 +554,17 @@ async fn ack(p: &mut Party, mv: &Value) {
     assert_eq!(reply["ok"], true, "{reply}");
 }
 
-#[actix_web::test]
-async fn without_webhooks_clients_confirm_arrival_by_acknowledging_moves() {
-    let app = spawn_app_with(TestOptions {
-        webhooks: false,
-        ..Default::default()
-    })
-    .await;
-    let a = app.agent("alice").await;
-    let mut alice = app.connect("alice", &a, None).await;
-    let created = app.create_call(Some("alice")).await;
-    let call_id = created["call"]["callId"].as_str().unwrap().to_string();
-    let caller_token = created["callerToken"].as_str().unwrap();
-    let mut caller = app.connect("caller", caller_token, None).await;
-    alice.expect("call.offered").await;
-    app.post(&format!("/api/calls/{call_id}/accept"), Some(&a), json!({}))
-        .await;
-    let mv = alice.follow_move().await;
-    ack(&mut alice, &mv).await;
-    let (bob_token, mut bob) = with_bob(&app).await;
-    let r = app
-        .post(
-            "/api/transfers/initiate",
-            Some(&a),
-            json!({ "callId": call_id, "agentBId": "bob" }),
-        )
-        .await;
-    let id = r.body["transferId"].as_str().unwrap().to_string();
-    let mv = caller.follow_move().await;
-    ack(&mut caller, &mv).await;
-    let mv = alice.follow_move().await;
-    ack(&mut alice, &mv).await;
-    app.post(
-        &format!("/api/transfers/{id}/accept"),
-        Some(&bob_token),
-        json!({}),
-    )
-    .await;
-    let mv = bob.follow_move().await;
-    ack(&mut bob, &mv).await;
-    let call = call_until(&app, &call_id, "all confirmed by acks", |b| {
-        placed(b, "caller") == Some(("hold".into(), true))
-            && placed(b, "alice") == Some(("consult".into(), true))
-            && placed(b, "bob") == Some(("consult".into(), true))
-    })
-    .await;
-    assert_eq!(call["transfer"]["status"], "briefing");
-    // A stale acknowledgement (an old move id) confirms nothing.
-    caller.send(json!({ "type": "ack", "callId": call_id, "moveId": "mv-0" }));
-    let reply = caller.expect("reply").await;
-    assert_eq!(
-        reply["data"]["confirmed"], true,
-        "still confirmed from the real ack"
-    );
+/// A warm transfer on a server that receives no webhooks, driven by acknowledgements up to
+/// B's move into the consult room (which B has not acknowledged yet).
+struct AckedTransfer {
+    call_id: String,
+    caller: Party,
+    alice: Party,
+    bob: Party,
+    bob_move: Value,
 }
 
-#[actix_web::test]
-async fn a_target_that_never_arrives_fails_the_transfer_at_the_deadline() {
-    let app = spawn_app_with(TestOptions {
-        webhooks: false,
-        move_timeout: 1.0,
-        ..Default::default()
-    })
-    .await;
+async fn transfer_confirmed_by_acks(app: &TestApp) -> AckedTransfer {
     let a = app.agent("alice").await;
     let mut alice = app.connect("alice", &a, None).await;
     let created = app.create_call(Some("alice")).await;
@@ -624,12 +572,16 @@ async fn a_target_that_never_arrives_fails_the_transfer_at_the_deadline() {
     let mut caller = app
         .connect("caller", created["callerToken"].as_str().unwrap(), None)
         .await;
+    // The caller joins from the create response and acknowledges that placement too.
+    caller.join_from(&created["livekit"]);
+    let first = json!({ "callId": call_id, "data": { "moveId": created["livekit"]["moveId"] } });
+    ack(&mut caller, &first).await;
     alice.expect("call.offered").await;
     app.post(&format!("/api/calls/{call_id}/accept"), Some(&a), json!({}))
         .await;
     let mv = alice.follow_move().await;
     ack(&mut alice, &mv).await;
-    let (bob_token, mut bob) = with_bob(&app).await;
+    let (bob_token, mut bob) = with_bob(app).await;
     let r = app
         .post(
             "/api/transfers/initiate",
@@ -648,13 +600,65 @@ async fn a_target_that_never_arrives_fails_the_transfer_at_the_deadline() {
         json!({}),
     )
     .await;
-    bob.expect("participant.move").await; // Bob's browser never joins nor acknowledges.
-    let failed = alice.expect("transfer.failed").await;
+    let bob_move = bob.follow_move().await;
+    AckedTransfer {
+        call_id,
+        caller,
+        alice,
+        bob,
+        bob_move,
+    }
+}
+
+#[actix_web::test]
+async fn without_webhooks_clients_confirm_arrival_by_acknowledging_moves() {
+    let app = spawn_app_with(TestOptions {
+        webhooks: false,
+        ..Default::default()
+    })
+    .await;
+    let mut t = transfer_confirmed_by_acks(&app).await;
+    let bob_move = t.bob_move.clone();
+    ack(&mut t.bob, &bob_move).await;
+    let call = call_until(&app, &t.call_id, "all confirmed by acks", |b| {
+        placed(b, "caller") == Some(("hold".into(), true))
+            && placed(b, "alice") == Some(("consult".into(), true))
+            && placed(b, "bob") == Some(("consult".into(), true))
+    })
+    .await;
+    assert_eq!(call["transfer"]["status"], "briefing");
+    // A stale acknowledgement (an old move id) changes nothing.
+    let seq = call["seq"].clone();
+    t.caller
+        .send(json!({ "type": "ack", "callId": t.call_id, "moveId": "mv-0" }));
+    let reply = t.caller.expect("reply").await;
+    assert_eq!(
+        reply["data"]["confirmed"], true,
+        "still confirmed by the real ack"
+    );
+    let after = app
+        .get(&format!("/api/calls/{}", t.call_id), None)
+        .await
+        .body;
+    assert_eq!(after["seq"], seq);
+}
+
+#[actix_web::test]
+async fn a_target_that_never_arrives_fails_the_transfer_at_the_deadline() {
+    let app = spawn_app_with(TestOptions {
+        webhooks: false,
+        move_timeout: 1.5,
+        ..Default::default()
+    })
+    .await;
+    // Bob's browser never joins nor acknowledges its move to the consult room.
+    let mut t = transfer_confirmed_by_acks(&app).await;
+    let failed = t.alice.expect("transfer.failed").await;
     assert_eq!(failed["data"]["reason"], "target_disconnected");
-    let mv = caller.follow_move().await;
+    let mv = t.caller.follow_move().await;
     assert_eq!(mv["data"]["space"], "main");
-    ack(&mut caller, &mv).await;
-    let call = call_until(&app, &call_id, "caller back with alice", |b| {
+    ack(&mut t.caller, &mv).await;
+    let call = call_until(&app, &t.call_id, "caller back with alice", |b| {
         placed(b, "caller") == Some(("main".into(), true)) && placed(b, "bob").is_none()
     })
     .await;
