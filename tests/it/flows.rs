@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::app::{spawn_app, Party, TestApp};
+use crate::support::app::{spawn_app, spawn_app_with, Party, TestApp, TestOptions};
 
 /// A call between a caller and `owner`, active, everyone in the main room.
 pub struct ActiveCall {
@@ -260,4 +260,65 @@ async fn warm_transfer_hands_the_caller_to_b_after_a_private_briefing() {
         )
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
+}
+
+#[actix_web::test]
+async fn an_agent_reconnecting_with_since_gets_exactly_what_it_missed() {
+    let app = spawn_app_with(TestOptions {
+        disconnect_grace: 5.0,
+        ..Default::default()
+    })
+    .await;
+    let mut c = active_call(&app, "alice").await;
+    let last_seen = c
+        .owner
+        .seen
+        .iter()
+        .filter(|f| f["callId"] == c.call_id.as_str())
+        .filter_map(|f| f["seq"].as_u64())
+        .max()
+        .unwrap();
+    c.owner.close();
+    // While Alice is away (within the grace period) the caller is put on hold.
+    let r = app
+        .post(
+            &format!("/api/calls/{}/hold", c.call_id),
+            Some(&c.owner_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let since = format!("{}:{last_seen}", c.call_id);
+    let mut again = app
+        .connect("alice again", &c.owner_token, Some(&since))
+        .await;
+    let held = again.expect("call.on_hold").await;
+    assert!(held["seq"].as_u64().unwrap() > last_seen);
+    again.settle(Duration::from_millis(200)).await;
+    let replayed: Vec<u64> = again
+        .seen
+        .iter()
+        .filter_map(|f| f["seq"].as_u64())
+        .filter(|s| *s > 0)
+        .collect();
+    assert!(
+        replayed.iter().all(|s| *s > last_seen),
+        "nothing already seen: {replayed:?}"
+    );
+    let mut sorted = replayed.clone();
+    sorted.dedup();
+    assert_eq!(sorted, replayed, "no duplicates, in order");
+    // The caller's move to hold was for the caller only: Alice does not receive it.
+    assert!(!again.types().iter().any(|t| t == "participant.move"));
+    // A garbage since is refused before upgrading.
+    let r = app
+        .http
+        .get(format!(
+            "{}/ws?token={}&since=call-x:notanumber",
+            app.address, c.owner_token
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
 }
