@@ -1272,7 +1272,9 @@ fn observe(tx: &mut Tx, obs: Observation) {
             let Some(p) = tx.m.placements.get(&party).cloned() else {
                 return;
             };
-            if at < p.last_observed || tx.room_of(p.space) != room || !p.confirmed {
+            // A party cannot leave a room before it was sent there (see `Joined`).
+            let before_move = at.saturating_add(999) < p.placed_at;
+            if at < p.last_observed || before_move || tx.room_of(p.space) != room || !p.confirmed {
                 return; // stale, or leaving a room it was moved out of
             }
             let placement = tx.m.placements.get_mut(&party).expect("checked above");

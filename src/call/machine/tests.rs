@@ -15,7 +15,8 @@
 //! same), then feed it every armed timer and check that no transfer stays open.
 //!
 //! Tests named `bug_*` document defects of the machine found while writing these tests; they
-//! fail until the machine is fixed (see each test's comment).
+//! fail until the machine is fixed (see each test's comment). Defects already fixed keep a
+//! regression test whose comment starts with "Regression:".
 
 use std::collections::BTreeMap;
 
@@ -337,26 +338,37 @@ fn check_step(before: Option<&CallMachine>, now: Millis, step: &Step) {
     }
 }
 
+/// A queued call whose caller arrived: created at 0, the caller confirmed in the main room
+/// at 50 (which disarms the caller's first arrival deadline).
+fn queued_call() -> CallMachine {
+    let m = created().machine;
+    let m = apply(&m, 50, joined(CALLER, MAIN, 50)).machine;
+    assert_eq!(m.call.status, CallStatus::Queued);
+    assert!(m.placements[&Party::Caller].confirmed);
+    assert!(m.timers.is_empty(), "{:?}", m.timers);
+    m
+}
+
+fn offer_to(agent_id: &str) -> Input {
+    Input::Command(
+        Actor::System,
+        Command::Offer {
+            agent_id: agent_id.into(),
+        },
+    )
+}
+
 /// An active call owned by `owner`: created at 0, offered at 100, accepted at 200, and both
-/// parties confirmed in the main room at 300.
+/// parties confirmed in the main room at 300 (no deadline left).
 fn active_call(owner: &str) -> CallMachine {
     let m = created().machine;
-    let m = apply(
-        &m,
-        100,
-        Input::Command(
-            Actor::System,
-            Command::Offer {
-                agent_id: owner.into(),
-            },
-        ),
-    )
-    .machine;
+    let m = apply(&m, 100, offer_to(owner)).machine;
     let m = apply(&m, 200, by(owner, Command::AcceptCall)).machine;
     let m = apply(&m, 300, joined(CALLER, MAIN, 300)).machine;
     let m = apply(&m, 300, joined(owner, MAIN, 300)).machine;
     assert_eq!(m.call.status, CallStatus::Active);
     assert!(m.placements.values().all(|p| p.confirmed));
+    assert!(m.timers.is_empty(), "{:?}", m.timers);
     m
 }
 
@@ -373,6 +385,7 @@ fn transfer_ringing(mode: TransferMode) -> CallMachine {
     }
     assert_eq!(transfer(&m).status, TransferStatus::Ringing);
     assert!(m.placements.values().all(|p| p.confirmed));
+    assert_eq!(timer_keys(&m), [TimerKey::TransferRing]);
     m
 }
 
@@ -397,7 +410,19 @@ fn create_queues_the_call_with_the_caller_in_the_main_room() {
     assert_eq!(m.call.status, CallStatus::Queued);
     assert_eq!(m.call.owner_id, None);
     assert_eq!(placements(m), placed(&[(Party::Caller, Space::Main)]));
-    assert!(!m.placements[&Party::Caller].confirmed);
+    let caller = &m.placements[&Party::Caller];
+    assert!(!caller.confirmed);
+    assert_eq!(
+        (caller.move_id.as_str(), caller.retries, caller.placed_at),
+        ("mv-1", 0, 0)
+    );
+    assert_eq!(
+        m.timers,
+        [(TimerKey::Arrival(Party::Caller), MOVE)]
+            .into_iter()
+            .collect(),
+        "the caller must arrive in the main room"
+    );
     assert_eq!(kinds(&step), ["call.created"]);
     assert_audience(&step.events[0], true, &[]);
     assert_eq!(step.events[0].seq, 1);
@@ -411,44 +436,137 @@ fn create_queues_the_call_with_the_caller_in_the_main_room() {
     );
 }
 
-/// BUG: the caller's first placement (main room, unconfirmed) has no arrival deadline. The
-/// module promises "every expectation has a deadline held in `timers`", and every other
-/// placement gets `Arrival`. Since accepting the call does not re-place the caller (already
-/// expected in main), a caller who never connects is never detected: the agent who accepts
-/// sits in the main room alone and no timer ever ends the call.
-/// Reproduction: `CallMachine::create(call, Timeouts::default(), 0)`; expected
-/// `timers == {Arrival(Caller): 20_000}`, actual `timers` is empty (and still has no
-/// `Arrival(Caller)` after `Offer` + `AcceptCall`).
+/// Regression: the caller's first placement (main room, unconfirmed) had no arrival
+/// deadline, so a caller who never connected was never detected. `create` now arms
+/// `Arrival(Caller)` at `now + move_ms`; offering, declining and accepting the call keep it
+/// (accepting does not re-place the caller), and the caller's arrival disarms it.
 #[test]
-fn bug_caller_placement_at_creation_has_no_arrival_deadline() {
+fn caller_placement_at_creation_has_an_arrival_deadline() {
     let m = created().machine;
-    let m = apply(
-        &m,
-        100,
-        Input::Command(Actor::System, Command::Offer { agent_id: A.into() }),
-    )
-    .machine;
-    let m = apply(&m, 200, by(A, Command::AcceptCall)).machine;
-    assert!(!m.placements[&Party::Caller].confirmed);
-    assert!(
-        m.timers.contains_key(&TimerKey::Arrival(Party::Caller)),
-        "the caller is expected in the main room but nothing bounds the wait: {:?}",
-        m.timers
+    let caller_deadline = (TimerKey::Arrival(Party::Caller), MOVE);
+    let ringing = apply(&m, 100, offer_to(A)).machine;
+    assert_eq!(
+        ringing.timers,
+        [caller_deadline.clone(), (TimerKey::Offer, 100 + RING)]
+            .into_iter()
+            .collect()
     );
+    let requeued = apply(&ringing, 150, by(A, Command::DeclineCall)).machine;
+    assert_eq!(
+        requeued.timers,
+        [caller_deadline.clone()].into_iter().collect()
+    );
+    let ringing = apply(&requeued, 160, offer_to(B)).machine;
+    let step = apply(&ringing, 200, by(B, Command::AcceptCall));
+    let m = &step.machine;
+    assert_eq!(kinds(&step), ["participant.move", "call.active"]);
+    assert_eq!(move_of(&step, &party(B)).data["room"], MAIN);
+    assert!(!m.placements[&Party::Caller].confirmed);
+    assert_eq!(
+        move_id(m, &Party::Caller),
+        "mv-1",
+        "the caller is not moved"
+    );
+    assert_eq!(
+        m.timers,
+        [caller_deadline, (TimerKey::Arrival(party(B)), 200 + MOVE)]
+            .into_iter()
+            .collect(),
+        "the caller is expected in the main room and the wait is bounded"
+    );
+    // The caller's arrival, seen by LiveKit or acknowledged, disarms the deadline.
+    let by_webhook = apply(m, 300, joined(CALLER, MAIN, 300));
+    assert_eq!(kinds(&by_webhook), ["participant.joined"]);
+    assert_audience(&by_webhook.events[0], true, &[B]);
+    let by_ack = apply(m, 300, acked(Party::Caller, "mv-1"));
+    assert_eq!(kinds(&by_ack), ["participant.joined"]);
+    for arrived in [by_webhook.machine, by_ack.machine] {
+        assert!(arrived.placements[&Party::Caller].confirmed);
+        assert_eq!(timer_keys(&arrived), [TimerKey::Arrival(party(B))]);
+        assert_noop(&arrived, MOVE, fire(TimerKey::Arrival(Party::Caller)));
+    }
+}
+
+/// A caller who never connects after the call is created gets one retry (a fresh move to
+/// the main room), then the call ends `caller_lost`: whether it still waits in the queue,
+/// rings an agent, or was already taken.
+#[test]
+fn caller_who_never_arrives_after_creation_gets_one_retry_then_the_call_ends() {
+    let queued = created().machine;
+    let ringing = apply(&queued, 100, offer_to(A)).machine;
+    let taken = apply(&ringing, 200, by(A, Command::AcceptCall)).machine;
+    let taken = apply(&taken, 300, joined(A, MAIN, 300)).machine;
+    for (m, agents) in [(queued, vec![]), (ringing, vec![A]), (taken, vec![A])] {
+        let status = m.call.status;
+        assert_noop(&m, MOVE - 1, fire(TimerKey::Arrival(Party::Caller)));
+        let step = apply(&m, MOVE, fire(TimerKey::Arrival(Party::Caller)));
+        let retried = &step.machine;
+        assert_eq!(kinds(&step), ["participant.move"], "{status:?}");
+        let mv = &step.events[0];
+        assert_audience(mv, true, &[]);
+        assert_eq!(mv.data["room"], MAIN);
+        let second = move_id(retried, &Party::Caller);
+        assert_ne!(second, "mv-1", "the retry carries a fresh move id");
+        assert_eq!(mv.data["moveId"], second.as_str());
+        assert!(step.effects.is_empty());
+        assert_eq!(retried.call.status, status, "nothing else changes");
+        let caller = &retried.placements[&Party::Caller];
+        assert_eq!((caller.retries, caller.placed_at), (1, 0));
+        assert_eq!(
+            retried.timers.get(&TimerKey::Arrival(Party::Caller)),
+            Some(&(2 * MOVE))
+        );
+        // An acknowledgement of the first move is stale; the retry can still be answered.
+        assert_noop(retried, MOVE + 1, acked(Party::Caller, "mv-1"));
+        let answered = apply(retried, MOVE + 1, acked(Party::Caller, &second)).machine;
+        assert!(answered.placements[&Party::Caller].confirmed);
+        assert!(!answered
+            .timers
+            .contains_key(&TimerKey::Arrival(Party::Caller)));
+
+        assert_noop(
+            retried,
+            2 * MOVE - 1,
+            fire(TimerKey::Arrival(Party::Caller)),
+        );
+        let step = apply(retried, 2 * MOVE, fire(TimerKey::Arrival(Party::Caller)));
+        let r = &step.machine;
+        assert_eq!(r.call.status, CallStatus::Ended);
+        assert_eq!(r.call.end_reason.as_deref(), Some("caller_lost"));
+        assert_eq!(r.call.end_at, Some(from_millis(2 * MOVE)));
+        assert_eq!(r.call.offered_to, None);
+        assert!(r.placements.is_empty() && r.timers.is_empty());
+        assert_eq!(kinds(&step), ["call.ended"]);
+        assert_audience(&step.events[0], true, &agents);
+        assert_eq!(step.events[0].data["reason"], "caller_lost");
+        let mut effects = vec![Effect::RemoveParticipant {
+            room: MAIN.into(),
+            identity: CALLER.into(),
+        }];
+        if status == CallStatus::Active {
+            effects.push(Effect::RemoveParticipant {
+                room: MAIN.into(),
+                identity: A.into(),
+            });
+        }
+        effects.push(Effect::CloseRoom { room: MAIN.into() });
+        effects.push(Effect::CloseRoom { room: HOLD.into() });
+        assert_eq!(step.effects, effects, "{status:?}");
+        assert!(r.engaged_agents().is_empty());
+    }
 }
 
 #[test]
 fn offer_rings_the_agent_with_a_deadline() {
-    let m = created().machine;
-    let step = apply(
-        &m,
-        100,
-        Input::Command(Actor::System, Command::Offer { agent_id: A.into() }),
-    );
+    let m = queued_call();
+    let step = apply(&m, 100, offer_to(A));
     let m = &step.machine;
     assert_eq!(m.call.status, CallStatus::Ringing);
     assert_eq!(m.call.offered_to.as_deref(), Some(A));
-    assert_eq!(m.timers.get(&TimerKey::Offer), Some(&(100 + RING)));
+    assert_eq!(
+        m.timers,
+        [(TimerKey::Offer, 100 + RING)].into_iter().collect()
+    );
     assert_eq!(kinds(&step), ["call.offered"]);
     assert_audience(&step.events[0], true, &[A]);
     assert!(step.effects.is_empty());
@@ -457,7 +575,7 @@ fn offer_rings_the_agent_with_a_deadline() {
 
 #[test]
 fn only_routing_offers_and_only_a_queued_call() {
-    let m = created().machine;
+    let m = queued_call();
     let offer = |actor: Actor| Input::Command(actor, Command::Offer { agent_id: A.into() });
     assert_forbidden(&m, 100, offer(agent(A)));
     assert_forbidden(&m, 100, offer(Actor::Caller));
@@ -467,13 +585,8 @@ fn only_routing_offers_and_only_a_queued_call() {
 
 #[test]
 fn accepting_the_offer_makes_the_call_active() {
-    let m = created().machine;
-    let m = apply(
-        &m,
-        100,
-        Input::Command(Actor::System, Command::Offer { agent_id: A.into() }),
-    )
-    .machine;
+    let m = queued_call();
+    let m = apply(&m, 100, offer_to(A)).machine;
     assert_conflict(
         &m,
         150,
@@ -491,10 +604,12 @@ fn accepting_the_offer_makes_the_call_active() {
         placements(m),
         placed(&[(Party::Caller, Space::Main), (party(A), Space::Main)])
     );
-    assert!(!m.timers.contains_key(&TimerKey::Offer));
     assert_eq!(
-        m.timers.get(&TimerKey::Arrival(party(A))),
-        Some(&(200 + MOVE))
+        m.timers,
+        [(TimerKey::Arrival(party(A)), 200 + MOVE)]
+            .into_iter()
+            .collect(),
+        "the offer deadline is disarmed; the confirmed caller needs none"
     );
     assert_eq!(kinds(&step), ["participant.move", "call.active"]);
     assert_audience(&step.events[0], false, &[A]);
@@ -516,7 +631,7 @@ fn accepting_the_offer_makes_the_call_active() {
 
 #[test]
 fn a_queued_call_can_be_taken_without_an_offer() {
-    let m = created().machine;
+    let m = queued_call();
     let step = apply(&m, 50, by(C, Command::AcceptCall));
     assert_eq!(step.machine.call.status, CallStatus::Active);
     assert_eq!(step.machine.call.owner_id.as_deref(), Some(C));
@@ -524,13 +639,8 @@ fn a_queued_call_can_be_taken_without_an_offer() {
 
 #[test]
 fn declining_the_offer_puts_the_call_back_in_the_queue() {
-    let m = created().machine;
-    let m = apply(
-        &m,
-        100,
-        Input::Command(Actor::System, Command::Offer { agent_id: A.into() }),
-    )
-    .machine;
+    let m = queued_call();
+    let m = apply(&m, 100, offer_to(A)).machine;
     assert_conflict(&m, 150, by(B, Command::DeclineCall), "not_offered");
     let step = apply(&m, 200, by(A, Command::DeclineCall));
     let m = &step.machine;
@@ -548,13 +658,8 @@ fn declining_the_offer_puts_the_call_back_in_the_queue() {
 
 #[test]
 fn an_unanswered_offer_times_out_back_to_the_queue() {
-    let m = created().machine;
-    let m = apply(
-        &m,
-        100,
-        Input::Command(Actor::System, Command::Offer { agent_id: A.into() }),
-    )
-    .machine;
+    let m = queued_call();
+    let m = apply(&m, 100, offer_to(A)).machine;
     assert_noop(&m, 100 + RING - 1, fire(TimerKey::Offer));
     let step = apply(&m, 100 + RING, fire(TimerKey::Offer));
     assert_eq!(step.machine.call.status, CallStatus::Queued);
@@ -575,19 +680,15 @@ fn an_unanswered_offer_times_out_back_to_the_queue() {
 
 #[test]
 fn the_offered_agent_disconnecting_requeues_the_call() {
-    let m = created().machine;
-    let m = apply(
-        &m,
-        100,
-        Input::Command(Actor::System, Command::Offer { agent_id: A.into() }),
-    )
-    .machine;
+    let m = queued_call();
+    let m = apply(&m, 100, offer_to(A)).machine;
     let step = apply(&m, 200, gone(A));
     assert_eq!(step.machine.call.status, CallStatus::Queued);
     assert_eq!(step.machine.call.offered_to, None);
     assert_eq!(step.machine.declined_by, [A]);
     assert!(step.machine.timers.is_empty());
     assert_eq!(kinds(&step), ["call.queued"]);
+    assert_eq!(step.events[0].data["reason"], "agent_gone");
     assert_eq!(step.effects, [Effect::RequestAgent]);
 }
 
@@ -666,12 +767,7 @@ fn caller_hangup_ends_the_call_and_releases_everyone() {
     assert!(m
         .handle(1_100, by(A, initiate(B, TransferMode::Warm)))
         .is_err());
-    assert!(m
-        .handle(
-            1_100,
-            Input::Command(Actor::System, Command::Offer { agent_id: B.into() })
-        )
-        .is_err());
+    assert!(m.handle(1_100, offer_to(B)).is_err());
     // Observations of an ended call change nothing.
     assert_noop(m, 1_200, joined(CALLER, MAIN, 1_200));
     assert_noop(m, 1_200, gone(A));
@@ -723,10 +819,13 @@ fn owner_disconnecting_requeues_the_call_and_the_caller_stays_put() {
                 Effect::RequestAgent,
             ]
         );
-        assert!(!q.timers.keys().any(|k| matches!(
-            k,
-            TimerKey::Arrival(Party::Agent(_)) | TimerKey::Rejoin(Party::Agent(_))
-        )));
+        // Only the held caller, not yet seen in hold, still has a deadline.
+        let want: Vec<TimerKey> = if held {
+            vec![TimerKey::Arrival(Party::Caller)]
+        } else {
+            vec![]
+        };
+        assert_eq!(timer_keys(q), want);
         // Another agent takes it and the caller is brought back to the main room.
         let taken = apply(q, 2_000, by(C, Command::AcceptCall)).machine;
         assert_eq!(taken.call.owner_id.as_deref(), Some(C));
@@ -1087,15 +1186,21 @@ fn cold_transfer_sends_the_caller_straight_to_b_with_the_summary() {
     assert!(all(&step, "transfer.briefing").is_empty());
     assert_audience(the(&step, "participant.released"), false, &[A]);
     assert_audience(the(&step, "call.active"), true, &[B]);
-    assert!(step.effects.contains(&Effect::RemoveParticipant {
-        room: MAIN.into(),
-        identity: A.into()
-    }));
-    assert!(!step.effects.iter().any(|e| matches!(
-        e,
-        Effect::CloseRoom { room } if room == MAIN || room == HOLD
-    )));
-    assert!(!r.timers.contains_key(&TimerKey::TransferRing));
+    assert_eq!(
+        step.effects,
+        [Effect::RemoveParticipant {
+            room: MAIN.into(),
+            identity: A.into()
+        }],
+        "A leaves; no room closes (a cold transfer has no consult room)"
+    );
+    assert_eq!(
+        timer_keys(r),
+        [
+            TimerKey::Arrival(Party::Caller),
+            TimerKey::Arrival(party(B))
+        ]
+    );
     // Accepting again answers the same; completing is meaningless but harmless for A.
     assert_noop(r, T_DONE, by(B, Command::AcceptTransfer));
     assert_noop(r, T_DONE, by(A, Command::CompleteTransfer));
@@ -1149,6 +1254,8 @@ fn conference_brings_b_into_the_main_room_and_a_leaves_on_complete() {
     );
     assert_eq!(step.events[1].data["room"], MAIN);
     assert_audience(&step.events[2], true, &[A, B]);
+    assert!(step.effects.is_empty());
+    assert_eq!(timer_keys(r), [TimerKey::Arrival(party(B))]);
 
     let step = apply(r, T_DONE, by(A, Command::CompleteTransfer));
     let r = &step.machine;
@@ -1164,37 +1271,86 @@ fn conference_brings_b_into_the_main_room_and_a_leaves_on_complete() {
         ["transfer.completed", "participant.released", "call.active"]
     );
     assert_audience(&step.events[0], true, &[A, B]);
-    assert!(step.effects.contains(&Effect::RemoveParticipant {
-        room: MAIN.into(),
-        identity: A.into()
-    }));
-    assert!(!step
-        .effects
-        .contains(&Effect::CloseRoom { room: MAIN.into() }));
+    assert_eq!(
+        step.effects,
+        [Effect::RemoveParticipant {
+            room: MAIN.into(),
+            identity: A.into()
+        }],
+        "A leaves; no room closes (a conference has no consult room)"
+    );
 }
 
-/// BUG: a conference started while the caller is on hold never brings the caller back: B
-/// accepts and joins A in the main room (`transfer.briefing` is even sent to the caller),
-/// but the caller stays in the hold room until A completes. The issue defines a conference
-/// as "caller, A and B together".
-/// Reproduction: active call of A; `Hold` by A; `InitiateTransfer{mode: Conference, to: B}`
-/// by A; `AcceptTransfer` by B. Expected: caller placed in `Main` (with a
-/// `participant.move` to the caller). Actual: caller still placed in `Hold`.
+/// Regression: a conference started while the caller was on hold left the caller in the
+/// hold room after B accepted. Accepting now brings the caller, A and B together in the
+/// main room (a `participant.move` to the caller).
 #[test]
-fn bug_conference_started_from_hold_leaves_the_caller_on_hold() {
+fn conference_started_from_hold_brings_the_caller_to_the_main_room() {
     let m = active_call(A);
     let held = apply(&m, 500, by(A, Command::Hold)).machine;
-    let ringing = apply(&held, T_INIT, by(A, initiate(B, TransferMode::Conference))).machine;
-    let step = apply(&ringing, T_ANSWER, by(B, Command::AcceptTransfer));
-    assert_eq!(transfer(&step.machine).status, TransferStatus::Briefing);
+    let held = apply(&held, 600, joined(CALLER, HOLD, 600)).machine;
+    let step = apply(&held, T_INIT, by(A, initiate(B, TransferMode::Conference)));
+    let ringing = &step.machine;
     assert_eq!(
-        placements(&step.machine),
+        kinds(&step),
+        ["transfer.initiated", "transfer.ringing", "transfer.offered"],
+        "nobody moves while B rings"
+    );
+    assert!(step.effects.is_empty());
+    assert_eq!(
+        placements(ringing),
+        placed(&[(Party::Caller, Space::Hold), (party(A), Space::Main)])
+    );
+    let step = apply(ringing, T_ANSWER, by(B, Command::AcceptTransfer));
+    let r = &step.machine;
+    assert_eq!(transfer(r).status, TransferStatus::Briefing);
+    assert_eq!(
+        placements(r),
         placed(&[
             (Party::Caller, Space::Main),
             (party(A), Space::Main),
             (party(B), Space::Main)
         ]),
-        "the conference must bring the caller, A and B together"
+        "the conference brings the caller, A and B together"
+    );
+    assert_eq!(
+        kinds(&step),
+        [
+            "transfer.accepted",
+            "participant.move",
+            "participant.move",
+            "transfer.briefing"
+        ]
+    );
+    let caller_move = move_of(&step, &Party::Caller);
+    assert_audience(caller_move, true, &[]);
+    assert_eq!(caller_move.data["room"], MAIN);
+    assert_audience(move_of(&step, &party(B)), false, &[B]);
+    assert_eq!(move_of(&step, &party(B)).data["room"], MAIN);
+    assert_audience(the(&step, "transfer.briefing"), true, &[A, B]);
+    assert!(step.effects.is_empty());
+    assert_eq!(
+        r.timers,
+        [
+            (TimerKey::Arrival(Party::Caller), T_ANSWER + MOVE),
+            (TimerKey::Arrival(party(B)), T_ANSWER + MOVE)
+        ]
+        .into_iter()
+        .collect()
+    );
+    // The caller arrives in the main room, heard by everyone in it.
+    let step = apply(r, T_ANSWER + 100, joined(CALLER, MAIN, T_ANSWER + 100));
+    assert_eq!(kinds(&step), ["participant.joined"]);
+    assert_audience(&step.events[0], true, &[A, B]);
+    // A completes: the caller stays with B in the main room.
+    let step = apply(&step.machine, T_DONE, by(A, Command::CompleteTransfer));
+    assert_eq!(
+        placements(&step.machine),
+        placed(&[(Party::Caller, Space::Main), (party(B), Space::Main)])
+    );
+    assert_eq!(
+        kinds(&step),
+        ["transfer.completed", "participant.released", "call.active"]
     );
 }
 
@@ -1203,8 +1359,11 @@ fn bug_conference_started_from_hold_leaves_the_caller_on_hold() {
 // ---------------------------------------------------------------------------------------
 
 /// Checks a transfer rolled back to A: the caller and A in the main room, B out, the
-/// consult room closed, the call active, and the events in order with their audiences.
-/// `b_was_placed` says whether B had joined (briefing) and so must be released.
+/// consult room closed (warm only: cold and conference never open one), the call active,
+/// and the events in order with their audiences. The transfer started with the caller in
+/// the main room, so the parties moved back are A and the caller (warm), the caller (cold)
+/// or nobody (conference). `b_was_placed` says whether B had joined (briefing) and so must
+/// be released.
 fn assert_rolled_back_to_a(step: &Step, status: TransferStatus, b_was_placed: bool) {
     let r = &step.machine;
     let t = transfer(r);
@@ -1221,35 +1380,54 @@ fn assert_rolled_back_to_a(step: &Step, status: TransferStatus, b_was_placed: bo
     assert!(!r.timers.contains_key(&TimerKey::TransferRing));
     assert!(!r.timers.contains_key(&TimerKey::Arrival(party(B))));
     assert!(!r.timers.contains_key(&TimerKey::Rejoin(party(B))));
+    let (moved, b_room): (Vec<Party>, &str) = match t.mode {
+        TransferMode::Warm => (vec![party(A), Party::Caller], CONSULT),
+        TransferMode::Cold => (vec![Party::Caller], MAIN),
+        TransferMode::Conference => (vec![], MAIN),
+    };
+    // Exactly the parties moved back wait for their arrival.
+    let mut armed = timer_keys(r);
+    armed.sort();
+    let mut want_armed: Vec<TimerKey> = moved.iter().cloned().map(TimerKey::Arrival).collect();
+    want_armed.sort();
+    assert_eq!(armed, want_armed, "{:?}", t.mode);
     let mut want = vec![format!("transfer.{}", status.as_str())];
     if b_was_placed {
         want.push("participant.released".into());
     }
-    want.extend(["participant.move".into(), "participant.move".into()]);
+    want.extend(moved.iter().map(|_| "participant.move".to_string()));
     want.push("call.resumed".into());
-    assert_eq!(kinds(step), want);
+    assert_eq!(kinds(step), want, "{:?}", t.mode);
     let ended = &step.events[0];
     assert_audience(ended, true, &[A, B]);
     assert_eq!(ended.data["status"], status.as_str());
     if b_was_placed {
         let released = the(step, "participant.released");
         assert_audience(released, false, &[B]);
+        assert_eq!(released.data["reason"], status.as_str());
     }
-    assert_audience(move_of(step, &party(A)), false, &[A]);
-    assert_eq!(move_of(step, &party(A)).data["room"], MAIN);
-    assert_audience(move_of(step, &Party::Caller), true, &[]);
-    assert_eq!(move_of(step, &Party::Caller).data["room"], MAIN);
+    for p in &moved {
+        let mv = move_of(step, p);
+        match p {
+            Party::Caller => assert_audience(mv, true, &[]),
+            Party::Agent(id) => assert_audience(mv, false, &[id.as_str()]),
+        }
+        assert_eq!(mv.data["room"], MAIN);
+    }
     assert_audience(the(step, "call.resumed"), true, &[A]);
-    let mut effects = vec![Effect::CloseRoom {
-        room: CONSULT.into(),
-    }];
+    let mut effects = vec![];
+    if t.mode == TransferMode::Warm {
+        effects.push(Effect::CloseRoom {
+            room: CONSULT.into(),
+        });
+    }
     if b_was_placed {
         effects.push(Effect::RemoveParticipant {
-            room: CONSULT.into(),
+            room: b_room.into(),
             identity: B.into(),
         });
     }
-    assert_eq!(step.effects, effects);
+    assert_eq!(step.effects, effects, "{:?}", t.mode);
     assert_eq!(r.engaged_agents(), [A]);
 }
 
@@ -1335,21 +1513,58 @@ fn a_cancels_during_the_briefing_and_b_is_released() {
 fn a_cancels_a_conference_and_b_leaves_the_main_room() {
     let m = transfer_briefing(TransferMode::Conference);
     let step = apply(&m, T_DONE, by(A, Command::CancelTransfer));
-    let r = &step.machine;
-    assert_eq!(transfer(r).status, TransferStatus::Cancelled);
-    assert_eq!(r.call.status, CallStatus::Active);
-    assert_eq!(
-        placements(r),
-        placed(&[(Party::Caller, Space::Main), (party(A), Space::Main)])
-    );
+    assert_rolled_back_to_a(&step, TransferStatus::Cancelled, true);
     assert_eq!(
         kinds(&step),
         ["transfer.cancelled", "participant.released", "call.resumed"]
     );
-    assert!(step.effects.contains(&Effect::RemoveParticipant {
-        room: MAIN.into(),
-        identity: B.into()
-    }));
+    assert_eq!(
+        step.effects,
+        [Effect::RemoveParticipant {
+            room: MAIN.into(),
+            identity: B.into()
+        }],
+        "no consult room to close for a conference"
+    );
+}
+
+/// Every way a ringing transfer fails, in every mode, brings the caller back to A; only a
+/// warm transfer has a consult room to close.
+#[test]
+fn a_ringing_transfer_rolls_back_to_a_in_every_mode() {
+    for mode in [
+        TransferMode::Warm,
+        TransferMode::Cold,
+        TransferMode::Conference,
+    ] {
+        let m = transfer_ringing(mode);
+        let endings = [
+            (
+                T_ANSWER,
+                by(B, Command::DeclineTransfer),
+                TransferStatus::Declined,
+            ),
+            (
+                T_INIT + RING,
+                fire(TimerKey::TransferRing),
+                TransferStatus::TimedOut,
+            ),
+            (
+                T_ANSWER,
+                by(A, Command::CancelTransfer),
+                TransferStatus::Cancelled,
+            ),
+            (T_ANSWER, gone(B), TransferStatus::Failed),
+        ];
+        for (at, input, status) in endings {
+            let step = apply(&m, at, input);
+            assert_rolled_back_to_a(&step, status, false);
+            let closes_consult = step.effects.contains(&Effect::CloseRoom {
+                room: CONSULT.into(),
+            });
+            assert_eq!(closes_consult, mode == TransferMode::Warm, "{mode:?}");
+        }
+    }
 }
 
 #[test]
@@ -1442,7 +1657,7 @@ fn a_disconnecting_while_b_rings_fails_the_transfer_and_requeues_the_call() {
         placed(&[(Party::Caller, Space::Hold)]),
         "the caller waits in hold for the next agent"
     );
-    assert!(!r.timers.contains_key(&TimerKey::TransferRing));
+    assert!(r.timers.is_empty(), "{:?}", r.timers);
     assert_eq!(
         kinds(&step),
         ["participant.released", "transfer.failed", "call.queued"]
@@ -1450,7 +1665,7 @@ fn a_disconnecting_while_b_rings_fails_the_transfer_and_requeues_the_call() {
     assert_audience(&step.events[0], false, &[A]);
     assert_audience(&step.events[1], true, &[B]);
     assert_audience(&step.events[2], true, &[]);
-    assert_eq!(step.events[2].data["reason"], "owner_gone");
+    assert_eq!(step.events[2].data["reason"], "owner_disconnected");
     assert_eq!(
         step.effects,
         [
@@ -1472,12 +1687,7 @@ fn a_disconnecting_while_b_rings_fails_the_transfer_and_requeues_the_call() {
         "transfer_not_ringing",
     );
     // Routing offers the call again; the new agent gets the caller back from hold.
-    let r = apply(
-        r,
-        T_DONE,
-        Input::Command(Actor::System, Command::Offer { agent_id: C.into() }),
-    )
-    .machine;
+    let r = apply(r, T_DONE, offer_to(C)).machine;
     let r = apply(&r, T_DONE + 100, by(C, Command::AcceptCall)).machine;
     assert_eq!(
         placements(&r),
@@ -1537,6 +1747,8 @@ fn a_leaving_the_conference_for_good_hands_the_caller_to_b() {
     );
 }
 
+/// B, whose transfer was still ringing, hears both that the transfer was abandoned and that
+/// the call ended (regression: `call.ended` used to skip a ringing target).
 #[test]
 fn caller_hanging_up_while_b_rings_abandons_the_transfer() {
     let m = transfer_ringing(TransferMode::Warm);
@@ -1553,7 +1765,8 @@ fn caller_hanging_up_while_b_rings_abandons_the_transfer() {
     assert!(r.engaged_agents().is_empty(), "B is no longer engaged");
     assert_eq!(kinds(&step), ["transfer.abandoned", "call.ended"]);
     assert_audience(&step.events[0], true, &[A, B]);
-    assert_audience(&step.events[1], true, &[A]);
+    assert_audience(&step.events[1], true, &[A, B]);
+    assert_eq!(step.events[1].data["reason"], "caller_hangup");
     assert_eq!(
         step.effects,
         [
@@ -1579,6 +1792,94 @@ fn caller_hanging_up_while_b_rings_abandons_the_transfer() {
         "transfer_not_ringing",
     );
     assert_noop(r, T_INIT + RING, fire(TimerKey::TransferRing));
+}
+
+/// The call ending while B rings, in every mode and for every reason: B hears both the end
+/// of the transfer and the end of the call; only a warm transfer has a consult room to close.
+#[test]
+fn the_call_ending_while_b_rings_tells_b_in_every_mode() {
+    for mode in [
+        TransferMode::Warm,
+        TransferMode::Cold,
+        TransferMode::Conference,
+    ] {
+        let m = transfer_ringing(mode);
+        let caller_room = if mode == TransferMode::Conference {
+            MAIN
+        } else {
+            HOLD
+        };
+        let a_room = if mode == TransferMode::Warm {
+            CONSULT
+        } else {
+            MAIN
+        };
+        // The caller leaving for good ends it like a hang-up.
+        let gone_caller = apply(&m, T_ANSWER, left(CALLER, caller_room, T_ANSWER)).machine;
+        let endings = [
+            (
+                T_ANSWER,
+                &m,
+                Input::Command(Actor::Caller, Command::Hangup),
+                TransferStatus::Abandoned,
+                "caller_hangup",
+            ),
+            (
+                T_ANSWER,
+                &m,
+                by(A, Command::Hangup),
+                TransferStatus::Cancelled,
+                "agent_hangup",
+            ),
+            (
+                T_ANSWER,
+                &m,
+                Input::Command(Actor::System, Command::Hangup),
+                TransferStatus::Cancelled,
+                "system",
+            ),
+            (
+                T_ANSWER + REJOIN,
+                &gone_caller,
+                fire(TimerKey::Rejoin(Party::Caller)),
+                TransferStatus::Abandoned,
+                "caller_lost",
+            ),
+        ];
+        for (at, before, input, status, reason) in endings {
+            let step = apply(before, at, input);
+            let r = &step.machine;
+            assert_eq!(r.call.status, CallStatus::Ended);
+            assert_eq!(r.call.end_reason.as_deref(), Some(reason));
+            let t = transfer(r);
+            assert_eq!((t.status, t.reason.as_deref()), (status, Some(reason)));
+            assert_eq!(step.transfers, std::slice::from_ref(t));
+            let over = format!("transfer.{}", status.as_str());
+            assert_eq!(kinds(&step), [over.as_str(), "call.ended"], "{mode:?}");
+            assert_audience(&step.events[0], true, &[A, B]);
+            assert_audience(&step.events[1], true, &[A, B]);
+            let mut effects = vec![];
+            if mode == TransferMode::Warm {
+                effects.push(Effect::CloseRoom {
+                    room: CONSULT.into(),
+                });
+            }
+            effects.extend([
+                Effect::RemoveParticipant {
+                    room: caller_room.into(),
+                    identity: CALLER.into(),
+                },
+                Effect::RemoveParticipant {
+                    room: a_room.into(),
+                    identity: A.into(),
+                },
+                Effect::CloseRoom { room: MAIN.into() },
+                Effect::CloseRoom { room: HOLD.into() },
+            ]);
+            assert_eq!(step.effects, effects, "{mode:?} {reason}");
+            assert!(r.engaged_agents().is_empty());
+        }
+    }
 }
 
 #[test]
@@ -1670,29 +1971,65 @@ fn a_transfer_needs_an_owned_call_and_another_agent() {
     );
 }
 
-/// BUG: repeating `InitiateTransfer` with the id of a transfer that already ended re-opens
-/// that transfer: the terminal record is overwritten (persisted again as `ringing`), the
-/// call goes back to `transferring` and B is offered the transfer a second time. The machine
-/// recognises "the same request again" only while the transfer is open.
-/// Reproduction: active call of A; A `InitiateTransfer{id: xfer-1, to: B, warm}`; B
-/// `DeclineTransfer`; A repeats the identical `InitiateTransfer{id: xfer-1, ...}`.
-/// Expected: refused, or Ok with no events and no change (xfer-1 stays `declined`).
-/// Actual: Ok with `transfer.initiated`, ..., `transfer.offered`, and `step.transfers` holds
-/// xfer-1 with status `ringing`.
+/// Regression: repeating `InitiateTransfer` with the id of a transfer that had ended
+/// re-opened it (the terminal record persisted again as `ringing`, B offered it again).
+/// Repeating it after the end now answers the same, whatever the ending; a new id still
+/// starts a new transfer.
 #[test]
-fn bug_repeating_the_initiate_of_an_ended_transfer_reopens_it() {
-    let m = transfer_ringing(TransferMode::Warm);
-    let declined = apply(&m, T_ANSWER, by(B, Command::DeclineTransfer)).machine;
-    assert_eq!(transfer(&declined).status, TransferStatus::Declined);
-    if let Ok(step) = declined.handle(T_DONE, by(A, initiate(B, TransferMode::Warm))) {
-        assert_eq!(
-            kinds(&step),
-            Vec::<&str>::new(),
-            "the retried initiate of the declined {XFER} started it again"
-        );
-        assert_eq!(transfer(&step.machine).status, TransferStatus::Declined);
-        assert_eq!(step.machine, declined);
+fn repeating_the_initiate_of_an_ended_transfer_changes_nothing() {
+    let warm = transfer_ringing(TransferMode::Warm);
+    let declined = apply(&warm, T_ANSWER, by(B, Command::DeclineTransfer)).machine;
+    let timed_out = apply(
+        &transfer_ringing(TransferMode::Cold),
+        T_INIT + RING,
+        fire(TimerKey::TransferRing),
+    )
+    .machine;
+    let cancelled = apply(
+        &transfer_briefing(TransferMode::Conference),
+        T_DONE,
+        by(A, Command::CancelTransfer),
+    )
+    .machine;
+    let abandoned = apply(
+        &warm,
+        T_ANSWER,
+        Input::Command(Actor::Caller, Command::Hangup),
+    )
+    .machine;
+    for (m, status) in [
+        (&declined, TransferStatus::Declined),
+        (&timed_out, TransferStatus::TimedOut),
+        (&cancelled, TransferStatus::Cancelled),
+        (&abandoned, TransferStatus::Abandoned),
+    ] {
+        assert_eq!(transfer(m).status, status);
+        let mode = transfer(m).mode;
+        assert_noop(m, T_DONE + 1_000, by(A, initiate(B, mode)));
+        // Whatever else the repeated request says, the id decides.
+        assert_noop(m, T_DONE + 1_000, by(A, initiate(C, TransferMode::Warm)));
     }
+    // A new transfer after the declined one starts normally.
+    let again = initiate_with("xfer-2", "room-consult-2", B, TransferMode::Warm);
+    let step = apply(&declined, T_DONE + 1_000, by(A, again));
+    let t = transfer(&step.machine);
+    assert_eq!(
+        (t.transfer_id.as_str(), t.status),
+        ("xfer-2", TransferStatus::Ringing)
+    );
+    assert_eq!(step.transfers, std::slice::from_ref(t));
+    // After a completed transfer A no longer owns the call: the repeat is refused.
+    let completed = apply(
+        &transfer_briefing(TransferMode::Warm),
+        T_DONE,
+        by(A, Command::CompleteTransfer),
+    )
+    .machine;
+    assert_forbidden(
+        &completed,
+        T_DONE + 1_000,
+        by(A, initiate(B, TransferMode::Warm)),
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1887,24 +2224,55 @@ fn disconnects_of_agents_not_in_the_call_change_nothing() {
     assert_noop(&active, 1_000, gone(B));
 }
 
-/// BUG: a duplicated LiveKit `participant_joined` webhook confirms a later placement. The
-/// caller's Joined(main, at=300) was processed; the caller is then moved to hold and back to
-/// main. LiveKit retries the same webhook (same `at` = 300): it is a duplicate of an
-/// observation made before the move, yet it confirms the new main-room placement (emits
-/// `participant.joined`, disarms the arrival deadline) although the caller has not been
-/// seen arriving. `at < last_observed` lets an equal `at` through, and nothing ties a
-/// Joined to the move it answers.
-/// Reproduction: `active_call(A)` (caller Joined main at 300); `Hold` at 1000; `Resume` at
-/// 2000; `Joined{caller, main, at: 300}` at 2100. Expected: no change (caller unconfirmed,
-/// `Arrival(Caller)` armed for 22000). Actual: caller confirmed, `participant.joined`,
-/// timer removed.
+/// Regression: a duplicated LiveKit `participant_joined` webhook (same `at` as one processed
+/// before the caller was moved to hold and back) confirmed the new main-room placement. A
+/// placement records when its move was issued (`placed_at`); LiveKit stamps whole seconds,
+/// so a Joined whose second ended before that (`at + 999 < placed_at`) is ignored, while
+/// one from the move's own second counts.
 #[test]
-fn bug_a_duplicate_joined_webhook_confirms_a_later_move() {
+fn a_duplicate_joined_webhook_does_not_confirm_a_later_move() {
     let m = active_call(A);
     let held = apply(&m, 1_000, by(A, Command::Hold)).machine;
+    assert_eq!(held.placements[&Party::Caller].placed_at, 1_000);
+    let resumed = apply(&held, 2_500, by(A, Command::Resume)).machine;
+    let caller = &resumed.placements[&Party::Caller];
+    assert_eq!((caller.placed_at, caller.confirmed), (2_500, false));
+    assert_noop(&resumed, 2_600, joined(CALLER, MAIN, 300));
+    // Still in the second before the move: stale, even though newer than anything seen.
+    assert_noop(&resumed, 2_600, joined(CALLER, MAIN, 1_000));
+    assert_noop(&resumed, 2_600, joined(CALLER, MAIN, 1_500));
+    // From the second the move was issued in: the arrival.
+    for at in [2_000, 2_500, 2_600] {
+        let step = apply(&resumed, 2_600, joined(CALLER, MAIN, at));
+        assert_eq!(kinds(&step), ["participant.joined"], "at {at}");
+        let caller = &step.machine.placements[&Party::Caller];
+        assert!(caller.confirmed);
+        assert_eq!(caller.last_observed, at);
+        assert!(step.machine.timers.is_empty());
+    }
+    // The same rule for an agent's move, and in the consult room.
+    let ringing = transfer_ringing(TransferMode::Warm);
+    let accepted = apply(&ringing, 5_000, by(B, Command::AcceptTransfer)).machine;
+    assert_eq!(accepted.placements[&party(B)].placed_at, 5_000);
+    assert_noop(&accepted, 5_100, joined(B, CONSULT, 3_999));
+    let step = apply(&accepted, 5_100, joined(B, CONSULT, 4_001));
+    assert_eq!(kinds(&step), ["participant.joined"]);
+}
+
+/// Regression: a late LiveKit `participant_left` about a stay that ended before the move was
+/// issued must not un-confirm a placement the party acknowledged (`Left` follows the same
+/// `placed_at` rule as `Joined`). Caller joins main at 300; `Hold` at 1000; `Resume` at
+/// 2000; the caller acknowledges at 2100; `Left{caller, main, at: 1000}` redelivered at 2200.
+#[test]
+fn a_late_left_webhook_does_not_unconfirm_an_acknowledged_later_move() {
+    let m = active_call(A);
+    let held = apply(&m, 1_000, by(A, Command::Hold)).machine;
+    assert_noop(&held, 1_100, left(CALLER, MAIN, 1_000));
     let resumed = apply(&held, 2_000, by(A, Command::Resume)).machine;
-    assert!(!resumed.placements[&Party::Caller].confirmed);
-    assert_noop(&resumed, 2_100, joined(CALLER, MAIN, 300));
+    let to_main = move_id(&resumed, &Party::Caller);
+    let confirmed = apply(&resumed, 2_100, acked(Party::Caller, &to_main)).machine;
+    assert!(confirmed.placements[&Party::Caller].confirmed);
+    assert_noop(&confirmed, 2_200, left(CALLER, MAIN, 1_000));
 }
 
 #[test]
@@ -1988,7 +2356,7 @@ enum Cmd {
     Hold,
     Resume,
     Hangup,
-    /// `reuse`: repeat the open transfer's id when there is one.
+    /// `reuse`: repeat the latest transfer's id (open or ended) when there is one.
     Initiate {
         to: usize,
         mode: TransferMode,
@@ -2205,7 +2573,7 @@ impl Run {
             Cmd::Resume => Command::Resume,
             Cmd::Hangup => Command::Hangup,
             Cmd::Initiate { to, mode, reuse } => {
-                let (id, room) = match self.m.open_transfer() {
+                let (id, room) = match &self.m.transfer {
                     Some(t) if *reuse => (t.transfer_id.clone(), t.transfer_room.clone()),
                     _ => {
                         self.started += 1;
@@ -2373,7 +2741,7 @@ impl Run {
             (Ok(step), Expect::Anything) => step,
         };
         check_step(Some(&before), now, &step);
-        check_effects_and_audiences(&before, &step);
+        check_effects_and_audiences(&before, now, &step);
 
         // A transition persists the transfer exactly when it changed it, and a transfer
         // that reached a terminal status never changes again.
@@ -2453,7 +2821,7 @@ impl Run {
         assert_ne!(m.call.status, CallStatus::Ringing);
         for (p, pl) in &m.placements {
             assert!(
-                pl.confirmed || is_creation_placement(p, pl),
+                pl.confirmed,
                 "{p:?} stays expected in {:?} with no deadline",
                 pl.space
             );
@@ -2469,11 +2837,14 @@ fn identity_of(m: &CallMachine, p: &Party) -> String {
 }
 
 /// Checks that a step tells and does what its state change implies: a move event (to the
-/// moved party only) for every new or changed placement, a removal (and, for an agent, a
-/// `participant.released`) for every party taken out, the consult room closed and the
-/// caller, the target and the owner told when a transfer ends, routing asked exactly when
-/// the call goes back to the queue, and no event for an agent the call does not involve.
-fn check_effects_and_audiences(before: &CallMachine, step: &Step) {
+/// moved party only) for every new or changed placement, stamped with the time it was
+/// issued (a retry keeps the original time), a removal (and, for an agent, a
+/// `participant.released`) for every party taken out, the caller, the target and the owner
+/// told when a transfer ends, a consult room opened and closed only for a warm transfer,
+/// the end of the call told to every agent involved (a ringing target too), routing asked
+/// exactly when the call goes back to the queue, and no event for an agent the call does
+/// not involve.
+fn check_effects_and_audiences(before: &CallMachine, now: Millis, step: &Step) {
     let after = &step.machine;
     let ended = after.call.status == CallStatus::Ended;
 
@@ -2481,8 +2852,28 @@ fn check_effects_and_audiences(before: &CallMachine, step: &Step) {
     let moves = all(step, "participant.move");
     let mut moved = 0;
     for (p, pl) in &after.placements {
-        if before.placements.get(p).map(|b| &b.move_id) == Some(&pl.move_id) {
-            continue;
+        let prev = before.placements.get(p);
+        match prev {
+            Some(b) if b.move_id == pl.move_id => {
+                assert_eq!(
+                    (b.space, b.placed_at, b.retries),
+                    (pl.space, pl.placed_at, pl.retries),
+                    "{p:?}'s placement changed without a move"
+                );
+                continue;
+            }
+            Some(b) if b.space == pl.space => {
+                // The same room again: only the caller's one retry of an arrival.
+                assert_eq!(*p, Party::Caller, "{p:?} re-sent to the same room");
+                assert_eq!((b.retries, pl.retries), (0, 1), "one retry");
+                assert_eq!(pl.placed_at, b.placed_at, "a retry is the same move");
+                assert!(!b.confirmed && !pl.confirmed);
+            }
+            _ => {
+                assert_eq!(pl.placed_at, now, "{p:?} placed at the wrong time");
+                assert_eq!(pl.retries, 0);
+                assert!(!pl.confirmed, "{p:?} confirmed before it was told to move");
+            }
         }
         moved += 1;
         let identity = identity_of(after, p);
@@ -2540,13 +2931,16 @@ fn check_effects_and_audiences(before: &CallMachine, step: &Step) {
         }
     }
 
-    // A transfer that ends: everybody concerned is told, and the consult room closes.
+    // A transfer that ends: everybody concerned is told, and its consult room (warm only)
+    // closes.
+    let mut closed_consult: Option<&str> = None;
     if let Some(t) = before.open_transfer() {
         let now_t = after
             .transfer
             .as_ref()
             .expect("a transfer is never dropped");
         if now_t.status.is_terminal() {
+            assert_eq!(now_t.transfer_id, t.transfer_id, "{:?}", kinds(step));
             let kind = format!("transfer.{}", now_t.status.as_str());
             let e = the(step, &kind);
             assert!(e.audience.caller, "{kind} not told to the caller");
@@ -2561,20 +2955,57 @@ fn check_effects_and_audiences(before: &CallMachine, step: &Step) {
                 owner_gone || e.audience.agents.contains(&t.from_agent_id),
                 "{kind} not told to the owner"
             );
-            assert!(step.effects.contains(&Effect::CloseRoom {
-                room: t.transfer_room.clone()
-            }));
+            if t.mode == TransferMode::Warm {
+                closed_consult = Some(t.transfer_room.as_str());
+            }
         }
     }
-
-    // The call ends: once, told to everyone, rooms closed.
+    // Rooms: a consult room is created only when a warm transfer starts, and closed only
+    // when it ends; the main and hold rooms close only when the call ends. Each once.
+    let opened_consult = after
+        .open_transfer()
+        .filter(|t| {
+            t.mode == TransferMode::Warm
+                && before.transfer.as_ref().map(|b| &b.transfer_id) != Some(&t.transfer_id)
+        })
+        .map(|t| t.transfer_room.as_str());
+    let mut want_rooms: Vec<Effect> = vec![];
+    if let Some(room) = opened_consult {
+        want_rooms.push(Effect::EnsureRoom { room: room.into() });
+    }
+    if let Some(room) = closed_consult {
+        want_rooms.push(Effect::CloseRoom { room: room.into() });
+    }
     if ended && before.call.status != CallStatus::Ended {
-        assert!(the(step, "call.ended").audience.caller);
         for room in [&after.call.main_room, &after.call.hold_room] {
-            assert!(step
-                .effects
-                .contains(&Effect::CloseRoom { room: room.clone() }));
+            want_rooms.push(Effect::CloseRoom { room: room.clone() });
         }
+    }
+    let rooms: Vec<Effect> = step
+        .effects
+        .iter()
+        .filter(|e| matches!(e, Effect::EnsureRoom { .. } | Effect::CloseRoom { .. }))
+        .cloned()
+        .collect();
+    assert_eq!(
+        rooms,
+        want_rooms,
+        "rooms opened/closed by {:?} ({:?} -> {:?})",
+        kinds(step),
+        before.open_transfer().map(|t| (t.mode, t.status)),
+        after.transfer.as_ref().map(|t| (t.mode, t.status))
+    );
+
+    // The call ends: once, told to the caller and to every agent involved just before (the
+    // owner, the offered agent, the transfer's target even while it rang).
+    if ended && before.call.status != CallStatus::Ended {
+        let e = the(step, "call.ended");
+        assert!(e.audience.caller);
+        let mut got = e.audience.agents.clone();
+        got.sort();
+        let mut want = before.engaged_agents();
+        want.sort();
+        assert_eq!(got, want, "audience of call.ended");
     }
 
     // Routing is asked for an agent exactly when the call goes back to the queue.
@@ -2655,6 +3086,12 @@ fn command_expectation(m: &CallMachine, actor: &Actor, cmd: &Command) -> Expect 
             Actor::Agent(a),
             Command::Hold | Command::Resume | Command::InitiateTransfer { .. } | Command::Hangup,
         ) if owner != Some(a.as_str()) => Expect::Forbidden,
+        // The owner repeating the latest transfer's initiate, open or ended: same answer.
+        (Actor::Agent(_), Command::InitiateTransfer { transfer_id, .. })
+            if t.is_some_and(|t| t.transfer_id == *transfer_id) =>
+        {
+            Expect::Nothing
+        }
         (Actor::Agent(a), Command::AcceptTransfer | Command::DeclineTransfer)
             if t.is_some_and(|t| t.to_agent_id != *a) =>
         {
@@ -2691,8 +3128,14 @@ fn observation_expectation(m: &CallMachine, now: Millis, obs: &Observation) -> E
                 return Expect::Nothing;
             };
             let is_left = matches!(obs, Observation::Left { .. });
+            // LiveKit stamps whole seconds: a Joined from a second that ended before the
+            // move was issued is about an earlier stay. (A Left is not judged by `placed_at`:
+            // see `bug_a_late_left_webhook_unconfirms_an_acknowledged_later_move`; either
+            // answer passes here.)
+            let before_move = !is_left && *at + 999 < pl.placed_at;
             if m.room_of_party(&p).as_deref() != Some(room.as_str())
                 || *at < pl.last_observed
+                || before_move
                 || (is_left && !pl.confirmed)
             {
                 Expect::Nothing
@@ -2725,13 +3168,6 @@ fn observation_expectation(m: &CallMachine, now: Millis, obs: &Observation) -> E
             }
         }
     }
-}
-
-/// The caller's placement made by `create`, which has no arrival deadline (see
-/// `bug_caller_placement_at_creation_has_no_arrival_deadline`); exempted from the
-/// "every expectation has a deadline" invariant so the properties check everything else.
-fn is_creation_placement(p: &Party, pl: &Placement) -> bool {
-    *p == Party::Caller && pl.move_id == "mv-1" && pl.space == Space::Main
 }
 
 /// The machine's invariants, checked after every accepted input.
@@ -2856,18 +3292,26 @@ fn check_invariants(m: &CallMachine, persisted: &BTreeMap<String, Transfer>) {
                 (TransferMode::Conference, TransferStatus::Ringing) => {
                     (&[Space::Main, Space::Hold], vec![(a, Space::Main)])
                 }
-                // The caller should be in Main; Hold is tolerated here only because of
-                // `bug_conference_started_from_hold_leaves_the_caller_on_hold`.
-                (TransferMode::Conference, TransferStatus::Briefing) => (
-                    &[Space::Main, Space::Hold],
-                    vec![(a, Space::Main), (b, Space::Main)],
-                ),
+                // All three together, even when the conference started from hold.
+                (TransferMode::Conference, TransferStatus::Briefing) => {
+                    (&[Space::Main], vec![(a, Space::Main), (b, Space::Main)])
+                }
                 _ => panic!("impossible open transfer: {state}"),
             };
             assert!(callers.contains(&caller.space), "{state}");
             assert_eq!(agents, want.into_iter().collect(), "{state}");
         }
         CallStatus::Ended => unreachable!(),
+    }
+
+    // The caller, from the moment the call is created, is either confirmed where it was
+    // sent or has a deadline to get (back) there.
+    if !caller.confirmed {
+        assert!(
+            m.timers.contains_key(&TimerKey::Arrival(Party::Caller))
+                || m.timers.contains_key(&TimerKey::Rejoin(Party::Caller)),
+            "unconfirmed caller with no deadline: {state}"
+        );
     }
 
     // Deadlines belong to placed, unconfirmed parties, one at a time; and every expected,
@@ -2885,7 +3329,19 @@ fn check_invariants(m: &CallMachine, persisted: &BTreeMap<String, Transfer>) {
         let arrival = m.timers.contains_key(&TimerKey::Arrival(p.clone()));
         let rejoin = m.timers.contains_key(&TimerKey::Rejoin(p.clone()));
         assert!(!(arrival && rejoin), "{p:?} has two deadlines");
-        if !pl.confirmed && !is_creation_placement(p, pl) {
+        // An arrival deadline runs from when the move was issued (a retry from when the
+        // first deadline passed).
+        if let Some(due) = m.timers.get(&TimerKey::Arrival(p.clone())) {
+            if pl.retries == 0 {
+                assert_eq!(*due, pl.placed_at + m.timeouts.move_ms, "{p:?}: {state}");
+            } else {
+                assert!(
+                    *due >= pl.placed_at + 2 * m.timeouts.move_ms,
+                    "{p:?}: {state}"
+                );
+            }
+        }
+        if !pl.confirmed {
             assert!(
                 arrival || rejoin,
                 "{p:?} expected with no deadline: {state}"
