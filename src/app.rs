@@ -173,11 +173,16 @@ impl Application {
                 .configure(http::rooms::routes)
                 .configure(http::sessions::routes)
                 .configure(http::livekit_webhook::routes)
-                .route("/ws", web::get().to(ws_route));
+                .service(web::resource("/ws").route(web::get().to(ws_route)));
             if static_dir.is_dir() {
                 app = app.service(
                     actix_files::Files::new("/", &static_dir)
                         .index_file("index.html")
+                        // Other methods fall through to the JSON 404 of unknown routes.
+                        .guard(
+                            actix_web::guard::Any(actix_web::guard::Get())
+                                .or(actix_web::guard::Head()),
+                        )
                         .default_handler(web::to(http::meta::not_found)),
                 );
             }

@@ -4,17 +4,23 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
-use super::{check_id, check_text, principal, ApiError, AppState, Principal};
+use super::{check_id, check_text, principal, ApiError, AppState, Body, Principal};
 use crate::call::registry::{AgentUpserted, PresenceList};
 use crate::model::{new_id, Agent, AgentKind, AgentStatus, PartyRef, Presence};
 
 /// Routes of this resource.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/agents", web::post().to(create))
-        .route("/api/agents", web::get().to(list))
-        .route("/api/agents/{agentId}", web::get().to(get))
-        .route("/api/agents/{agentId}", web::patch().to(patch))
-        .route("/api/agents/{agentId}/token", web::post().to(token));
+    cfg.service(
+        web::resource("/api/agents")
+            .route(web::post().to(create))
+            .route(web::get().to(list)),
+    );
+    cfg.service(
+        web::resource("/api/agents/{agentId}")
+            .route(web::get().to(get))
+            .route(web::patch().to(patch)),
+    );
+    cfg.service(web::resource("/api/agents/{agentId}/token").route(web::post().to(token)));
 }
 
 /// `POST /api/agents` body.
@@ -82,7 +88,7 @@ async fn presence(state: &AppState) -> std::collections::HashMap<String, Presenc
 async fn create(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<NewAgent>,
+    body: Body<NewAgent>,
 ) -> Result<HttpResponse, ApiError> {
     principal(&req, &state)?.require_admin()?;
     let body = body.into_inner();
@@ -213,7 +219,7 @@ async fn patch(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Json<AgentPatch>,
+    body: Body<AgentPatch>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     match principal(&req, &state)? {

@@ -6,7 +6,10 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{check_id, check_text, idempotency_key, principal, ApiError, AppState, Principal};
+use super::{
+    check_id, check_text, idempotency_key, principal, ApiError, AppState, Body, OptionalBody,
+    Principal,
+};
 use crate::call::machine::{Actor, CallMachine, Command, Input, Party, Space};
 use crate::call::registry::CreateCall;
 use crate::media::livekit::ParticipantRole;
@@ -14,11 +17,14 @@ use crate::model::{new_id, Call, CallStatus, PartyRef};
 
 /// Routes of this resource.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/calls", web::post().to(create))
-        .route("/api/calls/agent/{agentId}", web::get().to(by_agent))
-        .route("/api/calls/{callId}", web::get().to(get))
-        .route("/api/calls/{callId}", web::patch().to(patch))
-        .route("/api/calls/{callId}/{action}", web::post().to(act));
+    cfg.service(web::resource("/api/calls").route(web::post().to(create)));
+    cfg.service(web::resource("/api/calls/agent/{agentId}").route(web::get().to(by_agent)));
+    cfg.service(
+        web::resource("/api/calls/{callId}")
+            .route(web::get().to(get))
+            .route(web::patch().to(patch)),
+    );
+    cfg.service(web::resource("/api/calls/{callId}/{action}").route(web::post().to(act)));
 }
 
 /// `POST /api/calls` body.
@@ -170,12 +176,12 @@ fn room_names(call_id: &str) -> (String, String) {
 async fn create(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: Option<web::Json<NewCall>>,
+    body: OptionalBody<NewCall>,
 ) -> Result<HttpResponse, ApiError> {
     if !state.config.public_calls {
         principal(&req, &state)?.require_admin()?;
     }
-    let body = body.map(|b| b.into_inner()).unwrap_or_default();
+    let body = body.0;
     let call_id = new_id("call");
     let caller_id = body.caller_id.unwrap_or_else(|| new_id("caller"));
     check_id("callerId", &caller_id)?;
@@ -269,7 +275,7 @@ async fn patch(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Json<CallPatch>,
+    body: Body<CallPatch>,
 ) -> Result<HttpResponse, ApiError> {
     let who = principal(&req, &state)?;
     let call_id = path.into_inner();
@@ -324,17 +330,33 @@ async fn by_agent(
     Ok(HttpResponse::Ok().json(calls))
 }
 
+/// The agent a request acts as, checked to exist when management names it.
+pub async fn resolve_agent(
+    state: &AppState,
+    who: &Principal,
+    named: Option<&str>,
+    field: &str,
+) -> Result<String, ApiError> {
+    let agent = acting_agent(who, named, field)?;
+    if *who == Principal::Admin {
+        check_id(field, &agent)?;
+        if state.store.get_agent(&agent).await?.is_none() {
+            return Err(ApiError::invalid(field, format!("no agent {agent}")));
+        }
+    }
+    Ok(agent)
+}
+
 /// Runs an agent command on a call and answers with the call.
 async fn agent_action(
     req: HttpRequest,
     state: web::Data<AppState>,
     call_id: String,
-    body: Option<web::Json<ActingAgent>>,
+    named: Option<String>,
     cmd: Command,
 ) -> Result<HttpResponse, ApiError> {
     let who = principal(&req, &state)?;
-    let named = body.as_ref().and_then(|b| b.agent_id.clone());
-    let agent = acting_agent(&who, named.as_deref(), "agentId")?;
+    let agent = resolve_agent(&state, &who, named.as_deref(), "agentId").await?;
     let m = state
         .execute(
             &call_id,
@@ -350,7 +372,7 @@ async fn act(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
-    body: Option<web::Json<ActingAgent>>,
+    body: OptionalBody<ActingAgent>,
 ) -> Result<HttpResponse, ApiError> {
     let (call_id, action) = path.into_inner();
     let cmd = match action.as_str() {
@@ -361,16 +383,19 @@ async fn act(
         "hangup" => return hangup(req, state, call_id).await,
         _ => return super::meta::not_found(req).await,
     };
-    let named = body.as_ref().and_then(|b| b.agent_id.clone());
+    let named = body.0.agent_id;
     // With the management key and no agentId, hold and resume act as the call's owner.
     let named = match (&cmd, named, principal(&req, &state)?) {
         (Command::Hold | Command::Resume, None, Principal::Admin) => {
-            state.machine(&call_id).await?.call.owner_id.clone()
+            let owner = state.machine(&call_id).await?.call.owner_id.clone();
+            Some(owner.ok_or_else(|| ApiError::Conflict {
+                code: "no_owner",
+                message: format!("call {call_id} has no agent to hold or resume it"),
+            })?)
         }
         (_, named, _) => named,
     };
-    let body = Some(web::Json(ActingAgent { agent_id: named }));
-    agent_action(req, state, call_id, body, cmd).await
+    agent_action(req, state, call_id, named, cmd).await
 }
 
 async fn hangup(

@@ -10,8 +10,8 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 
 /// Routes of this module.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health", web::get().to(health))
-        .route("/api/openapi.json", web::get().to(openapi));
+    cfg.service(web::resource("/health").route(web::get().to(health)));
+    cfg.service(web::resource("/api/openapi.json").route(web::get().to(openapi)));
 }
 
 async fn health(state: web::Data<AppState>) -> HttpResponse {
@@ -39,9 +39,13 @@ async fn openapi() -> HttpResponse {
 pub fn method_not_allowed<B>(
     res: actix_web::dev::ServiceResponse<B>,
 ) -> actix_web::Result<actix_web::middleware::ErrorHandlerResponse<B>> {
-    let (req, _) = res.into_parts();
+    let (req, original) = res.into_parts();
     let message = format!("{} is not allowed on {}", req.method(), req.path());
-    let response = HttpResponse::MethodNotAllowed()
+    let mut builder = HttpResponse::MethodNotAllowed();
+    if let Some(allow) = original.headers().get(actix_web::http::header::ALLOW) {
+        builder.insert_header((actix_web::http::header::ALLOW, allow.clone()));
+    }
+    let response = builder
         .json(json!({ "code": "method_not_allowed", "message": message }))
         .map_into_right_body();
     Ok(actix_web::middleware::ErrorHandlerResponse::Response(

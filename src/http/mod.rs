@@ -262,9 +262,22 @@ pub fn principal(req: &HttpRequest, state: &AppState) -> Result<Principal, ApiEr
     }
 }
 
+/// Whether a proxy or tunnel (ngrok, a reverse proxy) relayed the request: it then comes
+/// from loopback but not from this machine's user.
+fn forwarded(req: &HttpRequest) -> bool {
+    [
+        "forwarded",
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-real-ip",
+    ]
+    .iter()
+    .any(|h| req.headers().contains_key(*h))
+}
+
 fn local_admin(req: &HttpRequest) -> Result<Principal, ApiError> {
     let local = req.peer_addr().is_some_and(|a| a.ip().is_loopback());
-    if local && !cross_site(req) {
+    if local && !cross_site(req) && !forwarded(req) {
         Ok(Principal::Admin)
     } else {
         Err(ApiError::Unauthorized(
@@ -276,8 +289,14 @@ fn local_admin(req: &HttpRequest) -> Result<Principal, ApiError> {
 
 /// The `Idempotency-Key` header, if any (at most 200 characters).
 pub fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
-    match header(req, "idempotency-key") {
-        None => Ok(None),
+    let Some(raw) = req.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    match raw.to_str().ok() {
+        None => Err(ApiError::invalid(
+            "Idempotency-Key",
+            "must be visible ASCII characters",
+        )),
         Some(k) if !k.is_empty() && k.len() <= 200 => Ok(Some(k.to_string())),
         Some(_) => Err(ApiError::invalid(
             "Idempotency-Key",
@@ -355,39 +374,9 @@ impl AppState {
     }
 }
 
-/// JSON, path and query extractor errors as `{code, message}` 400s.
+/// Path and query extractor errors as `{code, message}` 400s (bodies: [`Body`]).
 pub fn configure_extractors(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(
-        web::JsonConfig::default()
-            .limit(64 * 1024)
-            .error_handler(|err, _req| {
-                use actix_web::error::JsonPayloadError as J;
-                let e = match &err {
-                    J::ContentType => ApiError::BadRequest {
-                        code: "invalid_request",
-                        message: "expected Content-Type: application/json".into(),
-                    },
-                    J::Deserialize(de) if de.is_data() => ApiError::BadRequest {
-                        code: "invalid_request",
-                        message: de.to_string(),
-                    },
-                    J::Deserialize(de) => ApiError::BadRequest {
-                        code: "invalid_json",
-                        message: format!("body is not valid JSON: {de}"),
-                    },
-                    J::Overflow { .. } | J::OverflowKnownLength { .. } => ApiError::BadRequest {
-                        code: "too_large",
-                        message: "body is larger than 64 KiB".into(),
-                    },
-                    other => ApiError::BadRequest {
-                        code: "invalid_request",
-                        message: other.to_string(),
-                    },
-                };
-                actix_web::error::InternalError::from_response(err, e.error_response()).into()
-            }),
-    )
-    .app_data(web::QueryConfig::default().error_handler(|err, _req| {
+    cfg.app_data(web::QueryConfig::default().error_handler(|err, _req| {
         let e = ApiError::BadRequest {
             code: "invalid_query",
             message: err.to_string(),
@@ -430,4 +419,118 @@ pub fn check_text(field: &str, value: &str, min: usize, max: usize) -> Result<()
         ));
     }
     Ok(())
+}
+
+/// Largest JSON body accepted.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// A JSON request body, read strictly: `Content-Type: application/json`, at most
+/// [`MAX_BODY`], an object (never an array standing in for one); every failure is a 400
+/// `{code, message}` naming what is wrong.
+#[derive(Debug)]
+pub struct Body<T>(pub T);
+
+/// Like [`Body`], but an empty body means `T::default()`; a body that is present must be
+/// valid.
+#[derive(Debug)]
+pub struct OptionalBody<T>(pub T);
+
+impl<T> Body<T> {
+    /// The parsed body.
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> std::ops::Deref for Body<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+fn read_object<T: serde::de::DeserializeOwned>(
+    content_type: Option<String>,
+    bytes: &[u8],
+) -> Result<T, ApiError> {
+    if bytes.len() > MAX_BODY {
+        return Err(ApiError::BadRequest {
+            code: "too_large",
+            message: format!("body is larger than {} KiB", MAX_BODY / 1024),
+        });
+    }
+    let json_type = content_type
+        .as_deref()
+        .map(|ct| {
+            ct.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/json")
+        })
+        .unwrap_or(false);
+    if !json_type {
+        return Err(ApiError::BadRequest {
+            code: "invalid_request",
+            message: "expected Content-Type: application/json".into(),
+        });
+    }
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest {
+            code: "invalid_json",
+            message: format!("body is not valid JSON: {e}"),
+        })?;
+    if !value.is_object() {
+        return Err(ApiError::BadRequest {
+            code: "invalid_request",
+            message: "body must be a JSON object".into(),
+        });
+    }
+    serde_json::from_value(value).map_err(|e| ApiError::BadRequest {
+        code: "invalid_request",
+        message: e.to_string(),
+    })
+}
+
+fn content_type(req: &HttpRequest) -> Option<String> {
+    header(req, "content-type").map(str::to_string)
+}
+
+impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for Body<T> {
+    type Error = ApiError;
+    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let ct = content_type(req);
+        let bytes = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            let bytes = bytes.await.map_err(|e| ApiError::BadRequest {
+                code: "invalid_request",
+                message: format!("could not read the body: {e}"),
+            })?;
+            read_object(ct, &bytes).map(Body)
+        })
+    }
+}
+
+impl<T: serde::de::DeserializeOwned + Default + 'static> actix_web::FromRequest
+    for OptionalBody<T>
+{
+    type Error = ApiError;
+    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let ct = content_type(req);
+        let bytes = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            let bytes = bytes.await.map_err(|e| ApiError::BadRequest {
+                code: "invalid_request",
+                message: format!("could not read the body: {e}"),
+            })?;
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                return Ok(OptionalBody(T::default()));
+            }
+            read_object(ct, &bytes).map(OptionalBody)
+        })
+    }
 }

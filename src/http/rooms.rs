@@ -4,18 +4,20 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use serde::Deserialize;
 
-use super::{check_id, principal, ApiError, AppState};
+use super::{check_id, principal, ApiError, AppState, Body};
 use crate::model::{new_id, Room};
 
 /// Routes of this resource.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/rooms", web::post().to(create))
-        .route("/api/rooms/{roomId}", web::get().to(get))
-        .route("/api/rooms/{roomId}", web::patch().to(patch))
-        .route(
-            "/api/rooms/{roomId}/participants",
-            web::get().to(participants),
-        );
+    cfg.service(web::resource("/api/rooms").route(web::post().to(create)));
+    cfg.service(
+        web::resource("/api/rooms/{roomId}")
+            .route(web::get().to(get))
+            .route(web::patch().to(patch)),
+    );
+    cfg.service(
+        web::resource("/api/rooms/{roomId}/participants").route(web::get().to(participants)),
+    );
 }
 
 /// `POST /api/rooms` body.
@@ -42,7 +44,7 @@ pub struct RoomPatch {
 async fn create(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<NewRoom>,
+    body: Body<NewRoom>,
 ) -> Result<HttpResponse, ApiError> {
     principal(&req, &state)?.require_admin()?;
     let body = body.into_inner();
@@ -103,7 +105,7 @@ async fn patch(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Json<RoomPatch>,
+    body: Body<RoomPatch>,
 ) -> Result<HttpResponse, ApiError> {
     principal(&req, &state)?.require_admin()?;
     let mut room = load(&state, &path).await?;

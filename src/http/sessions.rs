@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{check_id, principal, ApiError, AppState, Principal};
+use super::{check_id, principal, ApiError, AppState, Body, Principal};
 use crate::call::machine::{Input, Observation, Party, Space};
 use crate::call::registry::{AgentConnected, AgentDisconnected, CallsOfAgent};
 use crate::media::livekit::ParticipantRole;
@@ -17,7 +17,7 @@ use crate::ws::{ClientError, ClientMessage, SessionHandler, Since};
 
 /// Routes of this module.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/tokens", web::post().to(livekit_token));
+    cfg.service(web::resource("/api/tokens").route(web::post().to(livekit_token)));
 }
 
 /// `POST /api/tokens` body.
@@ -33,7 +33,7 @@ pub struct TokenRequest {
 async fn livekit_token(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<TokenRequest>,
+    body: Body<TokenRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let who = principal(&req, &state)?;
     check_id("callId", &body.call_id)?;

@@ -6,27 +6,24 @@ use chrono::Utc;
 use serde::Deserialize;
 
 use super::calls::visible_call;
-use super::{check_id, check_text, principal, ApiError, AppState, Principal};
+use super::{check_id, check_text, principal, ApiError, AppState, Body, Principal};
 use crate::call::machine::{Input, Observation};
 use crate::model::{new_id, Summary, Transcript, TranscriptSource};
 
 /// Routes of these resources.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/transcripts", web::post().to(create_transcript))
-        .route(
-            "/api/transcripts/call/{callId}",
-            web::get().to(transcripts_of_call),
-        )
-        .route(
-            "/api/transcripts/{transcriptId}",
-            web::get().to(get_transcript),
-        )
-        .route("/api/summaries", web::post().to(create_summary))
-        .route(
-            "/api/summaries/call/{callId}",
-            web::get().to(summaries_of_call),
-        )
-        .route("/api/summaries/{summaryId}", web::get().to(get_summary));
+    cfg.service(web::resource("/api/transcripts").route(web::post().to(create_transcript)));
+    cfg.service(
+        web::resource("/api/transcripts/call/{callId}").route(web::get().to(transcripts_of_call)),
+    );
+    cfg.service(
+        web::resource("/api/transcripts/{transcriptId}").route(web::get().to(get_transcript)),
+    );
+    cfg.service(web::resource("/api/summaries").route(web::post().to(create_summary)));
+    cfg.service(
+        web::resource("/api/summaries/call/{callId}").route(web::get().to(summaries_of_call)),
+    );
+    cfg.service(web::resource("/api/summaries/{summaryId}").route(web::get().to(get_summary)));
 }
 
 /// `POST /api/transcripts` body.
@@ -65,7 +62,7 @@ fn agents_only(who: &Principal) -> Result<(), ApiError> {
 async fn create_transcript(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<NewTranscript>,
+    body: Body<NewTranscript>,
 ) -> Result<HttpResponse, ApiError> {
     let who = principal(&req, &state)?;
     let body = body.into_inner();
@@ -129,7 +126,7 @@ async fn transcripts_of_call(
 async fn create_summary(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<NewSummary>,
+    body: Body<NewSummary>,
 ) -> Result<HttpResponse, ApiError> {
     let who = principal(&req, &state)?;
     agents_only(&who)?;

@@ -5,8 +5,11 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::calls::acting_agent;
-use super::{check_id, check_text, idempotency_key, principal, ApiError, AppState, Principal};
+use super::calls::resolve_agent;
+use super::{
+    check_id, check_text, idempotency_key, principal, ApiError, AppState, Body, OptionalBody,
+    Principal,
+};
 use crate::call::machine::{Actor, Command, Input, Observation};
 use crate::call::registry::PresenceList;
 use crate::media::livekit::ParticipantRole;
@@ -17,10 +20,10 @@ use crate::model::{
 
 /// Routes of this resource.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/transfers/initiate", web::post().to(initiate))
-        .route("/api/transfers", web::get().to(list))
-        .route("/api/transfers/{transferId}", web::get().to(get))
-        .route("/api/transfers/{transferId}/{action}", web::post().to(act));
+    cfg.service(web::resource("/api/transfers/initiate").route(web::post().to(initiate)));
+    cfg.service(web::resource("/api/transfers").route(web::get().to(list)));
+    cfg.service(web::resource("/api/transfers/{transferId}").route(web::get().to(get)));
+    cfg.service(web::resource("/api/transfers/{transferId}/{action}").route(web::post().to(act)));
 }
 
 /// `POST /api/transfers/initiate` body (seed 000's, plus mode and note).
@@ -59,13 +62,13 @@ fn where_agent_goes(mode: TransferMode, is_target: bool, t: &Transfer, main_room
 async fn initiate(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<InitiateTransfer>,
+    body: Body<InitiateTransfer>,
 ) -> Result<HttpResponse, ApiError> {
     let who = principal(&req, &state)?;
     let body = body.into_inner();
     check_id("callId", &body.call_id)?;
     check_id("agentBId", &body.agent_b_id)?;
-    let agent_a = acting_agent(&who, body.agent_a_id.as_deref(), "agentAId")?;
+    let agent_a = resolve_agent(&state, &who, body.agent_a_id.as_deref(), "agentAId").await?;
     if let Some(n) = &body.note {
         check_text("note", n, 0, 2000)?;
     }
@@ -285,7 +288,7 @@ async fn answer(
     req: HttpRequest,
     state: web::Data<AppState>,
     transfer_id: String,
-    body: Option<web::Json<Answer>>,
+    body: OptionalBody<Answer>,
     cmd: Command,
     by_target: bool,
 ) -> Result<HttpResponse, ApiError> {
@@ -297,10 +300,10 @@ async fn answer(
         &t.from_agent_id
     };
     let named = body
-        .as_ref()
-        .and_then(|b| b.agent_id.clone())
+        .0
+        .agent_id
         .or_else(|| (who == Principal::Admin).then(|| default_agent.clone()));
-    let agent = acting_agent(&who, named.as_deref(), "agentId")?;
+    let agent = resolve_agent(&state, &who, named.as_deref(), "agentId").await?;
     let m = state.machine(&t.call_id).await?;
     let current = m.transfer.as_ref().map(|x| x.transfer_id.as_str());
     if current != Some(transfer_id.as_str()) {
@@ -334,7 +337,7 @@ async fn act(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
-    body: Option<web::Json<Answer>>,
+    body: OptionalBody<Answer>,
 ) -> Result<HttpResponse, ApiError> {
     let (transfer_id, action) = path.into_inner();
     let (cmd, by_target) = match action.as_str() {

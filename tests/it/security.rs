@@ -399,3 +399,111 @@ async fn an_idempotency_key_returns_the_first_answer() {
     let open = app.get("/api/transfers?status=active", None).await.body;
     assert_eq!(open.as_array().unwrap().len(), 1);
 }
+
+#[actix_web::test]
+async fn a_request_relayed_by_a_tunnel_is_not_a_local_manager() {
+    let app = spawn_app().await;
+    for header in ["x-forwarded-for", "forwarded", "x-real-ip"] {
+        let r = app
+            .http
+            .post(format!("{}/api/agents", app.address))
+            .header(header, "203.0.113.7")
+            .json(&json!({ "name": "intruder" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 401, "{header}");
+    }
+    let r = app
+        .http
+        .post(format!("{}/api/agents", app.address))
+        .header("origin", "http://evil.example")
+        .json(&json!({ "name": "intruder" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        401,
+        "a page of another site is not a local manager"
+    );
+}
+
+#[actix_web::test]
+async fn bodies_are_read_strictly() {
+    let app = spawn_app().await;
+    let c = active_call(&app, "alice").await;
+    let post = |path: String, ct: &'static str, body: &'static str| {
+        app.http
+            .post(format!("{}{path}", app.address))
+            .header("content-type", ct)
+            .body(body)
+            .send()
+    };
+    // An optional body that is present must be valid.
+    for (body, code) in [
+        ("j", "invalid_json"),
+        ("[\"alice\"]", "invalid_request"),
+        ("{\"agentId\":{}}", "invalid_request"),
+    ] {
+        let r = post(
+            format!("/api/calls/{}/hold", c.call_id),
+            "application/json",
+            body,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{body}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["code"], code, "{body}: {v}");
+    }
+    let r = post("/api/calls".into(), "application/json", "[null,null]")
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let r = post("/api/agents".into(), "text/plain", "{\"name\":\"x\"}")
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    // Management may not act as an agent that does not exist.
+    let other = app.create_call(None).await;
+    let id = other["call"]["callId"].as_str().unwrap();
+    let r = app
+        .post(
+            &format!("/api/calls/{id}/accept"),
+            None,
+            json!({ "agentId": "ghost" }),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert!(r.body["message"].as_str().unwrap().starts_with("agentId"));
+    // Holding a call nobody owns is a conflict, not a bad request.
+    let r = app
+        .post(&format!("/api/calls/{id}/hold"), None, json!({}))
+        .await;
+    assert_eq!(r.status, 409, "{:?}", r.body);
+    assert_eq!(r.body["code"], "no_owner");
+    // A wrong method keeps its Allow header; an unknown path with any method is a 404.
+    let r = app
+        .http
+        .delete(format!("{}/api/agents", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    assert!(r.headers().get("allow").is_some());
+    let r = app
+        .http
+        .post(format!("{}/no/such/thing", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    let r = app
+        .http
+        .get(format!("{}/", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "the landing page is served");
+}
