@@ -417,3 +417,17 @@ impl Handler<Execute> for CallActor {
         ))
     }
 }
+
+/// Test-only: make the actor panic inside a handler, as a bug would.
+#[cfg(test)]
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Crash;
+
+#[cfg(test)]
+impl Handler<Crash> for CallActor {
+    type Result = ();
+    fn handle(&mut self, _: Crash, _: &mut Context<Self>) {
+        panic!("simulated bug in a call actor");
+    }
+}

@@ -550,3 +550,142 @@ impl Handler<CallsOfAgent> for Registry {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::call::actor::Crash;
+    use crate::call::machine::{Actor as By, Command, Input};
+    use crate::config::{LiveKitConfig, Secret};
+    use crate::hub::Hub;
+    use crate::media::livekit::LiveKit;
+    use crate::store::embedded::EmbeddedStore;
+
+    fn deps(dir: &std::path::Path) -> CallDeps {
+        CallDeps {
+            store: Arc::new(EmbeddedStore::open(dir).unwrap()),
+            hub: Hub::new(16),
+            // Nothing listens there: room effects fail quietly, as they may in production.
+            livekit: LiveKit::new(&LiveKitConfig {
+                url: "ws://127.0.0.1:9".into(),
+                api_url: "http://127.0.0.1:9".into(),
+                api_key: "k".into(),
+                api_secret: Secret::new("s"),
+            }),
+        }
+    }
+
+    fn new_call(id: &str) -> Call {
+        Call {
+            call_id: id.into(),
+            caller_id: "caller-1".into(),
+            caller_name: "Ann".into(),
+            reason: String::new(),
+            agent_a_id: None,
+            agent_b_id: None,
+            owner_id: None,
+            offered_to: None,
+            requested_agent_id: None,
+            status: CallStatus::Queued,
+            main_room: format!("{id}--main"),
+            hold_room: format!("{id}--hold"),
+            open_transfer_id: None,
+            last_summary_id: None,
+            end_reason: None,
+            created_at: chrono::Utc::now(),
+            end_at: None,
+            metadata: serde_json::Value::Null,
+        }
+    }
+
+    async fn live(registry: &Addr<Registry>, id: &str) -> Addr<CallActor> {
+        match registry.send(Lookup { call_id: id.into() }).await.unwrap() {
+            Ok(Found::Live(addr)) => addr,
+            _ => panic!("call {id} is not live"),
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_call_actor_that_panics_is_restarted_from_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::new(
+            deps(dir.path()),
+            Timeouts::default(),
+            Duration::from_secs(5),
+        )
+        .start();
+        registry
+            .send(CreateCall {
+                call: new_call("call-p"),
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        let addr = live(&registry, "call-p").await;
+        addr.do_send(Crash);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!addr.connected(), "the panic killed the actor");
+        let hangup = Execute {
+            input: Input::Command(By::Caller, Command::Hangup),
+            idempotency_key: None,
+        };
+        assert!(addr.send(hangup).await.is_err(), "its mailbox is closed");
+        // The registry notices (a lookup, or a failed send reported as ActorDied) and
+        // restarts the call from the store, with its state intact.
+        registry.do_send(ActorDied {
+            call_id: "call-p".into(),
+        });
+        let again = live(&registry, "call-p").await;
+        assert!(again.connected());
+        let m = again
+            .send(Execute {
+                input: Input::Command(By::Caller, Command::Hangup),
+                idempotency_key: None,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.call.status, CallStatus::Ended);
+        assert_eq!(m.call.caller_name, "Ann");
+        assert_eq!(m.seq, 2, "call.created was 1; nothing was lost or repeated");
+    }
+
+    #[actix_rt::test]
+    async fn recovery_restarts_every_unfinished_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = deps(dir.path());
+        {
+            let registry =
+                Registry::new(shared.clone(), Timeouts::default(), Duration::from_secs(5)).start();
+            for id in ["call-1", "call-2", "call-3"] {
+                registry
+                    .send(CreateCall { call: new_call(id) })
+                    .await
+                    .unwrap()
+                    .unwrap();
+            }
+            let a = live(&registry, "call-3").await;
+            a.send(Execute {
+                input: Input::Command(By::Caller, Command::Hangup),
+                idempotency_key: None,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        }
+        // A new registry over the same store, as after a restart (the real binary is
+        // killed and restarted over the same file in tests/it/recovery.rs).
+        let registry = Registry::new(shared, Timeouts::default(), Duration::from_secs(5)).start();
+        let n = registry.send(Recover).await.unwrap().unwrap();
+        assert_eq!(n, 2, "the ended call is not recovered");
+        assert!(matches!(
+            registry
+                .send(Lookup {
+                    call_id: "call-3".into()
+                })
+                .await
+                .unwrap(),
+            Ok(Found::Ended(_))
+        ));
+    }
+}
