@@ -8,7 +8,10 @@
 //! - [`hub`] and [`ws`]: event fan-out and the WebSocket sessions of agents and callers.
 //! - [`http`]: the REST API, webhooks and the one error type mapped to `{code, message}`.
 //! - [`media`]: LiveKit (tokens, RoomService, webhooks).
+//! - [`summary`]: the offline extractive summariser.
 //! - [`auth`]: session tokens and API keys. [`config`]: settings. [`app`]: startup.
+
+#![warn(missing_docs)]
 
 pub mod app;
 pub mod auth;
