@@ -39,6 +39,43 @@ async fn with_bob(app: &TestApp) -> (String, Party) {
     (token, party)
 }
 
+/// A warm transfer from alice to bob, accepted: bob and alice in the consult room (confirmed),
+/// the caller on hold.
+struct Briefing {
+    c: ActiveCall,
+    bob: Party,
+    transfer_id: String,
+    consult: String,
+}
+
+async fn briefing(app: &TestApp) -> Briefing {
+    let mut c = active_call(app, "alice").await;
+    let (bob_token, mut bob) = with_bob(app).await;
+    let t = initiate(app, &c, "bob", "warm").await;
+    let transfer_id = t["transferId"].as_str().unwrap().to_string();
+    c.caller.follow_move().await;
+    c.owner.follow_move().await;
+    let r = app
+        .post(
+            &format!("/api/transfers/{transfer_id}/accept"),
+            Some(&bob_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    bob.follow_move().await;
+    call_until(app, &c.call_id, "bob in consult", |b| {
+        placed(b, "bob") == Some(("consult".into(), true))
+    })
+    .await;
+    Briefing {
+        c,
+        bob,
+        transfer_id,
+        consult: t["transferRoom"].as_str().unwrap().to_string(),
+    }
+}
+
 async fn transfer_status(app: &TestApp, id: &str) -> Value {
     app.get(&format!("/api/transfers/{id}"), None).await.body
 }
@@ -137,24 +174,13 @@ async fn a_cancels_while_b_is_ringing() {
 #[actix_web::test]
 async fn a_cancels_during_the_briefing_and_b_is_removed() {
     let app = spawn_app().await;
-    let mut c = active_call(&app, "alice").await;
-    let (bob_token, mut bob) = with_bob(&app).await;
-    let t = initiate(&app, &c, "bob", "warm").await;
-    let id = t["transferId"].as_str().unwrap();
-    let consult = t["transferRoom"].as_str().unwrap().to_string();
-    c.caller.follow_move().await;
-    c.owner.follow_move().await;
-    app.post(
-        &format!("/api/transfers/{id}/accept"),
-        Some(&bob_token),
-        json!({}),
-    )
-    .await;
-    bob.follow_move().await;
-    call_until(&app, &c.call_id, "bob in consult", |b| {
-        placed(b, "bob") == Some(("consult".into(), true))
-    })
-    .await;
+    let Briefing {
+        mut c,
+        mut bob,
+        transfer_id: id,
+        consult,
+    } = briefing(&app).await;
+    let id = id.as_str();
     let r = app
         .post(
             &format!("/api/transfers/{id}/cancel"),
@@ -180,23 +206,13 @@ async fn a_cancels_during_the_briefing_and_b_is_removed() {
 #[actix_web::test]
 async fn b_disconnecting_during_the_briefing_fails_the_transfer() {
     let app = spawn_app().await;
-    let mut c = active_call(&app, "alice").await;
-    let (bob_token, mut bob) = with_bob(&app).await;
-    let t = initiate(&app, &c, "bob", "warm").await;
-    let id = t["transferId"].as_str().unwrap();
-    c.caller.follow_move().await;
-    c.owner.follow_move().await;
-    app.post(
-        &format!("/api/transfers/{id}/accept"),
-        Some(&bob_token),
-        json!({}),
-    )
-    .await;
-    bob.follow_move().await;
-    call_until(&app, &c.call_id, "bob in consult", |b| {
-        placed(b, "bob") == Some(("consult".into(), true))
-    })
-    .await;
+    let Briefing {
+        mut c,
+        mut bob,
+        transfer_id: id,
+        ..
+    } = briefing(&app).await;
+    let id = id.as_str();
     bob.close();
     let failed = c.owner.expect("transfer.failed").await;
     assert_eq!(failed["data"]["reason"], "target_disconnected");
@@ -245,23 +261,7 @@ async fn a_disconnecting_while_b_rings_sends_the_caller_to_the_next_agent() {
 #[actix_web::test]
 async fn a_disconnecting_during_the_briefing_hands_the_caller_to_b() {
     let app = spawn_app().await;
-    let mut c = active_call(&app, "alice").await;
-    let (bob_token, mut bob) = with_bob(&app).await;
-    let t = initiate(&app, &c, "bob", "warm").await;
-    let id = t["transferId"].as_str().unwrap();
-    c.caller.follow_move().await;
-    c.owner.follow_move().await;
-    app.post(
-        &format!("/api/transfers/{id}/accept"),
-        Some(&bob_token),
-        json!({}),
-    )
-    .await;
-    bob.follow_move().await;
-    call_until(&app, &c.call_id, "bob in consult", |b| {
-        placed(b, "bob") == Some(("consult".into(), true))
-    })
-    .await;
+    let Briefing { mut c, mut bob, .. } = briefing(&app).await;
     c.owner.close();
     let done = bob.expect("transfer.completed").await;
     assert_eq!(done["data"]["reason"], "owner_disconnected");
@@ -278,19 +278,13 @@ async fn a_disconnecting_during_the_briefing_hands_the_caller_to_b() {
 #[actix_web::test]
 async fn caller_hanging_up_mid_transfer_abandons_it_and_releases_b() {
     let app = spawn_app().await;
-    let mut c = active_call(&app, "alice").await;
-    let (bob_token, mut bob) = with_bob(&app).await;
-    let t = initiate(&app, &c, "bob", "warm").await;
-    let id = t["transferId"].as_str().unwrap();
-    c.caller.follow_move().await;
-    c.owner.follow_move().await;
-    app.post(
-        &format!("/api/transfers/{id}/accept"),
-        Some(&bob_token),
-        json!({}),
-    )
-    .await;
-    bob.follow_move().await;
+    let Briefing {
+        mut c,
+        mut bob,
+        transfer_id: id,
+        ..
+    } = briefing(&app).await;
+    let id = id.as_str();
     let r = app
         .post(
             &format!("/api/calls/{}/hangup", c.call_id),
