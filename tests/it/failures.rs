@@ -475,13 +475,16 @@ async fn an_unanswered_offer_goes_to_the_next_agent() {
         ..Default::default()
     })
     .await;
+    // Both are available; Alice has been idle longest, so she is offered the call first.
     let a = app.agent("alice").await;
     let mut alice = app.connect("alice", &a, None).await;
+    let b = app.agent("bob").await;
+    let mut bob = app.connect("bob", &b, None).await;
     let created = app.create_call(None).await;
     let call_id = created["call"]["callId"].as_str().unwrap().to_string();
     alice.expect("call.offered").await;
-    let b = app.agent("bob").await;
-    let mut bob = app.connect("bob", &b, None).await;
+    bob.settle(Duration::from_millis(100)).await;
+    assert!(!bob.types().iter().any(|t| t == "call.offered"), "one offer at a time");
     alice.expect("call.offer_timed_out").await;
     let offered = bob.expect("call.offered").await;
     assert_eq!(offered["callId"], call_id.as_str());
@@ -641,7 +644,7 @@ async fn without_webhooks_clients_confirm_arrival_by_acknowledging_moves() {
 async fn a_target_that_never_arrives_fails_the_transfer_at_the_deadline() {
     let app = spawn_app_with(TestOptions {
         webhooks: false,
-        move_timeout: 1.5,
+        move_timeout: 2.0,
         ..Default::default()
     })
     .await;
