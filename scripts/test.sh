@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh checkout: installs what the tests need beyond Cargo
-# (LiveKit's official Python SDK for the cross-check), then runs every test.
+# (tests/py/requirements.txt: LiveKit's Python SDK for the cross-check; moto, Flask and boto3
+# for the DynamoDB tests), starts a local DynamoDB (moto's server, on a free loopback port,
+# stopped on exit), then runs every test. Arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,4 +12,43 @@ pip_install() {
 # A Debian-managed Python refuses global installs (PEP 668); the tests run the python3 on PATH.
 pip_install || pip_install --break-system-packages
 
-exec cargo test --locked "$@"
+# --- A local DynamoDB: moto's server, every request handled atomically --------------------
+# (tests/py/moto_dynamodb.py runs moto_server's own app; see its docstring for why it does not
+# run `moto_server` itself.)
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+moto_log=$(mktemp -t switchboard-moto.XXXXXX)
+python3 tests/py/moto_dynamodb.py -H 127.0.0.1 -p "$port" >"$moto_log" 2>&1 &
+moto_pid=$!
+stop_moto() {
+  kill "$moto_pid" 2>/dev/null || true
+  wait "$moto_pid" 2>/dev/null || true
+  rm -f "$moto_log"
+}
+trap stop_moto EXIT
+
+for _ in $(seq 1 150); do
+  if ! kill -0 "$moto_pid" 2>/dev/null; then
+    echo "scripts/test.sh: the local DynamoDB (moto) exited at start:" >&2
+    cat "$moto_log" >&2
+    exit 1
+  fi
+  if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null; then
+    break
+  fi
+  sleep 0.2
+done
+if ! python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null; then
+  echo "scripts/test.sh: the local DynamoDB (moto) did not listen on 127.0.0.1:$port within 30 s:" >&2
+  cat "$moto_log" >&2
+  exit 1
+fi
+echo "scripts/test.sh: local DynamoDB (moto $(python3 -c 'import moto; print(moto.__version__)')) on http://127.0.0.1:$port"
+
+export SWITCHBOARD_TEST_DYNAMODB_ENDPOINT="http://127.0.0.1:$port"
+# Fake credentials and a region for anything that reads the standard AWS chain; never a
+# real account (the tests only talk to the endpoint above).
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
+export AWS_EC2_METADATA_DISABLED=true
+unset AWS_SESSION_TOKEN AWS_PROFILE AWS_ENDPOINT_URL AWS_ENDPOINT_URL_DYNAMODB
+
+cargo test --locked "$@"

@@ -12,10 +12,11 @@ use actix_web::{web, App, HttpServer};
 use crate::auth::SessionKeys;
 use crate::call::actor::CallDeps;
 use crate::call::registry::{Recover, Registry};
-use crate::config::{Config, ManagementAccess};
+use crate::config::{Config, ManagementAccess, StoreConfig};
 use crate::http::{self, AppState};
 use crate::hub::Hub;
 use crate::media::livekit::LiveKit;
+use crate::store::dynamo::DynamoStore;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::{Store, StoreError};
 use crate::ws::{ws_route, WsContext};
@@ -95,6 +96,28 @@ fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
     f.sync_all()
 }
 
+/// Opens the configured store: the embedded file, or DynamoDB (creating its tables first
+/// with `SWITCHBOARD_INIT_TABLES=true`, otherwise checking that they exist).
+async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartupError> {
+    match &config.store {
+        StoreConfig::Embedded => {
+            let store = EmbeddedStore::open(&config.data_dir).map_err(StartupError::Store)?;
+            tracing::info!(path = %store.path().display(), "store: embedded");
+            Ok(Arc::new(store))
+        }
+        StoreConfig::DynamoDb(c) => {
+            let store = DynamoStore::open(c).await.map_err(StartupError::Store)?;
+            tracing::info!(
+                calls = %c.tables.calls,
+                endpoint = c.endpoint_url.as_deref().unwrap_or("AWS"),
+                created_tables = c.init_tables,
+                "store: DynamoDB"
+            );
+            Ok(Arc::new(store))
+        }
+    }
+}
+
 impl Application {
     /// Binds the configured address and builds the app.
     pub async fn build(config: Config) -> Result<Application, StartupError> {
@@ -110,8 +133,7 @@ impl Application {
         config: Config,
         listener: TcpListener,
     ) -> Result<Application, StartupError> {
-        let store: Arc<dyn Store> =
-            Arc::new(EmbeddedStore::open(&config.data_dir).map_err(StartupError::Store)?);
+        let store = open_store(&config).await?;
         let secret = session_secret(&config)?;
         let keys = SessionKeys::new(&secret, config.session_ttl.as_secs() as i64);
         let hub = Hub::new(config.outbox_capacity);

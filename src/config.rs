@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use crate::auth::ApiKey;
 use crate::call::machine::Timeouts;
+use crate::store::dynamo::{
+    tables::check_table_name, DynamoConfig, StaticCredentials, TableNames, TABLE_VARS,
+};
 
 /// Why the configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +74,15 @@ pub struct LiveKitConfig {
     pub api_secret: Secret,
 }
 
+/// Which store keeps the calls (`SWITCHBOARD_STORE`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreConfig {
+    /// `embedded` (the default): one file in the data directory.
+    Embedded,
+    /// `dynamodb`: seed 000's DynamoDB tables.
+    DynamoDb(Box<DynamoConfig>),
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -78,6 +90,8 @@ pub struct Config {
     pub addr: SocketAddr,
     /// Directory of the embedded store (and the generated session secret).
     pub data_dir: PathBuf,
+    /// The store backend and its settings.
+    pub store: StoreConfig,
     /// How management endpoints are protected.
     pub management: ManagementAccess,
     /// Whether anonymous callers may create calls (`POST /api/calls`) without a key.
@@ -126,6 +140,136 @@ fn parse_bool(name: &'static str, value: Option<String>) -> Result<bool, ConfigE
             message: format!("expected true or false, got {other:?}"),
         }),
     }
+}
+
+/// Reads `SWITCHBOARD_STORE` and, for `dynamodb`, the DynamoDB settings.
+fn store_config(get: &dyn Fn(&str) -> Option<String>) -> Result<StoreConfig, ConfigError> {
+    let kind = get("SWITCHBOARD_STORE").map(|v| v.trim().to_ascii_lowercase());
+    match kind.as_deref() {
+        None | Some("embedded") => return Ok(StoreConfig::Embedded),
+        Some("dynamodb") => {}
+        Some(other) => {
+            return Err(ConfigError::Invalid {
+                name: "SWITCHBOARD_STORE",
+                message: format!("expected embedded or dynamodb, got {other:?}"),
+            })
+        }
+    }
+    let prefix = get("DYNAMODB_TABLE_PREFIX").unwrap_or_default();
+    let prefix = prefix.trim();
+    if prefix.len() > 200
+        || !prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    {
+        return Err(ConfigError::Invalid {
+            name: "DYNAMODB_TABLE_PREFIX",
+            message: format!(
+                "expected at most 200 letters, digits, '_', '-' or '.', got {prefix:?}"
+            ),
+        });
+    }
+    let values: Vec<String> = TABLE_VARS
+        .iter()
+        .map(|(var, default)| {
+            get(var)
+                .map(|v| v.trim().to_owned())
+                .unwrap_or_else(|| (*default).to_owned())
+        })
+        .collect();
+    let mut names = [""; 9];
+    for (i, ((var, _), value)) in TABLE_VARS.iter().zip(&values).enumerate() {
+        check_table_name(&format!("{prefix}{value}"))
+            .map_err(|message| ConfigError::Invalid { name: var, message })?;
+        names[i] = value;
+    }
+    let tables = TableNames::from_parts(prefix, names);
+    let all = tables.all();
+    for (i, name) in all.iter().enumerate() {
+        if all[..i].contains(name) {
+            return Err(ConfigError::Invalid {
+                name: TABLE_VARS[i].0,
+                message: format!("table {name} is already used for another table"),
+            });
+        }
+    }
+    let endpoint_var = if get("AWS_ENDPOINT_URL_DYNAMODB").is_some() {
+        "AWS_ENDPOINT_URL_DYNAMODB"
+    } else {
+        "AWS_ENDPOINT_URL"
+    };
+    let endpoint_url = get(endpoint_var).map(|v| v.trim().to_owned());
+    if let Some(url) = &endpoint_url {
+        let rest = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"))
+            .unwrap_or_default();
+        if rest.is_empty() || rest.starts_with('/') || rest.contains(char::is_whitespace) {
+            return Err(ConfigError::Invalid {
+                name: endpoint_var,
+                message: format!("expected an http:// or https:// URL such as http://127.0.0.1:8000, got {url:?}"),
+            });
+        }
+    }
+    let region_var = if get("AWS_REGION").is_some() {
+        "AWS_REGION"
+    } else {
+        "AWS_DEFAULT_REGION"
+    };
+    let region = get(region_var).map(|v| v.trim().to_owned());
+    if let Some(r) = &region {
+        if !r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(ConfigError::Invalid {
+                name: region_var,
+                message: format!("expected a region such as eu-west-1, got {r:?}"),
+            });
+        }
+    }
+    let credentials = match (get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY")) {
+        (Some(id), Some(secret)) => Some(StaticCredentials {
+            access_key_id: id.trim().to_owned(),
+            secret_access_key: Secret::new(secret.trim()),
+            session_token: get("AWS_SESSION_TOKEN").map(|t| Secret::new(t.trim())),
+        }),
+        (Some(_), None) => {
+            return Err(ConfigError::Invalid {
+                name: "AWS_SECRET_ACCESS_KEY",
+                message: "must be set when AWS_ACCESS_KEY_ID is".into(),
+            })
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::Invalid {
+                name: "AWS_ACCESS_KEY_ID",
+                message: "must be set when AWS_SECRET_ACCESS_KEY is".into(),
+            })
+        }
+        (None, None) => None,
+    };
+    let max_attempts = match get("AWS_MAX_ATTEMPTS") {
+        None => 5,
+        Some(v) => v
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=20).contains(n))
+            .ok_or(ConfigError::Invalid {
+                name: "AWS_MAX_ATTEMPTS",
+                message: format!("expected a number of attempts from 1 to 20, got {v:?}"),
+            })?,
+    };
+    Ok(StoreConfig::DynamoDb(Box::new(DynamoConfig {
+        tables,
+        endpoint_url,
+        region,
+        credentials,
+        max_attempts,
+        timeout: parse_secs(
+            "SWITCHBOARD_DYNAMODB_TIMEOUT",
+            get("SWITCHBOARD_DYNAMODB_TIMEOUT"),
+            10.0,
+        )?,
+        init_tables: parse_bool("SWITCHBOARD_INIT_TABLES", get("SWITCHBOARD_INIT_TABLES"))?,
+    })))
 }
 
 /// `ws://host` → `http://host`, `wss://host` → `https://host`.
@@ -211,8 +355,10 @@ impl Config {
                 message: "must be at least 32 characters".into(),
             });
         }
+        let store = store_config(&nonempty)?;
         Ok(Config {
             addr,
+            store,
             data_dir: PathBuf::from(
                 nonempty("SWITCHBOARD_DATA_DIR").unwrap_or_else(|| "./data".into()),
             ),
@@ -291,6 +437,115 @@ mod tests {
         let e = with(&[("SWITCHBOARD_ADDR", "localhost")]).unwrap_err();
         assert!(e.to_string().contains("SWITCHBOARD_ADDR"));
         assert!(with(&[("SWITCHBOARD_API_KEY", "short")]).is_err());
+    }
+
+    #[test]
+    fn the_embedded_store_is_the_default() {
+        assert_eq!(with(&[]).unwrap().store, StoreConfig::Embedded);
+        assert_eq!(
+            with(&[("SWITCHBOARD_STORE", "embedded")]).unwrap().store,
+            StoreConfig::Embedded
+        );
+        let e = with(&[("SWITCHBOARD_STORE", "postgres")]).unwrap_err();
+        assert!(e.to_string().contains("SWITCHBOARD_STORE"), "{e}");
+    }
+
+    fn dynamo(pairs: &[(&str, &str)]) -> Result<DynamoConfig, ConfigError> {
+        let mut all = vec![("SWITCHBOARD_STORE", "dynamodb")];
+        all.extend_from_slice(pairs);
+        match with(&all)?.store {
+            StoreConfig::DynamoDb(c) => Ok(*c),
+            other => panic!("expected dynamodb, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn dynamodb_defaults_are_seed_000_tables() {
+        let c = dynamo(&[]).unwrap();
+        assert_eq!(c.tables, TableNames::default());
+        assert_eq!(c.tables.calls, "Calls");
+        assert_eq!(c.tables.rooms, "Rooms");
+        assert_eq!(c.endpoint_url, None);
+        assert_eq!(c.credentials, None);
+        assert_eq!(c.max_attempts, 5);
+        assert_eq!(c.timeout, Duration::from_secs(10));
+        assert!(!c.init_tables);
+    }
+
+    #[test]
+    fn dynamodb_settings_are_read() {
+        let c = dynamo(&[
+            ("DYNAMODB_TABLE_PREFIX", "prod-"),
+            ("DYNAMODB_TABLE_CALLS", "CallSessions"),
+            ("DYNAMODB_TABLE_EVENTS", "CallEvents"),
+            ("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:8000"),
+            ("AWS_ENDPOINT_URL", "http://ignored:1"),
+            ("AWS_DEFAULT_REGION", "eu-west-1"),
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "very-secret-aws-key"),
+            ("AWS_MAX_ATTEMPTS", "7"),
+            ("SWITCHBOARD_DYNAMODB_TIMEOUT", "2.5"),
+            ("SWITCHBOARD_INIT_TABLES", "true"),
+        ])
+        .unwrap();
+        assert_eq!(c.tables.calls, "prod-CallSessions");
+        assert_eq!(c.tables.events, "prod-CallEvents");
+        assert_eq!(c.tables.agents, "prod-Agents");
+        assert_eq!(c.endpoint_url.as_deref(), Some("http://127.0.0.1:8000"));
+        assert_eq!(c.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(c.credentials.as_ref().unwrap().access_key_id, "AKIDEXAMPLE");
+        assert_eq!(c.max_attempts, 7);
+        assert_eq!(c.timeout, Duration::from_millis(2500));
+        assert!(c.init_tables);
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("very-secret-aws-key"), "{shown}");
+        assert_eq!(
+            dynamo(&[("AWS_ENDPOINT_URL", "https://ddb.local:443")])
+                .unwrap()
+                .endpoint_url
+                .as_deref(),
+            Some("https://ddb.local:443")
+        );
+    }
+
+    #[test]
+    fn bad_dynamodb_values_name_the_setting() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[("DYNAMODB_TABLE_PREFIX", "bad prefix/")],
+                "DYNAMODB_TABLE_PREFIX",
+            ),
+            (
+                &[("DYNAMODB_TABLE_CALLS", "Calls!")],
+                "DYNAMODB_TABLE_CALLS",
+            ),
+            (&[("DYNAMODB_TABLE_ROOMS", "ab")], "DYNAMODB_TABLE_ROOMS"),
+            (
+                &[("DYNAMODB_TABLE_OPEN_CALLS", "Calls")],
+                "DYNAMODB_TABLE_OPEN_CALLS",
+            ),
+            (
+                &[("AWS_ENDPOINT_URL_DYNAMODB", "localhost:8000")],
+                "AWS_ENDPOINT_URL_DYNAMODB",
+            ),
+            (&[("AWS_ENDPOINT_URL", "ftp://x")], "AWS_ENDPOINT_URL"),
+            (&[("AWS_REGION", "eu west 1")], "AWS_REGION"),
+            (&[("AWS_ACCESS_KEY_ID", "AKID")], "AWS_SECRET_ACCESS_KEY"),
+            (&[("AWS_MAX_ATTEMPTS", "0")], "AWS_MAX_ATTEMPTS"),
+            (&[("AWS_MAX_ATTEMPTS", "many")], "AWS_MAX_ATTEMPTS"),
+            (
+                &[("SWITCHBOARD_DYNAMODB_TIMEOUT", "-1")],
+                "SWITCHBOARD_DYNAMODB_TIMEOUT",
+            ),
+            (
+                &[("SWITCHBOARD_INIT_TABLES", "sure")],
+                "SWITCHBOARD_INIT_TABLES",
+            ),
+        ];
+        for (pairs, var) in cases {
+            let e = dynamo(pairs).unwrap_err();
+            assert!(e.to_string().contains(var), "{pairs:?}: {e}");
+        }
     }
 
     #[test]

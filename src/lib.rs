@@ -4,7 +4,7 @@
 //! - [`model`]: the records (agents, calls, transfers, transcripts, summaries, rooms, events).
 //! - [`call`]: the pure call machine, the call actor that carries out its effects, and the
 //!   registry that supervises actors and routes queued calls to agents.
-//! - [`store`]: durable storage behind one trait (embedded single-file default).
+//! - [`store`]: durable storage behind one trait (embedded single-file default, or DynamoDB).
 //! - [`hub`] and [`ws`]: event fan-out and the WebSocket sessions of agents and callers.
 //! - [`http`]: the REST API, webhooks and the one error type mapped to `{code, message}`.
 //! - [`media`]: LiveKit (tokens, RoomService, webhooks).

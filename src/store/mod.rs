@@ -1,7 +1,9 @@
-//! Durable storage behind one async trait: the embedded single-file backend by default, and
-//! any other backend that passes the same conformance suite.
+//! Durable storage behind one async trait: the embedded single-file backend by default, the
+//! DynamoDB backend (seed 000's tables) by configuration, and any other backend that passes
+//! the same conformance suite.
 
 pub mod conformance;
+pub mod dynamo;
 pub mod embedded;
 
 use async_trait::async_trait;

@@ -122,7 +122,20 @@ pub async fn initiate(app: &TestApp, c: &ActiveCall, target: &str, mode: &str) -
 #[actix_web::test]
 async fn warm_transfer_hands_the_caller_to_b_after_a_private_briefing() {
     let app = spawn_app().await;
-    let mut c = active_call(&app, "alice").await;
+    warm_transfer_flow(&app).await;
+}
+
+/// The call and the transfer a [`warm_transfer_flow`] went through.
+pub struct WarmTransferDone {
+    pub call_id: String,
+    pub transfer_id: String,
+}
+
+/// A warm transfer end to end on `app` (any store): alice has a call with a transcript,
+/// transfers it to bob, who is briefed privately and then owns the call; bob can transfer
+/// it again (that second transfer, back to alice, is left ringing).
+pub async fn warm_transfer_flow(app: &TestApp) -> WarmTransferDone {
+    let mut c = active_call(app, "alice").await;
     let bob_token = app.agent("bob").await;
     let mut bob = app.connect("bob", &bob_token, None).await;
     let r = app
@@ -134,7 +147,7 @@ async fn warm_transfer_hands_the_caller_to_b_after_a_private_briefing() {
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
 
-    let started = initiate(&app, &c, "bob", "warm").await;
+    let started = initiate(app, &c, "bob", "warm").await;
     assert_eq!(started["status"], "ringing");
     assert!(started["transferId"].as_str().unwrap().starts_with("xfer-"));
     assert!(started["summaryText"]
@@ -177,7 +190,7 @@ async fn warm_transfer_hands_the_caller_to_b_after_a_private_briefing() {
     let mv = bob.follow_move().await;
     assert_eq!(mv["data"]["room"], consult.as_str());
     c.owner.expect("transfer.briefing").await;
-    let call = call_until(&app, &c.call_id, "everyone confirmed in place", |b| {
+    let call = call_until(app, &c.call_id, "everyone confirmed in place", |b| {
         placed(b, "caller") == Some(("hold".into(), true))
             && placed(b, "alice") == Some(("consult".into(), true))
             && placed(b, "bob") == Some(("consult".into(), true))
@@ -220,7 +233,7 @@ async fn warm_transfer_hands_the_caller_to_b_after_a_private_briefing() {
     c.owner.expect("participant.released").await;
     c.caller.expect("transfer.completed").await;
     bob.expect("transfer.completed").await;
-    let call = call_until(&app, &c.call_id, "caller with bob", |b| {
+    let call = call_until(app, &c.call_id, "caller with bob", |b| {
         placed(b, "caller") == Some(("main".into(), true))
             && placed(b, "bob") == Some(("main".into(), true))
     })
@@ -260,6 +273,10 @@ async fn warm_transfer_hands_the_caller_to_b_after_a_private_briefing() {
         )
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
+    WarmTransferDone {
+        call_id: c.call_id.clone(),
+        transfer_id,
+    }
 }
 
 #[actix_web::test]

@@ -4,9 +4,11 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod dynamo;
 mod failures;
 mod flows;
 mod livekit_fake;
+mod races;
 mod recovery;
 mod resources;
 mod security;

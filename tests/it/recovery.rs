@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::flows::{active_call, call_until, initiate, placed};
-use crate::support::app::{server_env, TestApp, TestOptions};
+use crate::support::app::{server_env, TestApp, TestOptions, TestStore};
 use crate::support::livekit::{FakeLiveKit, FakeOptions};
 
 struct Server {
@@ -84,6 +84,12 @@ async fn process_app(opts: TestOptions) -> (TestApp, std::collections::HashMap<S
     );
     let address = format!("http://127.0.0.1:{port}");
     livekit.set_webhook_url(Some(format!("{address}/livekit/webhook")));
+    let store: Option<Arc<dyn switchboard::store::Store>> = match &opts.store {
+        TestStore::Embedded => None,
+        TestStore::DynamoDb { prefix } => {
+            Some(Arc::new(crate::support::dynamo::store(prefix).await))
+        }
+    };
     (
         TestApp {
             address,
@@ -92,6 +98,7 @@ async fn process_app(opts: TestOptions) -> (TestApp, std::collections::HashMap<S
             http: reqwest::Client::new(),
             data_dir,
             api_key: None,
+            store,
         },
         env,
     )
@@ -99,8 +106,21 @@ async fn process_app(opts: TestOptions) -> (TestApp, std::collections::HashMap<S
 
 #[actix_web::test]
 async fn a_transfer_survives_kill_9_and_finishes_after_restart() {
+    transfer_survives_kill_9(TestStore::Embedded).await;
+}
+
+/// The same on DynamoDB: recovery finds the call through the `OpenCalls` table, and the
+/// restarted server re-runs `init-tables` (`SWITCHBOARD_INIT_TABLES=true`) harmlessly.
+#[actix_web::test]
+async fn a_transfer_survives_kill_9_and_finishes_after_restart_on_dynamodb() {
+    let prefix = crate::support::dynamo::fresh_prefix();
+    transfer_survives_kill_9(TestStore::DynamoDb { prefix }).await;
+}
+
+async fn transfer_survives_kill_9(store: TestStore) {
     let (app, env) = process_app(TestOptions {
         disconnect_grace: 5.0,
+        store,
         ..Default::default()
     })
     .await;
@@ -170,6 +190,25 @@ async fn a_transfer_survives_kill_9_and_finishes_after_restart() {
     assert!(seqs.first().is_some_and(|s| *s > seq_before), "{seqs:?}");
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
     server.kill9();
+    if let Some(store) = &app.store {
+        // What the store kept: the call with bob, the transfer completed, and every event
+        // numbered 1..n without a gap across the crash.
+        let stored = store
+            .get_call(&c.call_id)
+            .await
+            .unwrap()
+            .expect("call stored");
+        assert_eq!(stored.call.owner_id.as_deref(), Some("bob"));
+        let t = store
+            .get_transfer(&id)
+            .await
+            .unwrap()
+            .expect("transfer stored");
+        assert_eq!(t.status.as_str(), "completed");
+        let events = store.events_since(&c.call_id, 0).await.unwrap();
+        let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    }
 }
 
 #[actix_web::test]

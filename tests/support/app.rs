@@ -1,6 +1,7 @@
-//! `spawn_app()`: the real server on port 0 with a temporary embedded store and the LiveKit
-//! fake, plus a WebSocket client that behaves like a browser (follows `participant.move` by
-//! leaving its room and joining the new one on the fake).
+//! `spawn_app()`: the real server on port 0 with a temporary embedded store (or DynamoDB on
+//! the local test server, see [`TestStore`]) and the LiveKit fake, plus a WebSocket client
+//! that behaves like a browser (follows `participant.move` by leaving its room and joining
+//! the new one on the fake).
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -14,9 +15,24 @@ use tokio::sync::mpsc;
 use super::livekit::{FakeLiveKit, FakeOptions};
 use switchboard::app::Application;
 use switchboard::config::Config;
+use switchboard::store::Store;
 
 /// How long a test waits for an expected event.
 pub const WAIT: Duration = Duration::from_secs(10);
+
+/// The store a test server keeps its calls in.
+#[derive(Debug, Clone, Default)]
+pub enum TestStore {
+    /// The embedded store in the test's temporary data directory.
+    #[default]
+    Embedded,
+    /// DynamoDB on the local test server (see `support::dynamo`), in tables with this
+    /// prefix, created by the server at start (`SWITCHBOARD_INIT_TABLES=true`).
+    DynamoDb {
+        /// The table prefix.
+        prefix: String,
+    },
+}
 
 /// Knobs of a test server.
 #[derive(Debug, Clone)]
@@ -33,6 +49,8 @@ pub struct TestOptions {
     pub api_key: Option<String>,
     /// Whether the fake sends webhooks to the server.
     pub webhooks: bool,
+    /// Where the calls are kept.
+    pub store: TestStore,
 }
 
 impl Default for TestOptions {
@@ -44,6 +62,7 @@ impl Default for TestOptions {
             disconnect_grace: 0.5,
             api_key: None,
             webhooks: true,
+            store: TestStore::Embedded,
         }
     }
 }
@@ -62,6 +81,9 @@ pub struct TestApp {
     pub data_dir: tempfile::TempDir,
     /// The management key, if configured.
     pub api_key: Option<String>,
+    /// The server's store, to check what it wrote (`None` for a server process on the
+    /// embedded store, whose file the process holds).
+    pub store: Option<Arc<dyn Store>>,
 }
 
 /// The environment a server process gets for these options (shared with the kill -9 test).
@@ -100,6 +122,9 @@ pub fn server_env(
     if let Some(k) = &opts.api_key {
         env.insert("SWITCHBOARD_API_KEY".into(), k.clone());
     }
+    if let TestStore::DynamoDb { prefix } = &opts.store {
+        env.extend(super::dynamo::server_env(prefix));
+    }
     env
 }
 
@@ -123,7 +148,8 @@ pub async fn spawn_app_with(opts: TestOptions) -> TestApp {
     let config = Config::from_lookup(|k| env.get(k).cloned()).expect("test config");
     let app = Application::build_on(config, listener)
         .await
-        .expect("app builds");
+        .unwrap_or_else(|e| panic!("the app does not build: {}", super::dynamo::chain(&e)));
+    let store = app.state().store.clone();
     actix_web::rt::spawn(app.run_until_stopped());
     let address = format!("http://127.0.0.1:{port}");
     if opts.webhooks {
@@ -136,6 +162,7 @@ pub async fn spawn_app_with(opts: TestOptions) -> TestApp {
         http: reqwest::Client::new(),
         data_dir,
         api_key: opts.api_key,
+        store: Some(store),
     }
 }
 
