@@ -191,7 +191,14 @@ impl CallActor {
 
     /// Publishes the events and carries out the effects of a persisted step.
     fn carry_out(&mut self, step: &Step, ctx: &mut Context<Self>) {
-        for event in &step.events {
+        // Join tokens go only into what is pushed live: never into the stored event log
+        // (no credentials at rest, none replayed after they expire; a client that missed
+        // a move asks `POST /api/tokens`).
+        let mut live = step.events.clone();
+        if let Err(e) = add_join_tokens(&self.deps.livekit, &step.machine, &mut live) {
+            tracing::error!(call_id = %self.call_id, error = %e, "could not mint join tokens");
+        }
+        for event in &live {
             self.deps.hub.publish(event);
         }
         self.sync_timers(ctx);
@@ -252,8 +259,8 @@ impl CallActor {
     }
 }
 
-/// Adds the LiveKit token and url to every `participant.move` event, so the moved party
-/// can join at once.
+/// Adds the LiveKit token and url to every `participant.move` event pushed live, so the
+/// moved party can join at once (stored events never carry tokens).
 pub fn add_join_tokens(
     livekit: &LiveKit,
     machine: &CallMachine,
@@ -383,10 +390,6 @@ impl Handler<Execute> for CallActor {
         if !step.changed(&machine) {
             self.remember(msg.idempotency_key, &machine);
             return AtomicResponse::new(Box::pin(fut::ready(Ok(machine))));
-        }
-        let mut step = step;
-        if let Err(e) = add_join_tokens(&self.deps.livekit, &step.machine, &mut step.events) {
-            return AtomicResponse::new(Box::pin(fut::ready(Err(CallError::Media(Arc::new(e))))));
         }
         let commit = match commit_of(&step, Some(self.version)) {
             Ok(c) => c,

@@ -10,7 +10,7 @@ use actix::prelude::*;
 use serde_json::json;
 
 use crate::call::actor::{
-    add_join_tokens, commit_of, decode, now_ms, CallActor, CallDeps, CallError, CallResult, Execute,
+    commit_of, decode, now_ms, CallActor, CallDeps, CallError, CallResult, Execute,
 };
 use crate::call::machine::{Actor as By, CallMachine, Command, Input, Observation, Timeouts};
 use crate::model::{Agent, AgentKind, AgentStatus, Call, CallStatus, Presence, WireEvent};
@@ -345,11 +345,9 @@ impl Handler<CreateCall> for Registry {
     type Result = ResponseActFuture<Self, CallResult>;
 
     fn handle(&mut self, msg: CreateCall, _ctx: &mut Context<Self>) -> Self::Result {
-        let mut step = CallMachine::create(msg.call, self.timeouts, now_ms());
+        let step = CallMachine::create(msg.call, self.timeouts, now_ms());
         let deps = self.deps.clone();
-        let prepared = add_join_tokens(&deps.livekit, &step.machine, &mut step.events)
-            .map_err(|e| CallError::Media(Arc::new(e)))
-            .and_then(|_| commit_of(&step, None).map_err(CallError::from));
+        let prepared = commit_of(&step, None).map_err(CallError::from);
         Box::pin(
             async move {
                 let commit = prepared?;

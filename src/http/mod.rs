@@ -180,6 +180,12 @@ impl From<CallError> for ApiError {
                 message: m,
             },
             CallError::NotFound(id) => ApiError::not_found("call", id),
+            CallError::Storage(e) if matches!(*e, StoreError::VersionConflict { .. }) => {
+                ApiError::Conflict {
+                    code: "concurrent_update",
+                    message: "the call was changed concurrently; retry".into(),
+                }
+            }
             CallError::Storage(e) => {
                 tracing::error!(error = %e, "storage failed");
                 ApiError::Unavailable("storage is unavailable; nothing was changed".into())

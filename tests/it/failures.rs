@@ -484,7 +484,10 @@ async fn an_unanswered_offer_goes_to_the_next_agent() {
     let call_id = created["call"]["callId"].as_str().unwrap().to_string();
     alice.expect("call.offered").await;
     bob.settle(Duration::from_millis(100)).await;
-    assert!(!bob.types().iter().any(|t| t == "call.offered"), "one offer at a time");
+    assert!(
+        !bob.types().iter().any(|t| t == "call.offered"),
+        "one offer at a time"
+    );
     alice.expect("call.offer_timed_out").await;
     let offered = bob.expect("call.offered").await;
     assert_eq!(offered["callId"], call_id.as_str());

@@ -327,6 +327,17 @@ async fn an_agent_reconnecting_with_since_gets_exactly_what_it_missed() {
     assert_eq!(sorted, replayed, "no duplicates, in order");
     // The caller's move to hold was for the caller only: Alice does not receive it.
     assert!(!again.types().iter().any(|t| t == "participant.move"));
+    // Replayed moves carry no credential: join tokens are never stored.
+    let full = format!("{}:0", c.call_id);
+    let mut history = app
+        .connect("alice history", &c.owner_token, Some(&full))
+        .await;
+    let mv = history.expect("participant.move").await;
+    assert!(mv["data"]["room"].is_string());
+    assert!(
+        mv["data"].get("token").is_none(),
+        "stored move carries a token: {mv}"
+    );
     // A garbage since is refused before upgrading.
     let r = app
         .http
