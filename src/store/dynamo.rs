@@ -625,6 +625,86 @@ impl DynamoStore {
     }
 }
 
+/// A record that belongs to a call, stored in its own table keyed by its id and listed by
+/// call through `callId-index` (transfers, transcripts, summaries).
+trait CallRecord: serde::de::DeserializeOwned {
+    /// The entity's name in errors.
+    const ENTITY: &'static str;
+    /// The partition key attribute.
+    const PK: &'static str;
+    /// Its id.
+    fn id(&self) -> &str;
+    /// Its call.
+    fn call_id(&self) -> &str;
+    /// When it was created.
+    fn created_at(&self) -> chrono::DateTime<chrono::Utc>;
+    /// Listing order: creation time, then id.
+    fn order_key(&self) -> (chrono::DateTime<chrono::Utc>, &str) {
+        (self.created_at(), self.id())
+    }
+}
+
+macro_rules! call_record {
+    ($ty:ty, $entity:literal, $pk:literal, $id:ident) => {
+        impl CallRecord for $ty {
+            const ENTITY: &'static str = $entity;
+            const PK: &'static str = $pk;
+            fn id(&self) -> &str {
+                &self.$id
+            }
+            fn call_id(&self) -> &str {
+                &self.call_id
+            }
+            fn created_at(&self) -> chrono::DateTime<chrono::Utc> {
+                self.created_at
+            }
+        }
+    };
+}
+
+call_record!(Transfer, "transfer", "transferId", transfer_id);
+call_record!(Transcript, "transcript", "transcriptId", transcript_id);
+call_record!(Summary, "summary", "summaryId", summary_id);
+
+impl DynamoStore {
+    /// Reads one call record by id.
+    async fn get_record<T: CallRecord>(
+        &self,
+        table: &str,
+        id: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let key = HashMap::from([(T::PK.to_owned(), s(id))]);
+        let item = self
+            .get_item(table, key, || format!("get_{} {id}", T::ENTITY))
+            .await?;
+        item.map(|i| decode(&i, &[], T::ENTITY, T::PK)).transpose()
+    }
+
+    /// A call's records, oldest first: ids from `callId-index`, items read consistently
+    /// (the index may lag, so what no longer matches is dropped).
+    async fn list_by_call<T: CallRecord>(
+        &self,
+        table: &str,
+        call_id: &str,
+    ) -> Result<Vec<T>, StoreError> {
+        let ctx = format!("list_{}s_by_call {call_id}", T::ENTITY);
+        let ids = self
+            .ids_by_index(
+                table,
+                tables::index::CALL_ID,
+                "callId",
+                call_id,
+                T::PK,
+                &ctx,
+            )
+            .await?;
+        let mut out: Vec<T> = self.load_many(table, T::PK, &ids, &[], T::ENTITY).await?;
+        out.retain(|x| x.call_id() == call_id);
+        out.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+        Ok(out)
+    }
+}
+
 /// Decodes an item into a record, or a backend error naming it.
 fn decode<T: serde::de::DeserializeOwned>(
     item: &Item,
@@ -1168,35 +1248,11 @@ impl Store for DynamoStore {
     }
 
     async fn get_transfer(&self, transfer_id: &str) -> Result<Option<Transfer>, StoreError> {
-        let key = HashMap::from([("transferId".to_owned(), s(transfer_id))]);
-        let item = self
-            .get_item(&self.tables.transfers, key, || {
-                format!("get_transfer {transfer_id}")
-            })
-            .await?;
-        item.map(|i| decode(&i, &[], "transfer", "transferId"))
-            .transpose()
+        self.get_record(&self.tables.transfers, transfer_id).await
     }
 
     async fn list_transfers_by_call(&self, call_id: &str) -> Result<Vec<Transfer>, StoreError> {
-        let t = &self.tables.transfers;
-        let ctx = format!("list_transfers_by_call {call_id}");
-        let ids = self
-            .ids_by_index(
-                t,
-                tables::index::CALL_ID,
-                "callId",
-                call_id,
-                "transferId",
-                &ctx,
-            )
-            .await?;
-        let mut out: Vec<Transfer> = self
-            .load_many(t, "transferId", &ids, &[], "transfer")
-            .await?;
-        out.retain(|x| x.call_id == call_id);
-        out.sort_by(|a, b| (a.created_at, &a.transfer_id).cmp(&(b.created_at, &b.transfer_id)));
-        Ok(out)
+        self.list_by_call(&self.tables.transfers, call_id).await
     }
 
     async fn list_transfers(
@@ -1238,7 +1294,7 @@ impl Store for DynamoStore {
             found.retain(|x| wanted.contains(&x.status));
             found
         };
-        out.sort_by(|a, b| (a.created_at, &a.transfer_id).cmp(&(b.created_at, &b.transfer_id)));
+        out.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
         Ok(out)
     }
 
@@ -1256,35 +1312,12 @@ impl Store for DynamoStore {
     }
 
     async fn get_transcript(&self, transcript_id: &str) -> Result<Option<Transcript>, StoreError> {
-        let key = HashMap::from([("transcriptId".to_owned(), s(transcript_id))]);
-        let item = self
-            .get_item(&self.tables.transcripts, key, || {
-                format!("get_transcript {transcript_id}")
-            })
-            .await?;
-        item.map(|i| decode(&i, &[], "transcript", "transcriptId"))
-            .transpose()
+        self.get_record(&self.tables.transcripts, transcript_id)
+            .await
     }
 
     async fn list_transcripts_by_call(&self, call_id: &str) -> Result<Vec<Transcript>, StoreError> {
-        let t = &self.tables.transcripts;
-        let ctx = format!("list_transcripts_by_call {call_id}");
-        let ids = self
-            .ids_by_index(
-                t,
-                tables::index::CALL_ID,
-                "callId",
-                call_id,
-                "transcriptId",
-                &ctx,
-            )
-            .await?;
-        let mut out: Vec<Transcript> = self
-            .load_many(t, "transcriptId", &ids, &[], "transcript")
-            .await?;
-        out.retain(|x| x.call_id == call_id);
-        out.sort_by(|a, b| (a.created_at, &a.transcript_id).cmp(&(b.created_at, &b.transcript_id)));
-        Ok(out)
+        self.list_by_call(&self.tables.transcripts, call_id).await
     }
 
     async fn put_summary(&self, summary: &Summary) -> Result<(), StoreError> {
@@ -1295,33 +1328,11 @@ impl Store for DynamoStore {
     }
 
     async fn get_summary(&self, summary_id: &str) -> Result<Option<Summary>, StoreError> {
-        let key = HashMap::from([("summaryId".to_owned(), s(summary_id))]);
-        let item = self
-            .get_item(&self.tables.summaries, key, || {
-                format!("get_summary {summary_id}")
-            })
-            .await?;
-        item.map(|i| decode(&i, &[], "summary", "summaryId"))
-            .transpose()
+        self.get_record(&self.tables.summaries, summary_id).await
     }
 
     async fn list_summaries_by_call(&self, call_id: &str) -> Result<Vec<Summary>, StoreError> {
-        let t = &self.tables.summaries;
-        let ctx = format!("list_summaries_by_call {call_id}");
-        let ids = self
-            .ids_by_index(
-                t,
-                tables::index::CALL_ID,
-                "callId",
-                call_id,
-                "summaryId",
-                &ctx,
-            )
-            .await?;
-        let mut out: Vec<Summary> = self.load_many(t, "summaryId", &ids, &[], "summary").await?;
-        out.retain(|x| x.call_id == call_id);
-        out.sort_by(|a, b| (a.created_at, &a.summary_id).cmp(&(b.created_at, &b.summary_id)));
-        Ok(out)
+        self.list_by_call(&self.tables.summaries, call_id).await
     }
 
     async fn put_room(&self, room: &Room) -> Result<(), StoreError> {
