@@ -49,12 +49,12 @@ struct Briefing {
 }
 
 async fn briefing(app: &TestApp) -> Briefing {
-    let mut c = active_call(app, "alice").await;
-    let (bob_token, mut bob) = with_bob(app).await;
-    let t = initiate(app, &c, "bob", "warm").await;
-    let transfer_id = t["transferId"].as_str().unwrap().to_string();
-    c.caller.follow_move().await;
-    c.owner.follow_move().await;
+    let Ringing {
+        c,
+        mut bob,
+        transfer_id,
+        bob_token,
+    } = ringing(app).await;
     let r = app
         .post(
             &format!("/api/transfers/{transfer_id}/accept"),
@@ -69,11 +69,43 @@ async fn briefing(app: &TestApp) -> Briefing {
     })
     .await;
     Briefing {
+        consult: consult_room(app, &transfer_id).await,
         c,
         bob,
         transfer_id,
-        consult: t["transferRoom"].as_str().unwrap().to_string(),
     }
+}
+
+/// A warm transfer from alice to bob, ringing: the caller on hold, alice in the consult room,
+/// bob offered.
+struct Ringing {
+    c: ActiveCall,
+    bob: Party,
+    transfer_id: String,
+    bob_token: String,
+}
+
+async fn ringing(app: &TestApp) -> Ringing {
+    let mut c = active_call(app, "alice").await;
+    let (bob_token, mut bob) = with_bob(app).await;
+    let t = initiate(app, &c, "bob", "warm").await;
+    c.caller.follow_move().await;
+    c.owner.follow_move().await;
+    bob.expect("transfer.offered").await;
+    Ringing {
+        c,
+        bob,
+        transfer_id: t["transferId"].as_str().unwrap().to_string(),
+        bob_token,
+    }
+}
+
+async fn consult_room(app: &TestApp, transfer_id: &str) -> String {
+    let t = app
+        .get(&format!("/api/transfers/{transfer_id}"), None)
+        .await
+        .body;
+    t["transferRoom"].as_str().unwrap().to_string()
 }
 
 async fn transfer_status(app: &TestApp, id: &str) -> Value {
@@ -83,13 +115,13 @@ async fn transfer_status(app: &TestApp, id: &str) -> Value {
 #[actix_web::test]
 async fn b_declines_and_the_caller_returns_to_a() {
     let app = spawn_app().await;
-    let mut c = active_call(&app, "alice").await;
-    let (bob_token, mut bob) = with_bob(&app).await;
-    let t = initiate(&app, &c, "bob", "warm").await;
-    let id = t["transferId"].as_str().unwrap();
-    c.caller.follow_move().await; // to hold
-    c.owner.follow_move().await; // to consult
-    bob.expect("transfer.offered").await;
+    let Ringing {
+        mut c,
+        mut bob,
+        transfer_id,
+        bob_token,
+    } = ringing(&app).await;
+    let id = transfer_id.as_str();
     let r = app
         .post(
             &format!("/api/transfers/{id}/decline"),
@@ -124,13 +156,13 @@ async fn b_does_not_answer_in_time_and_the_transfer_times_out() {
         ..Default::default()
     })
     .await;
-    let mut c = active_call(&app, "alice").await;
-    let (_bob_token, mut bob) = with_bob(&app).await;
-    let t = initiate(&app, &c, "bob", "warm").await;
-    let id = t["transferId"].as_str().unwrap();
-    c.caller.follow_move().await;
-    c.owner.follow_move().await;
-    bob.expect("transfer.offered").await;
+    let Ringing {
+        mut c,
+        mut bob,
+        transfer_id,
+        ..
+    } = ringing(&app).await;
+    let id = transfer_id.as_str();
     bob.expect("transfer.timed_out").await;
     c.owner.expect("transfer.timed_out").await;
     c.owner.follow_move().await;
@@ -141,13 +173,13 @@ async fn b_does_not_answer_in_time_and_the_transfer_times_out() {
 #[actix_web::test]
 async fn a_cancels_while_b_is_ringing() {
     let app = spawn_app().await;
-    let mut c = active_call(&app, "alice").await;
-    let (bob_token, mut bob) = with_bob(&app).await;
-    let t = initiate(&app, &c, "bob", "warm").await;
-    let id = t["transferId"].as_str().unwrap();
-    c.caller.follow_move().await;
-    c.owner.follow_move().await;
-    bob.expect("transfer.offered").await;
+    let Ringing {
+        mut c,
+        mut bob,
+        transfer_id,
+        bob_token,
+    } = ringing(&app).await;
+    let id = transfer_id.as_str();
     let r = app
         .post(
             &format!("/api/transfers/{id}/cancel"),
