@@ -164,6 +164,23 @@ pub struct Call {
     /// Free-form metadata given at creation or by `PATCH`.
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub metadata: Value,
+    /// How the caller is connected: `web` (browser, LiveKit) or `phone` (Twilio).
+    #[serde(default)]
+    pub channel: Channel,
+    /// The caller's phone number, for a phone caller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller_number: Option<String>,
+}
+
+/// How a caller reached the switchboard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    /// A browser in a LiveKit room.
+    #[default]
+    Web,
+    /// A phone call through Twilio, always inside a Twilio conference.
+    Phone,
 }
 
 /// How a transfer hands the caller over.

@@ -237,6 +237,7 @@ impl CallActor {
                         }
                     });
                 }
+                twilio_effect => self.carry_out_twilio(twilio_effect.clone(), ctx),
             }
         }
         self.report(request_agent);
@@ -247,6 +248,11 @@ impl CallActor {
         {
             ctx.stop();
         }
+    }
+
+    /// Carries out an effect on the Twilio plane (TEMPORARY until media::twilio lands).
+    fn carry_out_twilio(&mut self, effect: Effect, _ctx: &mut Context<Self>) {
+        tracing::warn!(call_id = %self.call_id, ?effect, "Twilio is not configured");
     }
 
     fn remember(&mut self, key: Option<String>, m: &Arc<CallMachine>) {

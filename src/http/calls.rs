@@ -10,10 +10,10 @@ use super::{
     check_id, check_text, idempotency_key, principal, ApiError, AppState, Body, OptionalBody,
     Principal,
 };
-use crate::call::machine::{Actor, CallMachine, Command, Input, Party, Space};
+use crate::call::machine::{Actor, CallMachine, Command, Input, Party, Plane, Space};
 use crate::call::registry::CreateCall;
 use crate::media::livekit::ParticipantRole;
-use crate::model::{new_id, Call, CallStatus, PartyRef};
+use crate::model::{new_id, Call, CallStatus, Channel, PartyRef};
 
 /// Routes of this resource.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -73,8 +73,10 @@ pub struct PartyView {
     pub party: String,
     /// `main`, `hold` or `consult`.
     pub space: Space,
-    /// The LiveKit room.
+    /// The LiveKit room or Twilio conference.
     pub room: String,
+    /// `livekit` or `twilio`.
+    pub plane: Plane,
     /// Whether arrival was confirmed.
     pub confirmed: bool,
 }
@@ -117,6 +119,7 @@ pub fn view(m: &CallMachine, who: &Principal) -> CallView {
             },
             space: pl.space,
             room: m.room_of_party(p).unwrap_or_default(),
+            plane: pl.plane,
             confirmed: pl.confirmed,
         })
         .collect();
@@ -226,10 +229,15 @@ async fn create(
         created_at: Utc::now(),
         end_at: None,
         metadata,
+        channel: Channel::Web,
+        caller_number: None,
     };
     let m = state
         .registry
-        .send(CreateCall { call })
+        .send(CreateCall {
+            call,
+            caller_call_sid: None,
+        })
         .await
         .map_err(|_| ApiError::Unavailable("the switchboard is shutting down".into()))??;
     let caller_token = state

@@ -160,6 +160,7 @@ async fn initiate(
         summary_id: Some(summary.summary_id.clone()),
         summary_text: summary.summary_text.clone(),
         note: body.note,
+        to_number: None,
     };
     let m = state
         .execute(
