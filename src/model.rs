@@ -18,6 +18,14 @@ pub fn from_millis(ms: Millis) -> DateTime<Utc> {
     DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default()
 }
 
+/// Whether `value` is an E.164 phone number (`+` and 8 to 15 digits, not starting with 0).
+pub fn is_e164(value: &str) -> bool {
+    let digits = value.strip_prefix('+').unwrap_or("");
+    (8..=15).contains(&digits.len())
+        && digits.chars().all(|c| c.is_ascii_digit())
+        && !digits.starts_with('0')
+}
+
 /// How an agent is reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]

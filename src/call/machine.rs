@@ -208,6 +208,14 @@ pub enum Command {
     CompleteTransfer,
     /// The owner calls the transfer off.
     CancelTransfer,
+    /// The owner mutes or unmutes a party: a phone leg through the conference participant
+    /// API, a browser by telling it to mute its microphone.
+    Mute {
+        /// Who.
+        party: Party,
+        /// Mute (true) or unmute (false).
+        muted: bool,
+    },
     /// The owner (or management) corrects the caller's details or the call's metadata.
     UpdateDetails {
         /// New caller name.
@@ -380,6 +388,17 @@ pub enum Effect {
         conference_sid: Option<String>,
         /// The participant label.
         label: String,
+    },
+    /// Mute or unmute a conference participant (a phone leg).
+    MuteParticipant {
+        /// The conference's name.
+        conference: String,
+        /// Its SID, when known.
+        conference_sid: Option<String>,
+        /// The participant label.
+        label: String,
+        /// Mute (true) or unmute (false).
+        muted: bool,
     },
     /// End a conference for everyone in it.
     EndConference {
@@ -1533,6 +1552,35 @@ fn command(tx: &mut Tx, actor: Actor, cmd: Command) -> Result<(), Rejection> {
             reason,
             metadata,
         } => update_details(tx, actor, caller_name, reason, metadata)?,
+        Command::Mute { party, muted } => {
+            require_owner(tx, &actor)?;
+            require_live(tx)?;
+            let Some(p) = tx.m.placements.get(&party).cloned() else {
+                return Err(conflict("not_placed", "that party is not in the call"));
+            };
+            let identity = tx.identity_of(&party);
+            if tx.is_phone(&party) {
+                // A held caller is still in the main conference.
+                let conference = match p.space {
+                    Space::Hold => tx.m.call.main_room.clone(),
+                    space => tx.room_of(space),
+                };
+                tx.effects.push(Effect::MuteParticipant {
+                    conference_sid: tx.conference_sid(&conference),
+                    conference,
+                    label: identity.clone(),
+                    muted,
+                });
+            }
+            let kind = if muted {
+                "participant.muted"
+            } else {
+                "participant.unmuted"
+            };
+            let mut audience = tx.agents_only();
+            audience.caller = party == Party::Caller;
+            tx.emit(kind, audience, json!({ "identity": identity }));
+        }
         Command::CancelTransfer => {
             let t = require_initiator(tx, &actor, "cancel")?;
             match t.status {

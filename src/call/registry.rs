@@ -167,6 +167,15 @@ impl Registry {
     }
 
     fn presence_of(&self, agent_id: &str) -> Presence {
+        let engaged = self.engaged.get(agent_id).is_some_and(|c| !c.is_empty());
+        let phone = self
+            .directory
+            .get(agent_id)
+            .is_some_and(|a| a.kind == crate::model::AgentKind::Phone);
+        if phone && engaged {
+            // A phone specialist has no WebSocket; on one of our calls, it is busy.
+            return Presence::Busy;
+        }
         if self.sessions.get(agent_id).copied().unwrap_or(0) == 0 {
             return Presence::Offline;
         }
@@ -572,6 +581,7 @@ mod tests {
                 api_key: "k".into(),
                 api_secret: Secret::new("s"),
             }),
+            twilio: None,
         }
     }
 

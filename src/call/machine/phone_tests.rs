@@ -509,3 +509,69 @@ fn a_phone_arrival_that_never_comes_is_handled_by_the_deadline() {
         ringing: false,
     }));
 }
+
+#[test]
+fn mute_reaches_a_phone_leg_through_the_conference_and_a_browser_through_its_event() {
+    let m = active_phone_call();
+    let step = apply(
+        &m,
+        1_000,
+        by(
+            A,
+            Command::Mute {
+                party: Party::Caller,
+                muted: true,
+            },
+        ),
+    );
+    assert_eq!(
+        twilio_effects(&step),
+        [&Effect::MuteParticipant {
+            conference: MAIN.into(),
+            conference_sid: Some("CFmain".into()),
+            label: CALLER.into(),
+            muted: true,
+        }]
+    );
+    assert_eq!(kinds(&step), ["participant.muted"]);
+    assert!(step.events[0].audience.caller);
+    // A web agent is told to mute its own microphone; nothing goes to Twilio.
+    let step = apply(
+        &step.machine,
+        1_100,
+        by(
+            A,
+            Command::Mute {
+                party: party(A),
+                muted: false,
+            },
+        ),
+    );
+    assert!(twilio_effects(&step).is_empty());
+    assert_eq!(kinds(&step), ["participant.unmuted"]);
+    assert!(!step.events[0].audience.caller);
+    // Only the owner mutes; nobody outside the call.
+    assert_forbidden(
+        &m,
+        1_200,
+        by(
+            B,
+            Command::Mute {
+                party: Party::Caller,
+                muted: true,
+            },
+        ),
+    );
+    assert_conflict(
+        &m,
+        1_200,
+        by(
+            A,
+            Command::Mute {
+                party: party(C),
+                muted: true,
+            },
+        ),
+        "not_placed",
+    );
+}
