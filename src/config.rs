@@ -171,7 +171,10 @@ fn twilio_config(
             "TWILIO_API_BASE_URL",
             nonempty("TWILIO_API_BASE_URL").unwrap_or_else(|| "https://api.twilio.com".into()),
         )?,
-        public_url: url("SWITCHBOARD_PUBLIC_URL", required("SWITCHBOARD_PUBLIC_URL")?)?,
+        public_url: url(
+            "SWITCHBOARD_PUBLIC_URL",
+            required("SWITCHBOARD_PUBLIC_URL")?,
+        )?,
         hold_music_url: url(
             "SWITCHBOARD_HOLD_MUSIC_URL",
             nonempty("SWITCHBOARD_HOLD_MUSIC_URL").unwrap_or_else(|| DEFAULT_HOLD_MUSIC.into()),
@@ -541,7 +544,10 @@ mod tests {
         assert_eq!(t.public_url, "https://abc.ngrok.app");
         assert_eq!(t.api_base_url, "https://api.twilio.com");
         let shown = format!("{t:?}");
-        assert!(!shown.contains("keysecret") && !shown.contains("\"token\""), "{shown}");
+        assert!(
+            !shown.contains("keysecret") && !shown.contains("\"token\""),
+            "{shown}"
+        );
         for (drop, name) in [
             (1, "TWILIO_AUTH_TOKEN"),
             (3, "TWILIO_API_SECRET"),

@@ -10,9 +10,9 @@ use actix::prelude::*;
 use serde_json::Value;
 
 use crate::call::machine::{CallMachine, Effect, Input, Observation, Rejection, Step, TimerKey};
+use crate::call::machine::{Party, HELD_SUFFIX};
 use crate::call::registry::{CallChanged, Registry};
 use crate::hub::Hub;
-use crate::call::machine::{Party, HELD_SUFFIX};
 use crate::media::livekit::{LiveKit, LiveKitError, ParticipantRole};
 use crate::media::twilio::TwilioBridge;
 use crate::model::{new_id, Event, Room};
@@ -325,7 +325,10 @@ impl CallActor {
                     call_sid,
                     conference,
                     label,
-                } => match bridge.redirect(&call_id, &call_sid, &conference, &label).await {
+                } => match bridge
+                    .redirect(&call_id, &call_sid, &conference, &label)
+                    .await
+                {
                     Ok(()) => {
                         feed(confirmed(label, conference)).await;
                     }

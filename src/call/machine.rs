@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::model::{
-    from_millis, Audience, Call, CallStatus, Channel, Event, Millis, Transfer, TransferMode, TransferStatus,
+    from_millis, Audience, Call, CallStatus, Channel, Event, Millis, Transfer, TransferMode,
+    TransferStatus,
 };
 
 /// Deadlines and limits the machine applies, in milliseconds.
@@ -918,9 +919,8 @@ impl Tx {
         self.m.call.end_at = Some(from_millis(self.now));
         self.m.call.end_reason = Some(reason.to_string());
         self.emit("call.ended", audience, json!({ "reason": reason }));
-        let placed: Vec<(Party, Placement)> = std::mem::take(&mut self.m.placements)
-            .into_iter()
-            .collect();
+        let placed: Vec<(Party, Placement)> =
+            std::mem::take(&mut self.m.placements).into_iter().collect();
         for (party, p) in placed {
             self.unplace(&party, &p);
         }

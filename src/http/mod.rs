@@ -4,12 +4,12 @@
 pub mod agents;
 pub mod calls;
 pub mod livekit_webhook;
-pub mod twilio;
 pub mod meta;
 pub mod rooms;
 pub mod sessions;
 pub mod transcripts;
 pub mod transfers;
+pub mod twilio;
 
 use std::sync::Arc;
 

@@ -73,7 +73,9 @@ async fn livekit_token(
     if placement.plane == Plane::Twilio {
         // A conference: the browser joins it with the Twilio Voice SDK.
         let bridge = state.twilio.as_ref().ok_or_else(|| {
-            ApiError::Unavailable("the call is in a Twilio conference, but Twilio is not configured".into())
+            ApiError::Unavailable(
+                "the call is in a Twilio conference, but Twilio is not configured".into(),
+            )
         })?;
         let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or_default();
         let token = bridge

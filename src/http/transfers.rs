@@ -98,9 +98,11 @@ async fn initiate(
                 message: "agentBId: phone agents are reached through Twilio, which is not configured (TWILIO_ACCOUNT_SID and the rest)".into(),
             });
         }
-        AgentKind::Phone => Some(target.phone_number.clone().ok_or_else(|| {
-            ApiError::invalid("agentBId", "the phone agent has no phoneNumber")
-        })?),
+        AgentKind::Phone => {
+            Some(target.phone_number.clone().ok_or_else(|| {
+                ApiError::invalid("agentBId", "the phone agent has no phoneNumber")
+            })?)
+        }
         AgentKind::Web => None,
     };
     let presence = state.registry.send(PresenceList).await.unwrap_or_default();
@@ -119,7 +121,11 @@ async fn initiate(
             message: format!(
                 "agent {} is {}",
                 target.agent_id,
-                if target_presence == Presence::Busy { "busy" } else { "offline" }
+                if target_presence == Presence::Busy {
+                    "busy"
+                } else {
+                    "offline"
+                }
             ),
         });
     }

@@ -82,7 +82,9 @@ fn verify(
     body: &[u8],
 ) -> Result<(TwilioBridge, Signed), ApiError> {
     let bridge = state.twilio.clone().ok_or_else(|| {
-        ApiError::Unavailable("Twilio is not configured (set TWILIO_ACCOUNT_SID and the rest)".into())
+        ApiError::Unavailable(
+            "Twilio is not configured (set TWILIO_ACCOUNT_SID and the rest)".into(),
+        )
     })?;
     let header = req
         .headers()
@@ -219,12 +221,16 @@ async fn client(
     let m = match state.machine(call_id).await {
         Ok(m) => m,
         Err(ApiError::NotFound { .. }) | Err(ApiError::BadRequest { .. }) => {
-            return Ok(twiml_response(twiml::say_and_hangup("This call has ended.")))
+            return Ok(twiml_response(twiml::say_and_hangup(
+                "This call has ended.",
+            )))
         }
         Err(e) => return Err(e),
     };
     let allowed = m.party_of(&identity).is_some_and(|party| {
-        m.placements.get(&party).is_some_and(|pl| pl.plane == Plane::Twilio)
+        m.placements
+            .get(&party)
+            .is_some_and(|pl| pl.plane == Plane::Twilio)
             && m.room_of_party(&party).as_deref() == Some(conference)
     });
     if m.call.status == CallStatus::Ended || !allowed {
@@ -250,7 +256,10 @@ fn briefing_text(m: &CallMachine) -> String {
         parts.push(format!("The caller is {}.", m.call.caller_name.trim()));
     }
     if !m.call.reason.trim().is_empty() {
-        parts.push(format!("Reason: {}.", m.call.reason.trim().trim_end_matches('.')));
+        parts.push(format!(
+            "Reason: {}.",
+            m.call.reason.trim().trim_end_matches('.')
+        ));
     }
     let summary = t
         .summary_text
@@ -282,14 +291,14 @@ async fn whisper(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let (bridge, p) = verify(&req, &state, &body)?;
-    let (call_id, transfer_id, agent_id) =
-        (p.query("callId")?, p.query("transferId")?, p.query("agentId")?);
+    let (call_id, transfer_id, agent_id) = (
+        p.query("callId")?,
+        p.query("transferId")?,
+        p.query("agentId")?,
+    );
     let call_sid = p.required("CallSid")?.to_string();
     let party = Party::Agent(agent_id.to_string());
-    let answered = Observation::PhoneAnswered {
-        party,
-        call_sid,
-    };
+    let answered = Observation::PhoneAnswered { party, call_sid };
     let m = match state.execute(call_id, Input::Observe(answered), None).await {
         Ok(m) => m,
         Err(ApiError::NotFound { .. }) | Err(ApiError::Conflict { .. }) => {
@@ -330,8 +339,11 @@ async fn gather(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let (bridge, p) = verify(&req, &state, &body)?;
-    let (call_id, transfer_id, agent_id) =
-        (p.query("callId")?, p.query("transferId")?, p.query("agentId")?);
+    let (call_id, transfer_id, agent_id) = (
+        p.query("callId")?,
+        p.query("transferId")?,
+        p.query("agentId")?,
+    );
     let call_sid = p.form("CallSid").map(str::to_string);
     let party = Party::Agent(agent_id.to_string());
     let goodbye = |text: &str| Ok(twiml_response(twiml::say_and_hangup(text)));
@@ -374,7 +386,11 @@ async fn gather(
             }
         }
         "2" | "" => {
-            let status = if digits.is_empty() { "no_input" } else { "declined" };
+            let status = if digits.is_empty() {
+                "no_input"
+            } else {
+                "declined"
+            };
             observe(
                 &state,
                 call_id,
@@ -425,14 +441,17 @@ async fn status(
             party: party.clone(),
             call_sid: call_sid.clone(),
         },
-        "completed" | "busy" | "no-answer" | "failed" | "canceled" => {
-            Observation::PhoneLegEnded {
-                party,
-                call_sid: Some(call_sid),
-                status: call_status.to_string(),
-            }
+        "completed" | "busy" | "no-answer" | "failed" | "canceled" => Observation::PhoneLegEnded {
+            party,
+            call_sid: Some(call_sid),
+            status: call_status.to_string(),
+        },
+        other => {
+            return Err(ApiError::invalid(
+                "CallStatus",
+                format!("unknown status {other:?}"),
+            ))
         }
-        other => return Err(ApiError::invalid("CallStatus", format!("unknown status {other:?}"))),
     };
     let live_leg = matches!(obs, Observation::Dialed { .. });
     match state.execute(call_id, Input::Observe(obs), None).await {

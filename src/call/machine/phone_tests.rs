@@ -78,7 +78,9 @@ fn active_phone_call() -> CallMachine {
     let step = CallMachine::create(phone_call(), Some(CALLER_SID.into()), TIMEOUTS, 0);
     check_step(None, 0, &step);
     assert!(
-        step.effects.iter().all(|e| !matches!(e, Effect::EnsureRoom { .. })),
+        step.effects
+            .iter()
+            .all(|e| !matches!(e, Effect::EnsureRoom { .. })),
         "a phone caller needs no LiveKit room: {:?}",
         step.effects
     );
@@ -214,20 +216,32 @@ fn warm_transfer_to_a_phone_specialist_ends_with_caller_and_b_in_the_main_confer
         step.effects
     );
     assert_eq!(step.machine.room_of_party(&party(B)).unwrap(), CONSULT);
-    let m = apply(&step.machine, T_ANSWER + 100, joined(B, CONSULT, T_ANSWER + 100)).machine;
+    let m = apply(
+        &step.machine,
+        T_ANSWER + 100,
+        joined(B, CONSULT, T_ANSWER + 100),
+    )
+    .machine;
 
     let step = apply(&m, T_DONE, by(A, Command::CompleteTransfer));
     let m = &step.machine;
     assert_eq!(transfer(m).status, TransferStatus::Completed);
     assert_eq!(m.call.owner_id.as_deref(), Some(B));
-    assert_eq!(m.main_plane, Plane::Twilio, "B is on the phone: main is a conference now");
+    assert_eq!(
+        m.main_plane,
+        Plane::Twilio,
+        "B is on the phone: main is a conference now"
+    );
     assert_eq!(
         placements(m),
         placed(&[(Party::Caller, Space::Main), (party(B), Space::Main)])
     );
     // The web caller joins the main conference as a client leg; B's call is redirected.
     let mv = move_of(&step, &Party::Caller);
-    assert_eq!((mv.data["plane"].as_str(), mv.data["room"].as_str()), (Some("twilio"), Some(MAIN)));
+    assert_eq!(
+        (mv.data["plane"].as_str(), mv.data["room"].as_str()),
+        (Some("twilio"), Some(MAIN))
+    );
     let effects = twilio_effects(&step);
     assert!(effects.contains(&&Effect::RedirectPhone {
         call_sid: B_SID.into(),
@@ -243,11 +257,20 @@ fn warm_transfer_to_a_phone_specialist_ends_with_caller_and_b_in_the_main_confer
         conference: CONSULT.into(),
         conference_sid: Some("CFconsult".into()),
     }));
-    assert!(!effects.iter().any(|e| matches!(e, Effect::HangupPhone { .. })));
+    assert!(!effects
+        .iter()
+        .any(|e| matches!(e, Effect::HangupPhone { .. })));
     // B hangs up later: B owns the call, so the call ends and the caller is let go.
-    let step = apply(m, T_DONE + 5_000, leg_ended(party(B), Some(B_SID), "completed"));
+    let step = apply(
+        m,
+        T_DONE + 5_000,
+        leg_ended(party(B), Some(B_SID), "completed"),
+    );
     assert_eq!(step.machine.call.status, CallStatus::Ended);
-    assert_eq!(step.machine.call.end_reason.as_deref(), Some("agent_hangup"));
+    assert_eq!(
+        step.machine.call.end_reason.as_deref(),
+        Some("agent_hangup")
+    );
 }
 
 /// Each way a phone target can fail while ringing rolls back to A with the right outcome,
@@ -313,7 +336,10 @@ fn a_failed_dial_request_rolls_back() {
         }),
     );
     assert_eq!(transfer(&step.machine).status, TransferStatus::Failed);
-    assert_eq!(transfer(&step.machine).reason.as_deref(), Some("dial_failed"));
+    assert_eq!(
+        transfer(&step.machine).reason.as_deref(),
+        Some("dial_failed")
+    );
     assert_eq!(
         placements(&step.machine),
         placed(&[(Party::Caller, Space::Main), (party(A), Space::Main)])
@@ -359,7 +385,11 @@ fn cancelling_while_b_rings_cancels_b_call_even_when_twilio_answers_the_dial_lat
         }]
     );
     // The leg's `canceled` callback afterwards changes nothing.
-    assert_noop(&late.machine, T_DONE + 20, leg_ended(party(B), Some(B_SID), "canceled"));
+    assert_noop(
+        &late.machine,
+        T_DONE + 20,
+        leg_ended(party(B), Some(B_SID), "canceled"),
+    );
 }
 
 #[test]
@@ -376,8 +406,16 @@ fn b_hanging_up_during_the_briefing_returns_the_caller_to_a() {
     .machine;
     let m = apply(&m, T_ANSWER, by(B, Command::AcceptTransfer)).machine;
     // An older leg's callback (another SID) is ignored.
-    assert_noop(&m, T_ANSWER + 50, leg_ended(party(B), Some("CAold"), "completed"));
-    let step = apply(&m, T_ANSWER + 100, leg_ended(party(B), Some(B_SID), "completed"));
+    assert_noop(
+        &m,
+        T_ANSWER + 50,
+        leg_ended(party(B), Some("CAold"), "completed"),
+    );
+    let step = apply(
+        &m,
+        T_ANSWER + 100,
+        leg_ended(party(B), Some(B_SID), "completed"),
+    );
     let m = &step.machine;
     assert_eq!(transfer(m).status, TransferStatus::Failed);
     assert_eq!(transfer(m).reason.as_deref(), Some("target_hangup"));
@@ -417,7 +455,11 @@ fn a_phone_caller_hanging_up_while_held_ends_b_leg_and_releases_a() {
         }),
     )
     .machine;
-    let step = apply(&m, T_ANSWER + 10, leg_ended(Party::Caller, Some(CALLER_SID), "hung_up"));
+    let step = apply(
+        &m,
+        T_ANSWER + 10,
+        leg_ended(Party::Caller, Some(CALLER_SID), "hung_up"),
+    );
     let m = &step.machine;
     assert_eq!(m.call.status, CallStatus::Ended);
     assert_eq!(m.call.end_reason.as_deref(), Some("caller_hangup"));
@@ -438,7 +480,9 @@ fn a_phone_caller_hanging_up_while_held_ends_b_leg_and_releases_a() {
         conference_sid: Some("CFmain".into()),
     }));
     assert!(
-        !effects.iter().any(|e| matches!(e, Effect::HangupPhone { call_sid, .. } if call_sid == CALLER_SID)),
+        !effects
+            .iter()
+            .any(|e| matches!(e, Effect::HangupPhone { call_sid, .. } if call_sid == CALLER_SID)),
         "the caller's own leg already ended"
     );
     assert!(step
@@ -481,7 +525,9 @@ fn cold_transfer_of_a_phone_caller_to_a_phone_specialist() {
         label: A.into(),
     }));
     assert!(
-        !effects.iter().any(|e| matches!(e, Effect::RedirectPhone { .. })),
+        !effects
+            .iter()
+            .any(|e| matches!(e, Effect::RedirectPhone { .. })),
         "B is joined by the answer to its key press"
     );
     // A stray participant-leave of A (leaving the conference) changes nothing.
