@@ -47,6 +47,7 @@ struct AppState {
     auth_token: String,
     twiml: HashMap<String, String>,
     fail_first: HashMap<String, usize>,
+    delay: HashMap<String, Duration>,
     hits: Vec<Hit>,
 }
 
@@ -73,6 +74,15 @@ async fn app_entry(
     body: web::Bytes,
     data: web::Data<Mutex<AppState>>,
 ) -> HttpResponse {
+    let delay = data
+        .lock()
+        .expect("app state")
+        .delay
+        .get(req.path())
+        .copied();
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
     let mut st = data.lock().expect("app state");
     let params: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
     let url = format!("{}{}", st.base, req.uri());
@@ -151,6 +161,14 @@ impl TestApp {
             .expect("app state")
             .fail_first
             .insert(path.to_owned(), n);
+    }
+
+    fn delay(&self, path: &str, delay: Duration) {
+        self.state
+            .lock()
+            .expect("app state")
+            .delay
+            .insert(path.to_owned(), delay);
     }
 
     fn hits(&self, path: &str) -> Vec<Hit> {
@@ -1058,4 +1076,94 @@ async fn fault_switches_rate_limit_duplicate_reorder_drop_and_retry() {
         .find(|r| r.route == Route::CreateCall && r.status == 201)
         .unwrap();
     assert_eq!(created.param("To"), Some("+15550000040"));
+}
+
+#[actix_web::test]
+async fn slow_twiml_times_out_and_rest_latency_delays_answers() {
+    let (fake, app, rest) = setup().await;
+    app.twiml("/voice", "<Response><Say>too late</Say></Response>");
+    app.delay("/voice", Duration::from_millis(500));
+    fake.set_twiml_timeout(Some(Duration::from_millis(100)));
+    let sid = fake.inbound_call("+15557000005", NUMBER);
+    fake.wait_for_call_status(&sid, "completed", WAIT).await;
+    assert_eq!(fake.heard(&sid), [Heard::ApplicationError]);
+    assert!(
+        fake.errors()[0].message.contains("failed"),
+        "{:?}",
+        fake.errors()
+    );
+
+    fake.set_twiml_timeout(None);
+    let sid = fake.inbound_call("+15557000005", NUMBER);
+    fake.wait_for_call_status(&sid, "completed", WAIT).await;
+    assert_eq!(fake.heard(&sid), [Heard::Say("too late".into())]);
+
+    fake.set_rest_latency(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let (status, _) = rest.get("/Conferences.json").await;
+    assert_eq!(status, 200);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+}
+
+#[actix_web::test]
+async fn a_participant_added_through_rest_rings_then_can_be_cancelled_by_removal() {
+    let (fake, app, rest) = setup().await;
+    app.twiml(
+        "/voice",
+        "<Response><Dial><Conference>consult</Conference></Dial></Response>",
+    );
+    fake.inbound_call("+15557000006", NUMBER);
+    let conf = fake
+        .wait_for("consult", WAIT, |f| f.conference("consult"))
+        .await;
+    fake.set_phone(
+        "+15550000050",
+        PhoneScript::answering_after(Duration::from_secs(30)),
+    );
+    let (status, body) = rest
+        .post(
+            &format!("/Conferences/{}/Participants.json", conf.sid),
+            &[
+                ("From", NUMBER),
+                ("To", "+15550000050"),
+                ("Label", "b"),
+                ("StatusCallback", &app.url("/b")),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (201, Some("queued")),
+        "{body}"
+    );
+    let b = body["call_sid"].as_str().unwrap().to_owned();
+    fake.wait_for("b ringing", WAIT, |f| {
+        f.conference("consult")
+            .and_then(|c| c.participant(&b).filter(|p| p.status == "ringing").cloned())
+    })
+    .await;
+    let (status, body) = rest
+        .get(&format!("/Conferences/{}/Participants/b.json", conf.sid))
+        .await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("ringing")));
+    assert_eq!(body["call_sid"], b.as_str());
+    let (status, _, _) = rest
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/Conferences/{}/Participants/b.json", conf.sid),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 204);
+    fake.wait_for_call_status(&b, "canceled", WAIT).await;
+    assert!(fake
+        .conference("consult")
+        .unwrap()
+        .participant(&b)
+        .is_none());
+    fake.wait_for("the canceled callback", WAIT, |_| {
+        (!app.hits("/b").is_empty()).then_some(())
+    })
+    .await;
+    assert_eq!(app.values("/b", "CallStatus"), ["canceled"]);
 }

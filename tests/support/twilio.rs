@@ -464,6 +464,16 @@ enum Doc {
     Join(Box<JoinSpec>),
 }
 
+impl Doc {
+    fn post(url: String) -> Doc {
+        Doc::Url {
+            url,
+            method: "POST".to_owned(),
+            extra: Vec::new(),
+        }
+    }
+}
+
 /// How a call joins a conference.
 #[derive(Debug, Clone, Default)]
 struct JoinSpec {
@@ -637,6 +647,11 @@ fn all_values<'a>(params: &'a [(String, String)], name: &'a str) -> impl Iterato
         .map(|(_, v)| v.as_str())
 }
 
+/// An HTTP method parameter (`StatusCallbackMethod`, ...), upper-cased, or `default`.
+fn method_param(params: &[(String, String)], name: &str, default: &str) -> String {
+    param(params, name).unwrap_or(default).to_uppercase()
+}
+
 fn truthy(v: &str) -> bool {
     v.eq_ignore_ascii_case("true")
 }
@@ -778,7 +793,7 @@ impl FakeTwilio {
     /// # Panics
     /// If `to` is not an owned number.
     pub fn inbound_call(&self, from: &str, to: &str) -> String {
-        let mut st = self.shared.lock();
+        let st = self.shared.lock();
         let url = st
             .cfg
             .numbers
@@ -793,19 +808,24 @@ impl FakeTwilio {
                 method: "POST".to_owned(),
                 events: HashSet::new(),
             });
-        let (sid, rx) = st.new_call(from, to, from, "inbound", "ringing", status_cb, Vec::new());
+        self.answer_inbound(st, from, to, status_cb, Vec::new(), url)
+    }
+
+    /// Creates an inbound call (ringing) and starts it on the voice URL `url`.
+    fn answer_inbound(
+        &self,
+        mut st: MutexGuard<'_, State>,
+        from: &str,
+        to: &str,
+        status_cb: Option<StatusCallback>,
+        extra: Vec<(String, String)>,
+        url: String,
+    ) -> String {
+        let (sid, rx) = st.new_call(from, to, from, "inbound", "ringing", status_cb, extra);
         drop(st);
-        let doc = Doc::Url {
-            url,
-            method: "POST".to_owned(),
-            extra: Vec::new(),
-        };
-        self.rt.spawn(run_call(
-            Arc::clone(&self.shared),
-            sid.clone(),
-            rx,
-            Start::Inbound(doc),
-        ));
+        let start = Start::Inbound(Doc::post(url));
+        let shared = Arc::clone(&self.shared);
+        self.rt.spawn(run_call(shared, sid.clone(), rx, start));
         sid
     }
 
@@ -817,7 +837,7 @@ impl FakeTwilio {
         access_token: &str,
         params: &[(&str, &str)],
     ) -> Result<String, ClientConnectError> {
-        let mut st = self.shared.lock();
+        let st = self.shared.lock();
         let (identity, app_sid) = verify_access_token(&st.cfg, access_token)?;
         let url = st
             .cfg
@@ -838,20 +858,7 @@ impl FakeTwilio {
                 .filter(|(k, _)| *k != "To")
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
         );
-        let (sid, rx) = st.new_call(&from, &to, &from, "inbound", "ringing", None, extra);
-        drop(st);
-        let doc = Doc::Url {
-            url,
-            method: "POST".to_owned(),
-            extra: Vec::new(),
-        };
-        self.rt.spawn(run_call(
-            Arc::clone(&self.shared),
-            sid.clone(),
-            rx,
-            Start::Inbound(doc),
-        ));
-        Ok(sid)
+        Ok(self.answer_inbound(st, &from, &to, None, extra, url))
     }
 
     /// The browser leg `call_sid` hangs up.
@@ -1144,6 +1151,16 @@ impl State {
             if status == "in-progress" && c.answered_at.is_none() {
                 c.answered_at = Some(Instant::now());
                 c.info.start_time = Some(now_rfc2822());
+            }
+        }
+        if status == "ringing" {
+            // A participant added through REST shows its call's progress.
+            for conf in &mut self.conferences {
+                for p in &mut conf.info.participants {
+                    if p.call_sid == sid && p.status == "queued" {
+                        p.status = "ringing".to_owned();
+                    }
+                }
             }
         }
     }
@@ -2198,7 +2215,7 @@ impl Runner {
             "Redirect" => match resolve_url(self.base.as_deref(), verb.text.trim()) {
                 Ok(url) => Flow::Goto(Doc::Url {
                     url,
-                    method: verb.attr("method").unwrap_or("POST").to_uppercase(),
+                    method: method_param(&verb.attrs, "method", "POST"),
                     extra: Vec::new(),
                 }),
                 Err(e) => {
@@ -2233,7 +2250,11 @@ impl Runner {
                 }
             }
         }
-        let pressed = {
+        // Keys are pressed only where DTMF is listened for (`input` defaults to `dtmf`).
+        let dtmf = verb.attr("input").is_none_or(|i| i.contains("dtmf"));
+        let pressed = if !dtmf {
+            None
+        } else {
             let mut st = self.shared.lock();
             let far_end = st
                 .calls
@@ -2256,7 +2277,7 @@ impl Runner {
                 return Flow::End;
             }
         };
-        let method = verb.attr("method").unwrap_or("POST").to_uppercase();
+        let method = method_param(&verb.attrs, "method", "POST");
         let digits = match pressed {
             Some(mut digits) => {
                 if let Some(n) = verb.attr("numDigits").and_then(|n| n.parse::<usize>().ok()) {
@@ -2306,9 +2327,7 @@ impl Runner {
             Some(href) => match resolve_url(self.base.as_deref(), href) {
                 Ok(url) => Some(ConfCallback {
                     url,
-                    method: attr("statusCallbackMethod")
-                        .unwrap_or("POST")
-                        .to_uppercase(),
+                    method: method_param(&conference.attrs, "statusCallbackMethod", "POST"),
                     events: match attr("statusCallbackEvent") {
                         Some(events) => event_set(std::iter::once(events)),
                         None => event_set(std::iter::once("start end")),
@@ -2341,7 +2360,7 @@ impl Runner {
             muted: attr("muted").is_some_and(truthy),
             beep: attr("beep").unwrap_or("true").to_owned(),
             wait_url,
-            wait_method: attr("waitMethod").unwrap_or("POST").to_uppercase(),
+            wait_method: method_param(&conference.attrs, "waitMethod", "POST"),
             callback,
         };
         match self.in_conference(&spec).await {
@@ -2351,7 +2370,7 @@ impl Runner {
                 Some(href) => match resolve_url(self.base.as_deref(), href) {
                     Ok(url) => Flow::Goto(Doc::Url {
                         url,
-                        method: verb.attr("method").unwrap_or("POST").to_uppercase(),
+                        method: method_param(&verb.attrs, "method", "POST"),
                         extra: vec![("DialCallStatus".to_owned(), "completed".to_owned())],
                     }),
                     Err(e) => {
@@ -2763,9 +2782,7 @@ impl State {
                     None => {}
                 }
                 if let Some(url) = absolute_url(params, "AnnounceUrl")? {
-                    let method = param(params, "AnnounceMethod")
-                        .unwrap_or("POST")
-                        .to_uppercase();
+                    let method = method_param(params, "AnnounceMethod", "POST");
                     for p in &self.conferences[idx].info.participants {
                         spawns.push(Spawn::Music(
                             p.call_sid.clone(),
@@ -2840,9 +2857,7 @@ impl State {
         Ok(
             absolute_url(params, "StatusCallback")?.map(|url| StatusCallback {
                 url,
-                method: param(params, "StatusCallbackMethod")
-                    .unwrap_or("POST")
-                    .to_uppercase(),
+                method: method_param(params, "StatusCallbackMethod", "POST"),
                 events: event_set(all_values(params, "StatusCallbackEvent")),
             }),
         )
@@ -2895,7 +2910,7 @@ impl State {
         self.check_from(from)?;
         let status_cb = Self::status_callback(params)?;
         let timeout = self.timeout_param(params)?;
-        let method = param(params, "Method").unwrap_or("POST").to_uppercase();
+        let method = method_param(params, "Method", "POST");
         let doc = if let Some(url) = url {
             Doc::Url {
                 url,
@@ -2948,7 +2963,7 @@ impl State {
             let doc = match (url, twiml) {
                 (Some(url), _) => Doc::Url {
                     url,
-                    method: param(params, "Method").unwrap_or("POST").to_uppercase(),
+                    method: method_param(params, "Method", "POST"),
                     extra: Vec::new(),
                 },
                 (None, Some(twiml)) => Doc::Twiml(twiml.to_owned()),
@@ -3001,9 +3016,7 @@ impl State {
         };
         let callback = absolute_url(params, "ConferenceStatusCallback")?.map(|url| ConfCallback {
             url,
-            method: param(params, "ConferenceStatusCallbackMethod")
-                .unwrap_or("POST")
-                .to_uppercase(),
+            method: method_param(params, "ConferenceStatusCallbackMethod", "POST"),
             events: {
                 let events = event_set(all_values(params, "ConferenceStatusCallbackEvent"));
                 if events.is_empty() {
@@ -3022,7 +3035,7 @@ impl State {
             muted: bool_param(params, "Muted")?.unwrap_or(false),
             beep: param(params, "Beep").unwrap_or("true").to_owned(),
             wait_url: absolute_url(params, "WaitUrl")?,
-            wait_method: param(params, "WaitMethod").unwrap_or("POST").to_uppercase(),
+            wait_method: method_param(params, "WaitMethod", "POST"),
             callback,
         };
         if let Some(label) = &spec.label {
@@ -3113,7 +3126,7 @@ impl State {
             self.conf_event(idx, event, Some(&after), &[]);
             if after.hold {
                 let url = hold_url.unwrap_or_else(|| DEFAULT_MUSIC_URL.to_owned());
-                let method = param(params, "HoldMethod").unwrap_or("GET").to_uppercase();
+                let method = method_param(params, "HoldMethod", "GET");
                 spawns.push(Spawn::Music(sid.clone(), url, method, Heard::HoldMusic));
             }
         }
@@ -3129,9 +3142,7 @@ impl State {
             self.conf_event(idx, "participant-modify", Some(&after), &[]);
         }
         if let Some(url) = announce_url {
-            let method = param(params, "AnnounceMethod")
-                .unwrap_or("POST")
-                .to_uppercase();
+            let method = method_param(params, "AnnounceMethod", "POST");
             spawns.push(Spawn::Music(sid, url, method, Heard::Announcement));
         }
         Ok((200, self.participant_json(idx, &after)))
