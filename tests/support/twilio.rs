@@ -490,6 +490,22 @@ struct JoinSpec {
     callback: Option<ConfCallback>,
 }
 
+impl JoinSpec {
+    fn participant(&self, call_sid: &str, status: &str) -> ParticipantInfo {
+        ParticipantInfo {
+            call_sid: call_sid.to_owned(),
+            label: self.label.clone(),
+            hold: false,
+            muted: self.muted,
+            end_on_exit: self.end_on_exit,
+            start_on_enter: self.start_on_enter,
+            status: status.to_owned(),
+            beep: self.beep.clone(),
+            date_created: now_rfc2822(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct StatusCallback {
     url: String,
@@ -1321,17 +1337,7 @@ impl State {
 
     /// Adds a participant that REST is still dialling (`queued`).
     fn add_pending(&mut self, idx: usize, sid: &str, spec: &JoinSpec) {
-        let participant = ParticipantInfo {
-            call_sid: sid.to_owned(),
-            label: spec.label.clone(),
-            hold: false,
-            muted: spec.muted,
-            end_on_exit: spec.end_on_exit,
-            start_on_enter: spec.start_on_enter,
-            status: "queued".to_owned(),
-            beep: spec.beep.clone(),
-            date_created: now_rfc2822(),
-        };
+        let participant = spec.participant(sid, "queued");
         self.conferences[idx].info.participants.push(participant);
     }
 
@@ -1356,17 +1362,7 @@ impl State {
         if conf.callback.is_none() {
             conf.callback = spec.callback.clone();
         }
-        let participant = ParticipantInfo {
-            call_sid: sid.to_owned(),
-            label: spec.label.clone(),
-            hold: false,
-            muted: spec.muted,
-            end_on_exit: spec.end_on_exit,
-            start_on_enter: spec.start_on_enter,
-            status: "connected".to_owned(),
-            beep: spec.beep.clone(),
-            date_created: now_rfc2822(),
-        };
+        let participant = spec.participant(sid, "connected");
         match conf
             .info
             .participants
@@ -1587,55 +1583,68 @@ async fn dispatch_callbacks(mut inbox: mpsc::UnboundedReceiver<Outgoing>, shared
             }
         };
         let Some(out) = out else { return };
-        let (dropped, reorder, duplicate) = {
+        let fate = {
             let mut st = shared.lock();
             let f = &mut st.faults;
             if f.drop_next > 0 {
                 f.drop_next -= 1;
-                (true, false, false)
+                Fate::Drop
             } else if f.reorder_next > 0 {
                 f.reorder_next -= 1;
-                (false, true, f.reorder_next == 0)
+                Fate::Batch {
+                    last: f.reorder_next == 0,
+                }
             } else if f.duplicate_next > 0 {
                 f.duplicate_next -= 1;
-                (false, false, true)
+                Fate::Twice
             } else {
-                (false, false, false)
+                Fate::Once
             }
         };
-        if dropped {
-            let mut st = shared.lock();
-            st.callbacks.push(CallbackRecord {
-                kind: out.kind,
-                url: out.url,
-                method: out.method,
-                params: out.params,
-                signature: String::new(),
-                attempt: 0,
-                status: None,
-                error: None,
-                dropped: true,
-            });
-            st.callbacks_pending = st.callbacks_pending.saturating_sub(1);
-            continue;
-        }
-        if reorder {
-            if batch.is_empty() {
-                batch_deadline = tokio::time::Instant::now() + REORDER_FLUSH;
+        match fate {
+            Fate::Drop => {
+                let mut st = shared.lock();
+                st.callbacks.push(CallbackRecord {
+                    kind: out.kind,
+                    url: out.url,
+                    method: out.method,
+                    params: out.params,
+                    signature: String::new(),
+                    attempt: 0,
+                    status: None,
+                    error: None,
+                    dropped: true,
+                });
+                st.callbacks_pending = st.callbacks_pending.saturating_sub(1);
             }
-            batch.push(out);
-            // `duplicate` here means "the batch is complete".
-            if duplicate {
-                flush_reversed(&shared, std::mem::take(&mut batch));
+            Fate::Batch { last } => {
+                if batch.is_empty() {
+                    batch_deadline = tokio::time::Instant::now() + REORDER_FLUSH;
+                }
+                batch.push(out);
+                if last {
+                    flush_reversed(&shared, std::mem::take(&mut batch));
+                }
             }
-            continue;
+            Fate::Twice => {
+                shared.lock().callbacks_pending += 1;
+                send_to_lane(&mut lanes, &shared, out.clone());
+                send_to_lane(&mut lanes, &shared, out);
+            }
+            Fate::Once => send_to_lane(&mut lanes, &shared, out),
         }
-        if duplicate {
-            shared.lock().callbacks_pending += 1;
-            send_to_lane(&mut lanes, &shared, out.clone());
-        }
-        send_to_lane(&mut lanes, &shared, out);
     }
+}
+
+/// What the callback fault switches do with one callback.
+enum Fate {
+    Drop,
+    /// Held back for a reversed batch; `last` completes the batch.
+    Batch {
+        last: bool,
+    },
+    Twice,
+    Once,
 }
 
 fn flush_reversed(shared: &Arc<Shared>, batch: Vec<Outgoing>) {
