@@ -21,6 +21,19 @@
 //! * **Fault switches**: REST latency, the next N requests of a route answering 429/500/503,
 //!   callbacks duplicated, delayed, dropped or delivered in reverse, a shorter TwiML timeout.
 //!
+//! # Wiring it to the server
+//!
+//! The server is configured with `TWILIO_API_BASE_URL` = [`FakeTwilio::base_url`], the
+//! account SID and auth token (or API key) of the [`FakeTwilioConfig`], and its public URL =
+//! its local `http://127.0.0.1:PORT` (the fake signs the URL it requests). Once the server
+//! listens, tell the fake where its webhooks are: [`FakeTwilio::set_number`] (the
+//! `TWILIO_PHONE_NUMBER` and its voice URL; only owned numbers may be a call's `From`) and
+//! [`FakeTwilio::set_app`] (the `TWILIO_APP_SID` TwiML App and its voice URL). Then script
+//! the far ends ([`FakeTwilio::set_phone`]), place calls ([`FakeTwilio::inbound_call`],
+//! [`FakeTwilio::client_connect`] with the token the server minted) and wait on the state
+//! ([`FakeTwilio::wait_for`], [`FakeTwilio::conference`], [`FakeTwilio::heard`]). Use a
+//! `time_scale` below 1 so TwiML pauses, gather timeouts and ring timeouts pass quickly.
+//!
 //! Choices where Twilio's documentation leaves room (documented so tests do not guess): a
 //! conference starts (`conference-start`, status `in-progress`) when it has two connected
 //! participants and one of them has `startConferenceOnEnter`; until then everyone in it hears
