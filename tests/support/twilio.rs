@@ -1073,7 +1073,6 @@ impl Drop for FakeTwilio {
 // Calls, conferences and the events they emit
 
 struct JoinOutcome {
-    conf_sid: String,
     waiting: bool,
     wait_url: Option<String>,
     wait_method: String,
@@ -1385,7 +1384,6 @@ impl State {
             Some(p) => p.status = "connected".to_owned(),
             None => conf.info.participants.push(participant.clone()),
         }
-        let conf_sid = conf.info.sid.clone();
         let name = conf.info.friendly_name.clone();
         let others: Vec<String> = conf
             .info
@@ -1424,7 +1422,6 @@ impl State {
         }
         let waiting = self.conferences[idx].info.status == "init";
         Ok(JoinOutcome {
-            conf_sid,
             waiting,
             wait_url: spec.wait_url.clone(),
             wait_method: spec.wait_method.clone(),
@@ -2415,7 +2412,6 @@ impl Runner {
                 return Left::HungUp;
             }
         };
-        let _ = outcome.conf_sid;
         if outcome.waiting {
             let url = outcome
                 .wait_url
@@ -2550,6 +2546,8 @@ struct RestError {
     status: u16,
     code: u32,
     message: String,
+    /// `Retry-After` seconds of a 429.
+    retry_after: Option<u64>,
 }
 
 impl RestError {
@@ -2558,6 +2556,7 @@ impl RestError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
     fn not_found(path: &str) -> Self {
@@ -2669,7 +2668,7 @@ async fn rest_entry(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared
         let result = st.rest(&req, parsed, &path, &params, &mut spawns);
         let (status, body, retry_after) = match result {
             Ok((status, body)) => (status, body, None),
-            Err((e, retry_after)) => (e.status, e.body(), retry_after),
+            Err(e) => (e.status, e.body(), e.retry_after),
         };
         st.requests.push(RestRequest {
             method,
@@ -2699,16 +2698,13 @@ enum Spawn {
     Music(String, String, String, fn(String) -> Heard),
 }
 
-type RestResult = Result<(u16, Value), (RestError, Option<u64>)>;
+type RestResult = Result<(u16, Value), RestError>;
 
-fn bad(code: u32, message: impl Into<String>) -> (RestError, Option<u64>) {
-    (RestError::new(400, code, message), None)
+fn bad(code: u32, message: impl Into<String>) -> RestError {
+    RestError::new(400, code, message)
 }
 
-fn bool_param(
-    params: &[(String, String)],
-    name: &str,
-) -> Result<Option<bool>, (RestError, Option<u64>)> {
+fn bool_param(params: &[(String, String)], name: &str) -> Result<Option<bool>, RestError> {
     match param(params, name) {
         None => Ok(None),
         Some(v) if v.eq_ignore_ascii_case("true") => Ok(Some(true)),
@@ -2717,10 +2713,7 @@ fn bool_param(
     }
 }
 
-fn absolute_url(
-    params: &[(String, String)],
-    name: &str,
-) -> Result<Option<String>, (RestError, Option<u64>)> {
+fn absolute_url(params: &[(String, String)], name: &str) -> Result<Option<String>, RestError> {
     match param(params, name) {
         None => Ok(None),
         Some(v) => match reqwest::Url::parse(v) {
@@ -2748,13 +2741,13 @@ impl State {
                     .is_some_and(|k| user == k.sid && pass == k.secret)
         });
         if !authenticated {
-            return Err((RestError::new(401, 20003, "Authenticate"), None));
+            return Err(RestError::new(401, 20003, "Authenticate"));
         }
         let Some(parsed) = parsed else {
-            return Err((RestError::not_found(path), None));
+            return Err(RestError::not_found(path));
         };
         if parsed.account != self.cfg.account_sid {
-            return Err((RestError::not_found(path), None));
+            return Err(RestError::not_found(path));
         }
         if let Some(i) = self
             .faults
@@ -2769,14 +2762,12 @@ impl State {
                 self.faults.rest.remove(i);
             }
             return Err(match fault {
-                RestFault::TooManyRequests { retry_after_secs } => (
-                    RestError::new(429, 20429, "Too Many Requests"),
-                    Some(retry_after_secs),
-                ),
-                RestFault::ServerError => {
-                    (RestError::new(500, 20500, "Internal Server Error"), None)
-                }
-                RestFault::Unavailable => (RestError::new(503, 20503, "Service Unavailable"), None),
+                RestFault::TooManyRequests { retry_after_secs } => RestError {
+                    retry_after: Some(retry_after_secs),
+                    ..RestError::new(429, 20429, "Too Many Requests")
+                },
+                RestFault::ServerError => RestError::new(500, 20500, "Internal Server Error"),
+                RestFault::Unavailable => RestError::new(503, 20503, "Service Unavailable"),
             });
         }
         let ids = &parsed.ids;
@@ -2785,19 +2776,19 @@ impl State {
             Route::FetchCall => self
                 .call_json(&ids[0])
                 .map(|v| (200, v))
-                .ok_or_else(|| (RestError::not_found(path), None)),
+                .ok_or_else(|| RestError::not_found(path)),
             Route::UpdateCall => self.update_call(path, &ids[0], params),
             Route::ListConferences => Ok((200, self.list_conferences(params))),
             Route::FetchConference => {
                 let idx = self
                     .conf_by_sid(&ids[0])
-                    .ok_or_else(|| (RestError::not_found(path), None))?;
+                    .ok_or_else(|| RestError::not_found(path))?;
                 Ok((200, self.conf_json(idx)))
             }
             Route::UpdateConference => {
                 let idx = self
                     .conf_by_sid(&ids[0])
-                    .ok_or_else(|| (RestError::not_found(path), None))?;
+                    .ok_or_else(|| RestError::not_found(path))?;
                 match param(params, "Status") {
                     Some("completed") => self.end_conference(idx, "conference-ended-via-api", None),
                     Some(other) => return Err(bad(20001, format!("Invalid Status {other}"))),
@@ -2820,7 +2811,7 @@ impl State {
             Route::ListParticipants => {
                 let idx = self
                     .conf_by_sid(&ids[0])
-                    .ok_or_else(|| (RestError::not_found(path), None))?;
+                    .ok_or_else(|| RestError::not_found(path))?;
                 let list: Vec<Value> = self.conferences[idx]
                     .info
                     .participants
@@ -2840,7 +2831,7 @@ impl State {
             Route::FetchParticipant | Route::UpdateParticipant | Route::DeleteParticipant => {
                 let idx = self
                     .conf_by_sid(&ids[0])
-                    .ok_or_else(|| (RestError::not_found(path), None))?;
+                    .ok_or_else(|| RestError::not_found(path))?;
                 let who = &ids[1];
                 let Some(pos) = self.conferences[idx]
                     .info
@@ -2848,7 +2839,7 @@ impl State {
                     .iter()
                     .position(|p| &p.call_sid == who || p.label.as_deref() == Some(who.as_str()))
                 else {
-                    return Err((RestError::not_found(path), None));
+                    return Err(RestError::not_found(path));
                 };
                 match parsed.route {
                     Route::FetchParticipant => {
@@ -2869,13 +2860,11 @@ impl State {
                     }
                 }
             }
-            Route::Any => Err((RestError::not_found(path), None)),
+            Route::Any => Err(RestError::not_found(path)),
         }
     }
 
-    fn status_callback(
-        params: &[(String, String)],
-    ) -> Result<Option<StatusCallback>, (RestError, Option<u64>)> {
+    fn status_callback(params: &[(String, String)]) -> Result<Option<StatusCallback>, RestError> {
         Ok(
             absolute_url(params, "StatusCallback")?.map(|url| StatusCallback {
                 url,
@@ -2885,10 +2874,7 @@ impl State {
         )
     }
 
-    fn timeout_param(
-        &self,
-        params: &[(String, String)],
-    ) -> Result<Duration, (RestError, Option<u64>)> {
+    fn timeout_param(&self, params: &[(String, String)]) -> Result<Duration, RestError> {
         let secs = match param(params, "Timeout") {
             None => 60,
             Some(v) => v
@@ -2898,7 +2884,7 @@ impl State {
         Ok(self.scaled(secs.min(600) as f64))
     }
 
-    fn check_from(&self, from: &str) -> Result<(), (RestError, Option<u64>)> {
+    fn check_from(&self, from: &str) -> Result<(), RestError> {
         if from.starts_with("client:") || self.cfg.numbers.contains_key(from) {
             Ok(())
         } else {
@@ -2974,7 +2960,7 @@ impl State {
             .calls
             .get(sid)
             .map(|c| c.info.status.clone())
-            .ok_or_else(|| (RestError::not_found(path), None))?;
+            .ok_or_else(|| RestError::not_found(path))?;
         let url = absolute_url(params, "Url")?;
         let twiml = param(params, "Twiml");
         let mut shown = status.clone();
@@ -3031,7 +3017,7 @@ impl State {
         let idx = if conference.starts_with("CF") && conference.len() == 34 {
             match self.conf_by_sid(conference) {
                 Some(i) if self.conferences[i].info.status != "completed" => i,
-                _ => return Err((RestError::not_found(path), None)),
+                _ => return Err(RestError::not_found(path)),
             }
         } else {
             self.live_conf_by_name_or_create(conference)
