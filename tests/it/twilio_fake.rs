@@ -84,14 +84,23 @@ async fn app_entry(
         tokio::time::sleep(delay).await;
     }
     let mut st = data.lock().expect("app state");
-    let params: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    let mut params: Vec<(String, String)> =
+        serde_urlencoded::from_str(req.query_string()).unwrap_or_default();
+    let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    // A GET is signed over the URL alone (its query holds the parameters).
+    let signed = if req.method() == actix_web::http::Method::GET {
+        Vec::new()
+    } else {
+        form.clone()
+    };
+    params.extend(form);
     let url = format!("{}{}", st.base, req.uri());
     let sent = req
         .headers()
         .get("x-twilio-signature")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    let signature_ok = sent == expected_signature(&st.auth_token, &url, &params);
+    let signature_ok = sent == expected_signature(&st.auth_token, &url, &signed);
     let path = req.path().to_owned();
     st.hits.push(Hit {
         path: path.clone(),
@@ -434,6 +443,10 @@ async fn inbound_caller_waits_until_an_agent_starts_the_conference_and_hold_is_r
     );
     app.twiml("/client", AGENT_TWIML);
     app.twiml(
+        "/announce",
+        "<Response><Play>https://example.com/news.mp3</Play></Response>",
+    );
+    app.twiml(
         "/hold",
         "<Response><Play>https://example.com/hold.mp3</Play></Response>",
     );
@@ -511,6 +524,19 @@ async fn inbound_caller_waits_until_an_agent_starts_the_conference_and_hold_is_r
         )
         .await;
     assert_eq!(status, 200);
+    let (status, body) = rest
+        .post(
+            &format!("/Conferences/{}/Participants/agent.json", conf.sid),
+            &[("Muted", "true"), ("AnnounceUrl", &app.url("/announce"))],
+        )
+        .await;
+    assert_eq!((status, body["muted"].as_bool()), (200, Some(true)));
+    fake.wait_for("the announcement", WAIT, |f| {
+        f.heard(&agent)
+            .contains(&Heard::Announcement("https://example.com/news.mp3".into()))
+            .then_some(())
+    })
+    .await;
     fake.wait_for("hold music", WAIT, |f| {
         f.heard(&caller)
             .contains(&Heard::HoldMusic("https://example.com/hold.mp3".into()))
@@ -542,6 +568,7 @@ async fn inbound_caller_waits_until_an_agent_starts_the_conference_and_hold_is_r
             "conference-start",
             "participant-hold",
             "participant-unhold",
+            "participant-mute",
             "participant-leave",
             "participant-leave",
             "conference-end"
@@ -552,16 +579,17 @@ async fn inbound_caller_waits_until_an_agent_starts_the_conference_and_hold_is_r
         .iter()
         .map(|h| h.param("SequenceNumber").unwrap().parse().unwrap())
         .collect();
-    assert_eq!(seqs, (1..=8).collect::<Vec<u32>>());
+    assert_eq!(seqs, (1..=9).collect::<Vec<u32>>());
     assert_eq!(hits[0].param("ParticipantLabel"), Some("caller"));
     assert_eq!(hits[0].param("StartConferenceOnEnter"), Some("false"));
     assert_eq!(hits[3].param("Hold"), Some("true"));
-    assert_eq!(hits[5].param("CallSid"), Some(agent.as_str()));
+    assert_eq!(hits[5].param("Muted"), Some("true"));
+    assert_eq!(hits[6].param("CallSid"), Some(agent.as_str()));
     assert_eq!(
-        hits[5].param("ReasonParticipantLeft"),
+        hits[6].param("ReasonParticipantLeft"),
         Some("participant_hung_up")
     );
-    assert_eq!(hits[7].param("ConferenceSid"), Some(conf.sid.as_str()));
+    assert_eq!(hits[8].param("ConferenceSid"), Some(conf.sid.as_str()));
     assert!(fake.errors().is_empty(), "{:?}", fake.errors());
 }
 
@@ -609,6 +637,8 @@ async fn outbound_calls_to_scripted_phones_report_the_right_statuses() {
                     ("StatusCallback", &callback),
                     ("StatusCallbackEvent", "initiated ringing"),
                     ("StatusCallbackEvent", "answered completed"),
+                    // One call reports with GET: parameters in the query, signed URL only.
+                    ("StatusCallbackMethod", if i == 3 { "GET" } else { "POST" }),
                 ],
             )
             .await;
@@ -650,6 +680,15 @@ async fn outbound_calls_to_scripted_phones_report_the_right_statuses() {
         assert!(final_hit.param("CallDuration").is_some());
         assert_eq!(final_hit.param("CallSid"), Some(sids[i].as_str()));
     }
+    let by_get: Vec<_> = fake
+        .callback_log()
+        .into_iter()
+        .filter(|r| r.url.contains("/status/3?"))
+        .collect();
+    assert_eq!(by_get.len(), 4);
+    assert!(by_get
+        .iter()
+        .all(|r| r.method == "GET" && r.status == Some(204)));
     assert_eq!(fake.heard(&sids[3]), [Heard::Say("hello".into())]);
     assert!(
         fake.heard(&sids[0]).is_empty(),

@@ -21,6 +21,19 @@
 //! * **Fault switches**: REST latency, the next N requests of a route answering 429/500/503,
 //!   callbacks duplicated, delayed, dropped or delivered in reverse, a shorter TwiML timeout.
 //!
+//! # Wiring it to the server
+//!
+//! The server is configured with `TWILIO_API_BASE_URL` = [`FakeTwilio::base_url`], the
+//! account SID and auth token (or API key) of the [`FakeTwilioConfig`], and its public URL =
+//! its local `http://127.0.0.1:PORT` (the fake signs the URL it requests). Once the server
+//! listens, tell the fake where its webhooks are: [`FakeTwilio::set_number`] (the
+//! `TWILIO_PHONE_NUMBER` and its voice URL; only owned numbers may be a call's `From`) and
+//! [`FakeTwilio::set_app`] (the `TWILIO_APP_SID` TwiML App and its voice URL). Then script
+//! the far ends ([`FakeTwilio::set_phone`]), place calls ([`FakeTwilio::inbound_call`],
+//! [`FakeTwilio::client_connect`] with the token the server minted) and wait on the state
+//! ([`FakeTwilio::wait_for`], [`FakeTwilio::conference`], [`FakeTwilio::heard`]). Use a
+//! `time_scale` below 1 so TwiML pauses, gather timeouts and ring timeouts pass quickly.
+//!
 //! Choices where Twilio's documentation leaves room (documented so tests do not guess): a
 //! conference starts (`conference-start`, status `in-progress`) when it has two connected
 //! participants and one of them has `startConferenceOnEnter`; until then everyone in it hears
@@ -1060,7 +1073,6 @@ impl Drop for FakeTwilio {
 // Calls, conferences and the events they emit
 
 struct JoinOutcome {
-    conf_sid: String,
     waiting: bool,
     wait_url: Option<String>,
     wait_method: String,
@@ -1372,7 +1384,6 @@ impl State {
             Some(p) => p.status = "connected".to_owned(),
             None => conf.info.participants.push(participant.clone()),
         }
-        let conf_sid = conf.info.sid.clone();
         let name = conf.info.friendly_name.clone();
         let others: Vec<String> = conf
             .info
@@ -1411,7 +1422,6 @@ impl State {
         }
         let waiting = self.conferences[idx].info.status == "init";
         Ok(JoinOutcome {
-            conf_sid,
             waiting,
             wait_url: spec.wait_url.clone(),
             wait_method: spec.wait_method.clone(),
@@ -2407,7 +2417,6 @@ impl Runner {
                 return Left::HungUp;
             }
         };
-        let _ = outcome.conf_sid;
         if outcome.waiting {
             let url = outcome
                 .wait_url
@@ -2542,6 +2551,8 @@ struct RestError {
     status: u16,
     code: u32,
     message: String,
+    /// `Retry-After` seconds of a 429.
+    retry_after: Option<u64>,
 }
 
 impl RestError {
@@ -2550,6 +2561,7 @@ impl RestError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
     fn not_found(path: &str) -> Self {
@@ -2661,7 +2673,7 @@ async fn rest_entry(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared
         let result = st.rest(&req, parsed, &path, &params, &mut spawns);
         let (status, body, retry_after) = match result {
             Ok((status, body)) => (status, body, None),
-            Err((e, retry_after)) => (e.status, e.body(), retry_after),
+            Err(e) => (e.status, e.body(), e.retry_after),
         };
         st.requests.push(RestRequest {
             method,
@@ -2691,16 +2703,13 @@ enum Spawn {
     Music(String, String, String, fn(String) -> Heard),
 }
 
-type RestResult = Result<(u16, Value), (RestError, Option<u64>)>;
+type RestResult = Result<(u16, Value), RestError>;
 
-fn bad(code: u32, message: impl Into<String>) -> (RestError, Option<u64>) {
-    (RestError::new(400, code, message), None)
+fn bad(code: u32, message: impl Into<String>) -> RestError {
+    RestError::new(400, code, message)
 }
 
-fn bool_param(
-    params: &[(String, String)],
-    name: &str,
-) -> Result<Option<bool>, (RestError, Option<u64>)> {
+fn bool_param(params: &[(String, String)], name: &str) -> Result<Option<bool>, RestError> {
     match param(params, name) {
         None => Ok(None),
         Some(v) if v.eq_ignore_ascii_case("true") => Ok(Some(true)),
@@ -2709,10 +2718,7 @@ fn bool_param(
     }
 }
 
-fn absolute_url(
-    params: &[(String, String)],
-    name: &str,
-) -> Result<Option<String>, (RestError, Option<u64>)> {
+fn absolute_url(params: &[(String, String)], name: &str) -> Result<Option<String>, RestError> {
     match param(params, name) {
         None => Ok(None),
         Some(v) => match reqwest::Url::parse(v) {
@@ -2740,13 +2746,13 @@ impl State {
                     .is_some_and(|k| user == k.sid && pass == k.secret)
         });
         if !authenticated {
-            return Err((RestError::new(401, 20003, "Authenticate"), None));
+            return Err(RestError::new(401, 20003, "Authenticate"));
         }
         let Some(parsed) = parsed else {
-            return Err((RestError::not_found(path), None));
+            return Err(RestError::not_found(path));
         };
         if parsed.account != self.cfg.account_sid {
-            return Err((RestError::not_found(path), None));
+            return Err(RestError::not_found(path));
         }
         if let Some(i) = self
             .faults
@@ -2761,14 +2767,12 @@ impl State {
                 self.faults.rest.remove(i);
             }
             return Err(match fault {
-                RestFault::TooManyRequests { retry_after_secs } => (
-                    RestError::new(429, 20429, "Too Many Requests"),
-                    Some(retry_after_secs),
-                ),
-                RestFault::ServerError => {
-                    (RestError::new(500, 20500, "Internal Server Error"), None)
-                }
-                RestFault::Unavailable => (RestError::new(503, 20503, "Service Unavailable"), None),
+                RestFault::TooManyRequests { retry_after_secs } => RestError {
+                    retry_after: Some(retry_after_secs),
+                    ..RestError::new(429, 20429, "Too Many Requests")
+                },
+                RestFault::ServerError => RestError::new(500, 20500, "Internal Server Error"),
+                RestFault::Unavailable => RestError::new(503, 20503, "Service Unavailable"),
             });
         }
         let ids = &parsed.ids;
@@ -2777,19 +2781,19 @@ impl State {
             Route::FetchCall => self
                 .call_json(&ids[0])
                 .map(|v| (200, v))
-                .ok_or_else(|| (RestError::not_found(path), None)),
+                .ok_or_else(|| RestError::not_found(path)),
             Route::UpdateCall => self.update_call(path, &ids[0], params),
             Route::ListConferences => Ok((200, self.list_conferences(params))),
             Route::FetchConference => {
                 let idx = self
                     .conf_by_sid(&ids[0])
-                    .ok_or_else(|| (RestError::not_found(path), None))?;
+                    .ok_or_else(|| RestError::not_found(path))?;
                 Ok((200, self.conf_json(idx)))
             }
             Route::UpdateConference => {
                 let idx = self
                     .conf_by_sid(&ids[0])
-                    .ok_or_else(|| (RestError::not_found(path), None))?;
+                    .ok_or_else(|| RestError::not_found(path))?;
                 match param(params, "Status") {
                     Some("completed") => self.end_conference(idx, "conference-ended-via-api", None),
                     Some(other) => return Err(bad(20001, format!("Invalid Status {other}"))),
@@ -2812,7 +2816,7 @@ impl State {
             Route::ListParticipants => {
                 let idx = self
                     .conf_by_sid(&ids[0])
-                    .ok_or_else(|| (RestError::not_found(path), None))?;
+                    .ok_or_else(|| RestError::not_found(path))?;
                 let list: Vec<Value> = self.conferences[idx]
                     .info
                     .participants
@@ -2832,7 +2836,7 @@ impl State {
             Route::FetchParticipant | Route::UpdateParticipant | Route::DeleteParticipant => {
                 let idx = self
                     .conf_by_sid(&ids[0])
-                    .ok_or_else(|| (RestError::not_found(path), None))?;
+                    .ok_or_else(|| RestError::not_found(path))?;
                 let who = &ids[1];
                 let Some(pos) = self.conferences[idx]
                     .info
@@ -2840,7 +2844,7 @@ impl State {
                     .iter()
                     .position(|p| &p.call_sid == who || p.label.as_deref() == Some(who.as_str()))
                 else {
-                    return Err((RestError::not_found(path), None));
+                    return Err(RestError::not_found(path));
                 };
                 match parsed.route {
                     Route::FetchParticipant => {
@@ -2861,13 +2865,11 @@ impl State {
                     }
                 }
             }
-            Route::Any => Err((RestError::not_found(path), None)),
+            Route::Any => Err(RestError::not_found(path)),
         }
     }
 
-    fn status_callback(
-        params: &[(String, String)],
-    ) -> Result<Option<StatusCallback>, (RestError, Option<u64>)> {
+    fn status_callback(params: &[(String, String)]) -> Result<Option<StatusCallback>, RestError> {
         Ok(
             absolute_url(params, "StatusCallback")?.map(|url| StatusCallback {
                 url,
@@ -2877,10 +2879,7 @@ impl State {
         )
     }
 
-    fn timeout_param(
-        &self,
-        params: &[(String, String)],
-    ) -> Result<Duration, (RestError, Option<u64>)> {
+    fn timeout_param(&self, params: &[(String, String)]) -> Result<Duration, RestError> {
         let secs = match param(params, "Timeout") {
             None => 60,
             Some(v) => v
@@ -2890,7 +2889,7 @@ impl State {
         Ok(self.scaled(secs.min(600) as f64))
     }
 
-    fn check_from(&self, from: &str) -> Result<(), (RestError, Option<u64>)> {
+    fn check_from(&self, from: &str) -> Result<(), RestError> {
         if from.starts_with("client:") || self.cfg.numbers.contains_key(from) {
             Ok(())
         } else {
@@ -2966,7 +2965,7 @@ impl State {
             .calls
             .get(sid)
             .map(|c| c.info.status.clone())
-            .ok_or_else(|| (RestError::not_found(path), None))?;
+            .ok_or_else(|| RestError::not_found(path))?;
         let url = absolute_url(params, "Url")?;
         let twiml = param(params, "Twiml");
         let mut shown = status.clone();
@@ -3023,7 +3022,7 @@ impl State {
         let idx = if conference.starts_with("CF") && conference.len() == 34 {
             match self.conf_by_sid(conference) {
                 Some(i) if self.conferences[i].info.status != "completed" => i,
-                _ => return Err((RestError::not_found(path), None)),
+                _ => return Err(RestError::not_found(path)),
             }
         } else {
             self.live_conf_by_name_or_create(conference)
