@@ -12,4 +12,5 @@ mod races;
 mod recovery;
 mod resources;
 mod security;
+mod twilio;
 mod twilio_fake;

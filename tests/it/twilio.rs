@@ -9,9 +9,7 @@ use serde_json::{json, Value};
 
 use crate::flows::{call_until, placed};
 use crate::support::app::{spawn_app_with, Party, TestApp, TestOptions, TWILIO_NUMBER};
-use crate::support::twilio::{
-    twilio_signature, FakeTwilio, Heard, PhoneScript, RestFault, Route,
-};
+use crate::support::twilio::{twilio_signature, FakeTwilio, Heard, PhoneScript, RestFault, Route};
 
 const CALLER_NUMBER: &str = "+15557654321";
 const SPECIALIST: &str = "spec";
@@ -65,7 +63,12 @@ async fn in_conference(app: &TestApp, name: &str, label: &str, hold: bool) {
 fn labels(app: &TestApp, name: &str) -> Vec<String> {
     let mut l: Vec<String> = fake(app)
         .conference(name)
-        .map(|c| c.participants.iter().filter_map(|p| p.label.clone()).collect())
+        .map(|c| {
+            c.participants
+                .iter()
+                .filter_map(|p| p.label.clone())
+                .collect()
+        })
         .unwrap_or_default();
     l.sort();
     l
@@ -90,7 +93,7 @@ async fn phone_call(app: &TestApp, owner_id: &str) -> PhoneCall {
     let offered = owner.expect("call.offered").await;
     assert_eq!(offered["callId"], call_id.as_str());
     assert_eq!(offered["data"]["callerName"], CALLER_NUMBER);
-    let caller_id = app.get(&format!("/api/calls/{call_id}"), None).await.body["call"]["callerId"]
+    let caller_id = app.get(&format!("/api/calls/{call_id}"), None).await.body["callerId"]
         .as_str()
         .expect("callerId")
         .to_string();
@@ -195,14 +198,20 @@ async fn warm_transfer_of_a_phone_caller_to_a_phone_specialist() {
     // consult conference from the browser.
     in_conference(&app, &c.main, &c.caller_id, true).await;
     let mv = c.owner.follow_move().await;
-    assert_eq!((mv["data"]["plane"].as_str(), mv["data"]["room"].as_str()), (Some("twilio"), Some(consult.as_str())));
+    assert_eq!(
+        (mv["data"]["plane"].as_str(), mv["data"]["room"].as_str()),
+        (Some("twilio"), Some(consult.as_str()))
+    );
     // B answers, hears the briefing, presses 1 and joins A in the consult conference.
     let b_sid = specialist_call(&app).await;
     in_conference(&app, &consult, SPECIALIST, false).await;
     in_conference(&app, &consult, "alice", false).await;
     transfer_until(&app, &id, "briefing").await;
     let briefing = spoken(&app, &b_sid);
-    assert!(briefing.contains("Needs a refund") && briefing.contains(CALLER_NUMBER), "{briefing}");
+    assert!(
+        briefing.contains("Needs a refund") && briefing.contains(CALLER_NUMBER),
+        "{briefing}"
+    );
     assert!(briefing.contains("Press 1"), "{briefing}");
     fake(&app)
         .wait_for("hold music", WAIT, |f| {
@@ -214,7 +223,11 @@ async fn warm_transfer_of_a_phone_caller_to_a_phone_specialist() {
         .await;
 
     let r = app
-        .post(&format!("/api/transfers/{id}/complete"), Some(&c.owner_token), json!({}))
+        .post(
+            &format!("/api/transfers/{id}/complete"),
+            Some(&c.owner_token),
+            json!({}),
+        )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     c.owner.expect("participant.released").await;
@@ -229,7 +242,7 @@ async fn warm_transfer_of_a_phone_caller_to_a_phone_specialist() {
         })
         .await;
     let call = call_until(&app, &c.call_id, "B owns the call", |v| {
-        v["call"]["ownerId"] == SPECIALIST && v["call"]["status"] == "active"
+        v["ownerId"] == SPECIALIST && v["status"] == "active"
     })
     .await;
     assert_eq!(placed(&call, "alice"), None);
@@ -242,8 +255,10 @@ async fn warm_transfer_of_a_phone_caller_to_a_phone_specialist() {
 
     // B hangs up: B owned the call, so it ends and the caller is let go.
     fake(&app).hang_up(&b_sid);
-    call_until(&app, &c.call_id, "ended", |v| v["call"]["status"] == "ended").await;
-    fake(&app).wait_for_call_status(&c.caller_sid, "completed", WAIT).await;
+    call_until(&app, &c.call_id, "ended", |v| v["status"] == "ended").await;
+    fake(&app)
+        .wait_for_call_status(&c.caller_sid, "completed", WAIT)
+        .await;
 }
 
 #[actix_web::test]
@@ -262,20 +277,30 @@ async fn warm_transfer_of_a_web_caller_to_a_phone_specialist() {
     in_conference(&app, &consult, SPECIALIST, false).await;
     transfer_until(&app, &id, "briefing").await;
     let r = app
-        .post(&format!("/api/transfers/{id}/complete"), Some(&c.owner_token), json!({}))
+        .post(
+            &format!("/api/transfers/{id}/complete"),
+            Some(&c.owner_token),
+            json!({}),
+        )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     // The web caller now joins the main conference as a Voice SDK client leg, with B.
     let mv = c.caller.follow_move().await;
-    assert_eq!((mv["data"]["plane"].as_str(), mv["data"]["room"].as_str()), (Some("twilio"), Some(c.main_room.as_str())));
+    assert_eq!(
+        (mv["data"]["plane"].as_str(), mv["data"]["room"].as_str()),
+        (Some("twilio"), Some(c.main_room.as_str()))
+    );
     in_conference(&app, &c.main_room, SPECIALIST, false).await;
-    let caller_id = app.get(&format!("/api/calls/{}", c.call_id), None).await.body["call"]["callerId"]
+    let caller_id = app
+        .get(&format!("/api/calls/{}", c.call_id), None)
+        .await
+        .body["callerId"]
         .as_str()
         .unwrap()
         .to_string();
     in_conference(&app, &c.main_room, &caller_id, false).await;
     call_until(&app, &c.call_id, "caller confirmed with B", |v| {
-        placed(v, "caller") == Some(("main".into(), true)) && v["call"]["ownerId"] == SPECIALIST
+        placed(v, "caller") == Some(("main".into(), true)) && v["ownerId"] == SPECIALIST
     })
     .await;
 }
@@ -301,17 +326,31 @@ async fn warm_transfer_of_a_phone_caller_to_a_web_agent() {
     assert_eq!(a_mv["data"]["plane"], "livekit");
     bob.expect("transfer.offered").await;
     let r = app
-        .post(&format!("/api/transfers/{id}/accept"), Some(&bob_token), json!({}))
+        .post(
+            &format!("/api/transfers/{id}/accept"),
+            Some(&bob_token),
+            json!({}),
+        )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     bob.follow_move().await;
     transfer_until(&app, &id, "briefing").await;
     let r = app
-        .post(&format!("/api/transfers/{id}/complete"), Some(&c.owner_token), json!({}))
+        .post(
+            &format!("/api/transfers/{id}/complete"),
+            Some(&c.owner_token),
+            json!({}),
+        )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     let b_mv = bob.follow_move().await;
-    assert_eq!((b_mv["data"]["plane"].as_str(), b_mv["data"]["room"].as_str()), (Some("twilio"), Some(c.main.as_str())));
+    assert_eq!(
+        (
+            b_mv["data"]["plane"].as_str(),
+            b_mv["data"]["room"].as_str()
+        ),
+        (Some("twilio"), Some(c.main.as_str()))
+    );
     in_conference(&app, &c.main, "bob", false).await;
     in_conference(&app, &c.main, &c.caller_id, false).await;
     fake(&app)
@@ -323,7 +362,12 @@ async fn warm_transfer_of_a_phone_caller_to_a_web_agent() {
 
 fn labels_of(f: &FakeTwilio, name: &str) -> Vec<String> {
     f.conference(name)
-        .map(|c| c.participants.iter().filter_map(|p| p.label.clone()).collect())
+        .map(|c| {
+            c.participants
+                .iter()
+                .filter_map(|p| p.label.clone())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -355,7 +399,11 @@ async fn cold_and_conference_transfers_to_a_phone_specialist() {
     in_conference(&app, &c.main, &c.caller_id, false).await;
     in_conference(&app, &c.main, "alice", false).await;
     let r = app
-        .post(&format!("/api/transfers/{id}/complete"), Some(&c.owner_token), json!({}))
+        .post(
+            &format!("/api/transfers/{id}/complete"),
+            Some(&c.owner_token),
+            json!({}),
+        )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     fake(&app)
@@ -372,9 +420,27 @@ async fn every_phone_failure_returns_the_caller_to_a() {
     // (what, the phone, B hangs up once briefing, outcome, reason)
     let cases: Vec<(&str, PhoneScript, bool, &str, &str)> = vec![
         ("busy", PhoneScript::busy(), false, "declined", "busy"),
-        ("no answer", PhoneScript::no_answer(), false, "timed_out", "no_answer"),
-        ("failed dial", PhoneScript::failing(), false, "failed", "dial_failed"),
-        ("presses 2", PhoneScript::answering().pressing("2"), false, "declined", "declined"),
+        (
+            "no answer",
+            PhoneScript::no_answer(),
+            false,
+            "timed_out",
+            "no_answer",
+        ),
+        (
+            "failed dial",
+            PhoneScript::failing(),
+            false,
+            "failed",
+            "dial_failed",
+        ),
+        (
+            "presses 2",
+            PhoneScript::answering().pressing("2"),
+            false,
+            "declined",
+            "declined",
+        ),
         (
             "presses nothing",
             PhoneScript::answering().pressing_nothing(),
@@ -405,11 +471,18 @@ async fn every_phone_failure_returns_the_caller_to_a() {
         let t = transfer_until(&app, &id, outcome).await;
         assert_eq!(t["reason"], reason, "{what}");
         let back = c.owner.follow_move().await;
-        assert_eq!((back["data"]["plane"].as_str(), back["data"]["room"].as_str()), (Some("twilio"), Some(c.main.as_str())), "{what}");
+        assert_eq!(
+            (
+                back["data"]["plane"].as_str(),
+                back["data"]["room"].as_str()
+            ),
+            (Some("twilio"), Some(c.main.as_str())),
+            "{what}"
+        );
         in_conference(&app, &c.main, &c.caller_id, false).await;
         in_conference(&app, &c.main, "alice", false).await;
         let call = call_until(&app, &c.call_id, "back with alice", |v| {
-            v["call"]["status"] == "active" && v["call"]["ownerId"] == "alice"
+            v["status"] == "active" && v["ownerId"] == "alice"
         })
         .await;
         assert_eq!(placed(&call, SPECIALIST), None, "{what}");
@@ -419,7 +492,10 @@ async fn every_phone_failure_returns_the_caller_to_a() {
             .into_iter()
             .filter(|x| x.to == SPECIALIST_NUMBER && !x.is_over())
             .collect();
-        assert!(left_up.is_empty() || wait_all_over(&app).await, "{what}: {left_up:?}");
+        assert!(
+            left_up.is_empty() || wait_all_over(&app).await,
+            "{what}: {left_up:?}"
+        );
     }
 }
 
@@ -443,13 +519,21 @@ async fn cancelling_while_the_specialist_rings_cancels_their_call() {
     let started = initiate(&app, &c.call_id, &c.owner_token, "warm", "").await;
     let id = started["transferId"].as_str().unwrap().to_string();
     let b_sid = specialist_call(&app).await;
-    fake(&app).wait_for_call_status(&b_sid, "ringing", WAIT).await;
+    fake(&app)
+        .wait_for_call_status(&b_sid, "ringing", WAIT)
+        .await;
     c.owner.follow_move().await;
     let r = app
-        .post(&format!("/api/transfers/{id}/cancel"), Some(&c.owner_token), json!({}))
+        .post(
+            &format!("/api/transfers/{id}/cancel"),
+            Some(&c.owner_token),
+            json!({}),
+        )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
-    fake(&app).wait_for_call_status(&b_sid, "canceled", WAIT).await;
+    fake(&app)
+        .wait_for_call_status(&b_sid, "canceled", WAIT)
+        .await;
     c.owner.follow_move().await;
     in_conference(&app, &c.main, &c.caller_id, false).await;
     in_conference(&app, &c.main, "alice", false).await;
@@ -469,10 +553,12 @@ async fn a_caller_hanging_up_while_held_ends_the_specialist_leg_and_releases_a()
     fake(&app).hang_up(&c.caller_sid);
     let t = transfer_until(&app, &id, "abandoned").await;
     assert_eq!(t["reason"], "caller_hangup");
-    fake(&app).wait_for_call_status(&b_sid, "completed", WAIT).await;
+    fake(&app)
+        .wait_for_call_status(&b_sid, "completed", WAIT)
+        .await;
     c.owner.expect("call.ended").await;
-    let call = call_until(&app, &c.call_id, "ended", |v| v["call"]["status"] == "ended").await;
-    assert_eq!(call["call"]["endReason"], "caller_hangup");
+    let call = call_until(&app, &c.call_id, "ended", |v| v["status"] == "ended").await;
+    assert_eq!(call["endReason"], "caller_hangup");
     assert!(call["parties"].as_array().is_none_or(|p| p.is_empty()));
 }
 
@@ -565,7 +651,10 @@ async fn a_briefing_cannot_inject_twiml() {
     let heard = spoken(&app, &b_sid);
     assert!(heard.contains(note), "the note is spoken verbatim: {heard}");
     assert!(fake(&app).errors().is_empty(), "{:?}", fake(&app).errors());
-    assert!(!fake(&app).call(&b_sid).unwrap().is_over(), "B was not hung up by the note");
+    assert!(
+        !fake(&app).call(&b_sid).unwrap().is_over(),
+        "B was not hung up by the note"
+    );
 }
 
 #[actix_web::test]
@@ -574,7 +663,10 @@ async fn twilio_webhooks_without_a_valid_signature_are_refused() {
     let f = fake(&app);
     let url = format!("{}/twilio/voice", app.address);
     let params = vec![
-        ("CallSid".to_string(), "CA0123456789abcdef0123456789abcdef".to_string()),
+        (
+            "CallSid".to_string(),
+            "CA0123456789abcdef0123456789abcdef".to_string(),
+        ),
         ("From".to_string(), CALLER_NUMBER.to_string()),
         ("To".to_string(), TWILIO_NUMBER.to_string()),
     ];
@@ -590,12 +682,18 @@ async fn twilio_webhooks_without_a_valid_signature_are_refused() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["code"], "forbidden");
     let wrong = twilio_signature("not-the-token", &url, &params);
-    assert_eq!(send(Some(wrong), params.clone()).await.unwrap().status(), 403);
+    assert_eq!(
+        send(Some(wrong), params.clone()).await.unwrap().status(),
+        403
+    );
     // Signed over other parameters (tampered body) → refused.
     let good = twilio_signature(&f.auth_token(), &url, &params);
     let mut tampered = params.clone();
     tampered[1].1 = "+15550009999".into();
-    assert_eq!(send(Some(good.clone()), tampered).await.unwrap().status(), 403);
+    assert_eq!(
+        send(Some(good.clone()), tampered).await.unwrap().status(),
+        403
+    );
     // Correctly signed → TwiML; the same request again (Twilio's retry) → the same call.
     for _ in 0..2 {
         let r = send(Some(good.clone()), params.clone()).await.unwrap();
@@ -607,7 +705,14 @@ async fn twilio_webhooks_without_a_valid_signature_are_refused() {
     let unfinished = store.list_unfinished_calls().await.unwrap();
     assert_eq!(unfinished.len(), 1, "one call for the retried webhook");
     // Every route checks.
-    for path in ["client", "whisper", "gather", "status", "conference", "music"] {
+    for path in [
+        "client",
+        "whisper",
+        "gather",
+        "status",
+        "conference",
+        "music",
+    ] {
         let r = app
             .http
             .post(format!("{}/twilio/{path}", app.address))
@@ -631,7 +736,11 @@ async fn duplicated_and_reordered_callbacks_change_nothing() {
     c.owner.follow_move().await;
     transfer_until(&app, &id, "briefing").await;
     let r = app
-        .post(&format!("/api/transfers/{id}/complete"), Some(&c.owner_token), json!({}))
+        .post(
+            &format!("/api/transfers/{id}/complete"),
+            Some(&c.owner_token),
+            json!({}),
+        )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     in_conference(&app, &c.main, SPECIALIST, false).await;
@@ -645,5 +754,8 @@ async fn duplicated_and_reordered_callbacks_change_nothing() {
     let count = |kind: &str| list.iter().filter(|e| e.kind == kind).count();
     assert_eq!(count("transfer.completed"), 1);
     assert_eq!(count("call.active"), 2, "taken once, handed over once");
-    assert!(fake(&app).callback_log().len() > n, "callbacks were duplicated");
+    assert!(
+        fake(&app).callback_log().len() > n,
+        "callbacks were duplicated"
+    );
 }

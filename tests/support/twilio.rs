@@ -1870,9 +1870,7 @@ fn parse_twiml(xml: &str) -> Result<Node, String> {
                 }
             }
             Event::Text(text) => {
-                let content = text
-                    .decode()
-                    .map_err(|e| format!("malformed TwiML: {e}"))?;
+                let content = text.decode().map_err(|e| format!("malformed TwiML: {e}"))?;
                 if let Some(node) = stack.last_mut() {
                     node.text.push_str(&content);
                 } else if !content.trim().is_empty() {
@@ -1881,11 +1879,8 @@ fn parse_twiml(xml: &str) -> Result<Node, String> {
             }
             Event::CData(data) => {
                 if let Some(node) = stack.last_mut() {
-                    node.text.push_str(
-                        &data
-                            .decode()
-                            .map_err(|e| format!("malformed TwiML: {e}"))?,
-                    );
+                    node.text
+                        .push_str(&data.decode().map_err(|e| format!("malformed TwiML: {e}"))?);
                 }
             }
             Event::GeneralRef(reference) => {
