@@ -611,29 +611,26 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 }
 
 fn api_error(status: StatusCode, body: &[u8]) -> TwilioError {
-    match serde_json::from_slice::<ApiErrorBody>(body) {
-        Ok(parsed) => TwilioError::Api {
-            status: status.as_u16(),
-            code: parsed.code,
-            message: parsed
-                .message
-                .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned()),
-            more_info: parsed.more_info,
-        },
-        Err(_) => {
-            let text = String::from_utf8_lossy(body);
-            let snippet: String = text.trim().chars().take(200).collect();
-            TwilioError::Api {
-                status: status.as_u16(),
-                code: None,
-                message: if snippet.is_empty() {
-                    status.canonical_reason().unwrap_or("error").to_owned()
-                } else {
-                    snippet
-                },
-                more_info: None,
-            }
+    let parsed = serde_json::from_slice::<ApiErrorBody>(body).ok();
+    let (code, message, more_info) = match parsed {
+        Some(p) => (p.code, p.message, p.more_info),
+        None => (None, None, None),
+    };
+    // Not Twilio's error JSON (a proxy's page, a mock's problem report): its start.
+    let message = message.unwrap_or_else(|| {
+        let text = String::from_utf8_lossy(body);
+        let snippet: String = text.trim().chars().take(300).collect();
+        if snippet.is_empty() {
+            status.canonical_reason().unwrap_or("error").to_owned()
+        } else {
+            snippet
         }
+    });
+    TwilioError::Api {
+        status: status.as_u16(),
+        code,
+        message,
+        more_info,
     }
 }
 

@@ -12,3 +12,4 @@ mod races;
 mod recovery;
 mod resources;
 mod security;
+mod twilio_lib;
