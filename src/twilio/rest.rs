@@ -808,16 +808,19 @@ impl TwilioClient {
                 }
                 Err(e) => Err(e),
             };
+            // The wait before the next attempt: the server's Retry-After when it gave one.
+            let wait = |hinted: Option<Duration>| {
+                hinted
+                    .map(|d| d.min(self.retry.max_delay))
+                    .unwrap_or_else(|| self.retry.backoff(retries))
+            };
             let (delay, cause) = match outcome {
                 Ok((status, _, body)) if status.is_success() => return Ok(body.to_vec()),
                 Ok((status, hinted, _)) if status == StatusCode::TOO_MANY_REQUESTS => {
                     if !can_retry {
                         return Err(TwilioError::RateLimited { retries });
                     }
-                    let delay = hinted
-                        .map(|d| d.min(self.retry.max_delay))
-                        .unwrap_or_else(|| self.retry.backoff(retries));
-                    (delay, format!("HTTP {status}"))
+                    (wait(hinted), format!("HTTP {status}"))
                 }
                 Ok((status, hinted, body)) => {
                     let retryable = status.is_server_error()
@@ -825,10 +828,7 @@ impl TwilioClient {
                     if !(retryable && can_retry) {
                         return Err(api_error(status, &body));
                     }
-                    let delay = hinted
-                        .map(|d| d.min(self.retry.max_delay))
-                        .unwrap_or_else(|| self.retry.backoff(retries));
-                    (delay, format!("HTTP {status}"))
+                    (wait(hinted), format!("HTTP {status}"))
                 }
                 Err(e) => {
                     // A connection that never opened carried nothing: even a create may
@@ -838,13 +838,13 @@ impl TwilioClient {
                         return Err(TwilioError::Transport(e));
                     }
                     let cause = if e.is_timeout() {
-                        "timeout".to_owned()
+                        "timeout"
                     } else if e.is_connect() {
-                        "connection failed".to_owned()
+                        "connection failed"
                     } else {
-                        "transport error".to_owned()
+                        "transport error"
                     };
-                    (self.retry.backoff(retries), cause)
+                    (wait(None), cause.to_owned())
                 }
             };
             retries += 1;
