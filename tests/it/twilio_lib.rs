@@ -533,6 +533,35 @@ async fn the_openapi_mock_really_validates_requests() {
     .await;
     assert_eq!(status, 422, "a malformed call SID: {body}");
 
+    let (status, body) = post(
+        calls.clone(),
+        vec![
+            ("To", "+15550002222"),
+            ("From", "+15550001111"),
+            ("Url", "not a uri"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 422, "Url=not a uri: {body}");
+    let (status, body) = post(
+        format!("{base}/2010-04-01/Accounts/{AC}/Conferences/{CF}/Participants/{CA}.json"),
+        vec![("Hold", "maybe")],
+    )
+    .await;
+    assert_eq!(status, 422, "Hold=maybe: {body}");
+    // Without credentials: 401, as the spec's Basic auth requires.
+    let response = http
+        .post(&calls)
+        .form(&[
+            ("To", "+15550002222"),
+            ("From", "+15550001111"),
+            ("Url", "https://sb.example/v"),
+        ])
+        .send()
+        .await
+        .expect("prism answers");
+    assert_eq!(response.status().as_u16(), 401);
+
     // And through our client: a value the spec does not allow comes back as an API error.
     let err = mock_client(&base)
         .update_participant(
