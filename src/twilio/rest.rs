@@ -611,29 +611,26 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 }
 
 fn api_error(status: StatusCode, body: &[u8]) -> TwilioError {
-    match serde_json::from_slice::<ApiErrorBody>(body) {
-        Ok(parsed) => TwilioError::Api {
-            status: status.as_u16(),
-            code: parsed.code,
-            message: parsed
-                .message
-                .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned()),
-            more_info: parsed.more_info,
-        },
-        Err(_) => {
-            let text = String::from_utf8_lossy(body);
-            let snippet: String = text.trim().chars().take(200).collect();
-            TwilioError::Api {
-                status: status.as_u16(),
-                code: None,
-                message: if snippet.is_empty() {
-                    status.canonical_reason().unwrap_or("error").to_owned()
-                } else {
-                    snippet
-                },
-                more_info: None,
-            }
+    let parsed = serde_json::from_slice::<ApiErrorBody>(body).ok();
+    let (code, message, more_info) = match parsed {
+        Some(p) => (p.code, p.message, p.more_info),
+        None => (None, None, None),
+    };
+    // Not Twilio's error JSON (a proxy's page, a mock's problem report): its start.
+    let message = message.unwrap_or_else(|| {
+        let text = String::from_utf8_lossy(body);
+        let snippet: String = text.trim().chars().take(300).collect();
+        if snippet.is_empty() {
+            status.canonical_reason().unwrap_or("error").to_owned()
+        } else {
+            snippet
         }
+    });
+    TwilioError::Api {
+        status: status.as_u16(),
+        code,
+        message,
+        more_info,
     }
 }
 
@@ -811,16 +808,19 @@ impl TwilioClient {
                 }
                 Err(e) => Err(e),
             };
+            // The wait before the next attempt: the server's Retry-After when it gave one.
+            let wait = |hinted: Option<Duration>| {
+                hinted
+                    .map(|d| d.min(self.retry.max_delay))
+                    .unwrap_or_else(|| self.retry.backoff(retries))
+            };
             let (delay, cause) = match outcome {
                 Ok((status, _, body)) if status.is_success() => return Ok(body.to_vec()),
                 Ok((status, hinted, _)) if status == StatusCode::TOO_MANY_REQUESTS => {
                     if !can_retry {
                         return Err(TwilioError::RateLimited { retries });
                     }
-                    let delay = hinted
-                        .map(|d| d.min(self.retry.max_delay))
-                        .unwrap_or_else(|| self.retry.backoff(retries));
-                    (delay, format!("HTTP {status}"))
+                    (wait(hinted), format!("HTTP {status}"))
                 }
                 Ok((status, hinted, body)) => {
                     let retryable = status.is_server_error()
@@ -828,10 +828,7 @@ impl TwilioClient {
                     if !(retryable && can_retry) {
                         return Err(api_error(status, &body));
                     }
-                    let delay = hinted
-                        .map(|d| d.min(self.retry.max_delay))
-                        .unwrap_or_else(|| self.retry.backoff(retries));
-                    (delay, format!("HTTP {status}"))
+                    (wait(hinted), format!("HTTP {status}"))
                 }
                 Err(e) => {
                     // A connection that never opened carried nothing: even a create may
@@ -841,13 +838,13 @@ impl TwilioClient {
                         return Err(TwilioError::Transport(e));
                     }
                     let cause = if e.is_timeout() {
-                        "timeout".to_owned()
+                        "timeout"
                     } else if e.is_connect() {
-                        "connection failed".to_owned()
+                        "connection failed"
                     } else {
-                        "transport error".to_owned()
+                        "transport error"
                     };
-                    (self.retry.backoff(retries), cause)
+                    (wait(None), cause.to_owned())
                 }
             };
             retries += 1;

@@ -40,8 +40,13 @@ pub fn sign(auth_token: &str, url: &str, params: &[(String, String)]) -> String 
 /// Whether `signature` is Twilio's signature of a form-encoded request to `url` with the
 /// fields `params`. The comparison is constant-time. The URL is tried as given, and with the
 /// scheme's default port (`:443` for https, `:80` for http) added when it has no port, or
-/// removed when it has exactly that one, as Twilio's own validators do.
+/// removed when it has exactly that one, as Twilio's own validators do. An empty auth token
+/// verifies nothing.
 pub fn verify(auth_token: &str, url: &str, params: &[(String, String)], signature: &str) -> bool {
+    // Anyone can compute an HMAC with an empty key: an unset token verifies nothing.
+    if auth_token.is_empty() {
+        return false;
+    }
     let Ok(expected) = base64::engine::general_purpose::STANDARD.decode(signature.trim()) else {
         return false;
     };
@@ -202,6 +207,13 @@ mod tests {
         assert!(!verify("12346", DOC_URL, &doc_params(), &sig));
         assert!(!verify(DOC_TOKEN, DOC_URL, &doc_params(), "not base64!"));
         assert!(!verify(DOC_TOKEN, DOC_URL, &doc_params(), ""));
+        // An empty token would let anyone sign.
+        assert!(!verify(
+            "",
+            DOC_URL,
+            &doc_params(),
+            &sign("", DOC_URL, &doc_params())
+        ));
         // Moving a character between a name and its value changes the signature only if
         // the concatenation changes; this one does not, which is how Twilio's scheme works.
         let shifted = p(&[("ab", "c")]);

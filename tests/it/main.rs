@@ -14,3 +14,4 @@ mod resources;
 mod security;
 mod twilio;
 mod twilio_fake;
+mod twilio_lib;

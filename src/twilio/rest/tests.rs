@@ -370,6 +370,63 @@ async fn a_server_error_on_an_update_is_retried() {
         .all(|r| r.form() == pairs(&[("Status", "completed")])));
 }
 
+thread_local! {
+    /// What the capturing subscriber wrote for events of this thread.
+    static CAPTURED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Writes into this thread's [`CAPTURED`].
+struct ThreadCapture;
+
+impl std::io::Write for ThreadCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        CAPTURED.with(|c| c.borrow_mut().extend_from_slice(buf));
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs, once per test binary, a global subscriber writing WARN and above to the
+/// emitting thread's buffer. Global rather than scoped: a scoped subscriber's callsite
+/// interest races with tests on other threads and loses events now and then.
+fn capture_warnings() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(|| ThreadCapture)
+            .with_ansi(false)
+            .with_max_level(tracing::Level::WARN)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("no other global subscriber in the unit tests");
+    });
+    CAPTURED.with(|c| c.borrow_mut().clear());
+}
+
+#[tokio::test]
+async fn retries_are_logged_at_warn_without_credentials() {
+    capture_warnings();
+    let server = Server::start(vec![reply(503, "{}"), reply(204, "")]).await;
+    client(&server, fast())
+        .remove_participant(CF, CA)
+        .await
+        .expect("removed after a 503");
+    let logs = CAPTURED.with(|c| String::from_utf8(c.borrow().clone()).expect("utf-8"));
+    assert!(logs.contains("WARN"), "{logs}");
+    assert!(logs.contains("Twilio request failed; retrying"), "{logs}");
+    assert!(logs.contains("HTTP 503"), "{logs}");
+    assert!(
+        logs.contains(&format!("Conferences/{CF}/Participants/{CA}.json")),
+        "{logs}"
+    );
+    assert!(!logs.contains("auth-token-xyz"), "{logs}");
+    let basic_credentials =
+        base64::engine::general_purpose::STANDARD.encode(format!("{AC}:auth-token-xyz"));
+    assert!(!logs.contains(&basic_credentials), "{logs}");
+}
+
 #[tokio::test]
 async fn a_500_on_a_create_is_not_retried_but_a_503_is() {
     let server = Server::start(vec![
