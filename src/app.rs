@@ -195,6 +195,7 @@ impl Application {
                 .configure(http::rooms::routes)
                 .configure(http::sessions::routes)
                 .configure(http::livekit_webhook::routes)
+                .configure(http::wallboard::routes)
                 .service(web::resource("/ws").route(web::get().to(ws_route)));
             if static_dir.is_dir() {
                 app = app.service(

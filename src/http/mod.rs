@@ -9,6 +9,7 @@ pub mod rooms;
 pub mod sessions;
 pub mod transcripts;
 pub mod transfers;
+pub mod wallboard;
 
 use std::sync::Arc;
 
