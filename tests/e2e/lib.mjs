@@ -1,7 +1,7 @@
 // Shared by the end-to-end scripts: launching Debian's Chromium, the livekit-client test
 // double (swapped in with Playwright routing), request recording, screenshots and waits.
 import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { chromium } from 'playwright-core';
 
 /** A required environment variable (set by tests/it/browser.rs). */
@@ -103,7 +103,8 @@ export async function screenshots(step, ...people) {
   shot += 1;
   const n = String(shot).padStart(2, '0');
   for (const p of people) {
-    await p.page.screenshot({ path: join(SHOTS(), `${n}-${step}-${p.name}.png`), fullPage: true });
+    const script = basename(process.argv[1], '.mjs');
+    await p.page.screenshot({ path: join(SHOTS(), `${script}-${n}-${step}-${p.name}.png`), fullPage: true });
   }
 }
 

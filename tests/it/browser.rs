@@ -104,14 +104,14 @@ async fn create_agent(http: &reqwest::Client, base: &str, body: serde_json::Valu
 }
 
 /// Runs one E2E script against a fresh server; panics with node's output if it fails.
-async fn run_script(script: &str, idle_secs: u64) {
+async fn run_script(script: &str, idle_secs: u64, min_joins: usize) {
     check_prerequisites();
     let livekit = Arc::new(FakeLiveKit::start(FakeOptions::default()));
     let data_dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let env = server_env(
         &TestOptions {
-            disconnect_grace: 5.0,
+            disconnect_grace: 10.0,
             ..Default::default()
         },
         &livekit,
@@ -164,7 +164,7 @@ async fn run_script(script: &str, idle_secs: u64) {
         .filter(|d| d.event == "participant_joined" && d.status == Some(200))
         .count();
     assert!(
-        joins >= 8,
+        joins >= min_joins,
         "expected the pages' joins to reach the LiveKit fake, saw {joins} participant_joined webhooks accepted by the server"
     );
     println!("screenshots in {}", shots.display());
@@ -186,5 +186,13 @@ fn idle_secs() -> u64 {
 /// transfer).
 #[actix_web::test]
 async fn three_people_transfer_in_chromium_without_polling() {
-    run_script("transfer.mjs", idle_secs()).await;
+    run_script("transfer.mjs", idle_secs(), 8).await;
+}
+
+/// A blocked microphone, the server unreachable at sign-in, the WebSocket cut and caught up
+/// with `since=`, LiveKit unreachable on a move, the console on a phone-sized screen, and the
+/// client side of the Twilio contract (`plane: "twilio"` moves).
+#[actix_web::test]
+async fn failures_show_clear_messages_in_chromium() {
+    run_script("resilience.mjs", 0, 2).await;
 }
