@@ -13,3 +13,4 @@ mod races;
 mod recovery;
 mod resources;
 mod security;
+mod wallboard;
