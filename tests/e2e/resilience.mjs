@@ -155,6 +155,31 @@ try {
   expect(twilio.hungUp && twilio.destroyed, 'a LiveKit move disconnects the Twilio call');
   log('twilio client contract');
 
+  // --- The vendored SDKs themselves load in Chromium (the other steps use doubles) ----------
+  const plain = await browser.newContext();
+  const sdkPage = await plain.newPage();
+  await sdkPage.goto(`${BASE()}/`);
+  const sdks = await sdkPage.evaluate(async () => {
+    const lk = await import('/vendor/livekit-client/livekit-client.esm.mjs');
+    await new Promise((resolve, reject) => {
+      const s = document.createElement('script');
+      s.src = '/vendor/twilio-voice-sdk/twilio.min.js';
+      s.onload = resolve;
+      s.onerror = () => reject(new Error('twilio.min.js did not load'));
+      document.head.append(s);
+    });
+    return {
+      room: typeof lk.Room,
+      disconnected: lk.RoomEvent && lk.RoomEvent.Disconnected,
+      device: typeof (globalThis.Twilio && globalThis.Twilio.Device),
+    };
+  });
+  if (sdks.room !== 'function' || !sdks.disconnected || sdks.device !== 'function') {
+    throw new Error(`the vendored SDKs do not load as the pages expect: ${JSON.stringify(sdks)}`);
+  }
+  await plain.close();
+  log('vendored SDKs load:', JSON.stringify(sdks));
+
   for (const p of [alice, caller, bob]) {
     const bad = p.errors.filter((e) => !e.startsWith('console: Failed to load resource') && !e.includes('WebSocket'));
     if (bad.length) throw new Error(`${p.name} had page errors: ${bad.join(' | ')}`);

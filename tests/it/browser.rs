@@ -167,7 +167,7 @@ async fn run_script(script: &str, idle_secs: u64, min_joins: usize) {
         joins >= min_joins,
         "expected the pages' joins to reach the LiveKit fake, saw {joins} participant_joined webhooks accepted by the server"
     );
-    println!("screenshots in {}", shots.display());
+    println!("{stdout}screenshots in {}", shots.display());
 }
 
 fn idle_secs() -> u64 {
