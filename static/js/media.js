@@ -104,6 +104,17 @@ export class Media {
 
   async joinLiveKit(url, token) {
     const room = new Room();
+    // Play what the others say: every subscribed audio track gets an <audio> element.
+    room.on(RoomEvent.TrackSubscribed, (track) => {
+      if (track.kind === 'audio') {
+        const el = track.attach();
+        el.dataset.livekitAudio = '';
+        document.body.append(el);
+      }
+    });
+    room.on(RoomEvent.TrackUnsubscribed, (track) => {
+      for (const el of track.detach()) el.remove();
+    });
     room.on(RoomEvent.Disconnected, () => {
       if (this.room === room) {
         this.room = null;
@@ -112,6 +123,8 @@ export class Media {
     });
     await room.connect(url, token);
     this.room = room;
+    // Browsers start audio only after a user gesture; the pages have had one (a click or a key).
+    if (room.startAudio) room.startAudio().catch(() => {});
     await this.applyMic();
   }
 
@@ -146,6 +159,7 @@ export class Media {
   async leave() {
     const room = this.room;
     this.room = null;
+    for (const el of document.querySelectorAll('[data-livekit-audio]')) el.remove();
     if (room) {
       try {
         await room.disconnect();

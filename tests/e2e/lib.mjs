@@ -38,7 +38,9 @@ export async function launch() {
 // the fake checks signature, key, expiry, roomJoin grant, identity and room, and sends its
 // signed webhooks to the switchboard.
 const LIVEKIT_DOUBLE = `
-export const RoomEvent = { Disconnected: 'disconnected' };
+export const RoomEvent = {
+  Disconnected: 'disconnected', TrackSubscribed: 'trackSubscribed', TrackUnsubscribed: 'trackUnsubscribed',
+};
 const httpOf = (url) => url.replace(/^ws/, 'http').replace(/\\/+$/, '');
 export class Room {
   constructor() {
@@ -65,6 +67,7 @@ export class Room {
     globalThis.__lk = { room: j.room, identity: j.identity };
     (globalThis.__lkJoins ||= []).push(j.room);
   }
+  async startAudio() {}
   async disconnect() {
     if (!this.token) return;
     const token = this.token; this.token = null;

@@ -59,6 +59,14 @@ try {
   // --- Idle: nobody requests anything ------------------------------------------------------
   await signIn(bob, 'bob');
   await see(alice, '#directory [data-agent-id=bob]', 'available');
+  // Presence over the WebSocket: Bob steps away and comes back; everyone sees it.
+  await bob.page.locator('#presence').selectOption('away');
+  await see(bob, '#presence-now', 'away');
+  await see(alice, '#directory [data-agent-id=bob]', 'away');
+  await see(wall, '#agents [data-agent-id=bob]', 'away');
+  await bob.page.locator('#presence').selectOption('available');
+  await see(alice, '#directory [data-agent-id=bob]', 'available');
+  await see(wall, '#agents [data-agent-id=bob]', 'available');
   const idleFrom = Date.now();
   log(`idle for ${IDLE_SECS} s`);
   await new Promise((r) => setTimeout(r, IDLE_SECS * 1000));
@@ -186,6 +194,43 @@ try {
   await until(bob, 'Bob is back in the main room', (main) => globalThis.__lk && globalThis.__lk.room === main, mainRoom);
   await screenshots('cancelled', caller, alice, bob);
   log('cancelled');
+
+  // --- Cold: Bob → Alice; on Alice's accept the caller is hers at once ---------------------
+  await bob.page.keyboard.press('t');
+  await bob.page.locator('#targets input[value=alice]').check();
+  await bob.page.locator('#transfer-dialog input[name=mode][value=cold]').check();
+  await bob.page.locator('#transfer-go').click();
+  await see(alice, '#offer-transfer', 'Transfer from Bob (cold)');
+  await see(caller, '#hold-note', 'Please hold');
+  await alice.page.keyboard.press('a');
+  await see(alice, '#active', 'You own this call');
+  await see(alice, '#call-status', 'active');
+  await see(bob, '#outcome', 'Transfer completed: Alice has the call.');
+  await see(bob, '#active', 'No active call');
+  await see(caller, '#caller-status', 'talking to the specialist');
+  await gone(caller, '#hold-note');
+  await until(alice, 'Alice is in the main room', (main) => globalThis.__lk && globalThis.__lk.room === main, mainRoom);
+  await until(bob, 'Bob left LiveKit', () => globalThis.__lk === null);
+  await screenshots('cold-completed', caller, alice, bob);
+  log('cold transfer completed');
+
+  // --- Conference: Alice → Bob; Bob joins the main room with both, Alice completes ----------
+  await alice.page.keyboard.press('t');
+  await alice.page.locator('#targets input[value=bob]').check();
+  await alice.page.locator('#transfer-dialog input[name=mode][value=conference]').check();
+  await alice.page.locator('#transfer-go').click();
+  await see(bob, '#offer-transfer', 'Transfer from Alice (conference)');
+  await bob.page.keyboard.press('a');
+  await see(alice, '#transfer-status', 'briefing');
+  await until(bob, 'Bob joins the main room', (main) => globalThis.__lk && globalThis.__lk.room === main, mainRoom);
+  await until(caller, 'the caller stays in the main room', (main) => globalThis.__lk && globalThis.__lk.room === main, mainRoom);
+  await screenshots('conference', caller, alice, bob);
+  await alice.page.keyboard.press('c');
+  await see(alice, '#outcome', 'Transfer completed: Bob has the call.');
+  await see(bob, '#active', 'You own this call');
+  await see(alice, '#active', 'No active call');
+  await screenshots('conference-completed', caller, alice, bob);
+  log('conference transfer completed');
 
   // --- The caller hangs up ------------------------------------------------------------------
   await caller.page.locator('#hangup').click();
