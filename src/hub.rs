@@ -726,6 +726,40 @@ mod tests {
     }
 
     #[test]
+    fn the_monitor_sees_every_event_without_join_tokens() {
+        let hub = Hub::new(4);
+        hub.publish(&event("call-0", 1, true, &[])); // before anyone listens: not kept
+        let mut monitor = hub.monitor();
+        let (_, mut a) = hub.register(agent("a"));
+        let mut moved = event("call-1", 2, false, &["a"]);
+        moved.kind = "participant.move".into();
+        moved.data = serde_json::json!({"room": "r", "token": "secret-jwt", "url": "ws://lk"});
+        hub.publish(&moved);
+        hub.publish(&event("call-2", 3, true, &[])); // no session at all: still monitored
+        let presence = WireEvent {
+            seq: 0,
+            call_id: None,
+            kind: "agent.presence".into(),
+            at: Utc::now(),
+            data: serde_json::json!({"agentId": "a", "presence": "away"}),
+        };
+        hub.publish_to_all_agents(&presence);
+        let got: Vec<serde_json::Value> = std::iter::from_fn(|| monitor.try_recv().ok())
+            .map(|t| serde_json::from_str(&t).unwrap())
+            .collect();
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(got[0]["type"], "participant.move");
+        assert_eq!(
+            got[0]["data"],
+            serde_json::json!({"room": "r", "url": "ws://lk"})
+        );
+        assert_eq!(got[1]["callId"], "call-2");
+        assert_eq!(got[2]["type"], "agent.presence");
+        // The party itself still gets its token.
+        assert!(drain(&mut a)[0].text().contains("secret-jwt"));
+    }
+
+    #[test]
     fn capacity_is_at_least_one() {
         assert_eq!(Hub::new(0).outbox_capacity(), 1);
     }
