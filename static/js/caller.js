@@ -6,7 +6,7 @@ import { api, banner, Session, typing } from './common.js';
 import { Media } from './media.js';
 
 const $ = (id) => document.getElementById(id);
-const state = { owner: null, call: null, token: null, session: null, media: null, space: null, ended: false };
+const state = { transferring: false, owner: null, call: null, token: null, session: null, media: null, space: null, ended: false };
 
 // --- Hold music: a soft arpeggio made with WebAudio (no file to fetch). --------------------
 let audio = null;
@@ -49,6 +49,9 @@ function status(text) {
 }
 
 function showHold(on) {
+  $('hold-note').firstChild.textContent = state.transferring
+    ? 'Please hold, we are connecting you to a specialist. '
+    : 'You are on hold. Please stay on the line. ';
   $('hold-note').hidden = !on;
   document.body.dataset.space = on ? 'hold' : state.space || '';
   holdMusic(on);
@@ -82,16 +85,23 @@ function onEvent(ev) {
       if (d.ownerId) state.owner = d.ownerId;
       break;
     case 'transfer.initiated':
+      state.transferring = true;
       status('Transferring you to a specialist…');
+      if (state.space === 'hold') showHold(true);
       break;
     case 'transfer.completed':
+      state.transferring = false;
       status('Connected — you are talking to the specialist.');
       break;
     case 'transfer.declined':
     case 'transfer.cancelled':
     case 'transfer.timed_out':
     case 'transfer.failed':
+      state.transferring = false;
       if (!state.ended) status('Connected — back with your agent.');
+      break;
+    case 'transfer.abandoned':
+      state.transferring = false;
       break;
     case 'participant.move':
       state.space = d.space;

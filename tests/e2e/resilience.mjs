@@ -100,6 +100,8 @@ try {
   // Missed while disconnected: management puts the call on hold.
   await api('POST', `/api/calls/${callId}/hold`, {});
   await see(caller, '#caller-status', 'On hold');
+  await see(caller, '#hold-note', 'You are on hold. Please stay on the line.');
+  await until(caller, 'hold music plays', () => document.body.dataset.music === 'on');
   cut = false;
   await gone(alice, '#banner-ws');
   await see(alice, '#call-status', 'on hold');
