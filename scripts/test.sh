@@ -13,6 +13,14 @@ pip_install() {
 # A Debian-managed Python refuses global installs (PEP 668); the tests run the python3 on PATH.
 pip_install || pip_install --break-system-packages
 
+# --- The browser tests' Node packages (tests/e2e/package-lock.json: playwright-core, which
+# drives Debian's /usr/bin/chromium; .ci/run installs chromium, node and npm) -------------
+if ! command -v npm >/dev/null; then
+  echo "scripts/test.sh: npm is missing (the browser tests need node and npm): apt-get install nodejs npm" >&2
+  exit 1
+fi
+npm ci --prefix tests/e2e --no-audit --no-fund --loglevel=error
+
 # --- A local DynamoDB: moto's server, every request handled atomically --------------------
 # (tests/py/moto_dynamodb.py runs moto_server's own app; see its docstring for why it does not
 # run `moto_server` itself.)

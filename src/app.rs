@@ -206,6 +206,7 @@ impl Application {
                 .configure(http::sessions::routes)
                 .configure(http::livekit_webhook::routes)
                 .configure(http::twilio::routes)
+                .configure(http::wallboard::routes)
                 .service(web::resource("/ws").route(web::get().to(ws_route)));
             if static_dir.is_dir() {
                 app = app.service(

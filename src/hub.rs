@@ -18,6 +18,10 @@
 //! - [`Hub::publish_to_agents`] and [`Hub::publish_to_all_agents`] send events of no call
 //!   (`agent.presence`, with `callId` null and `seq` 0).
 //!
+//! - [`Hub::monitor`] taps every event (call events and agent events) for supervisors (the
+//!   wallboard's stream), with join tokens removed; a lagging monitor misses frames and is
+//!   told so by its receiver, never slowing anyone down.
+//!
 //! The hub is a cheap [`Clone`] (an `Arc` inside) guarded by one std mutex that is held only
 //! for map look-ups and `try_send`s, never across an `.await`.
 
@@ -200,7 +204,11 @@ struct Inner {
     dropped: AtomicU64,
     overflow_disconnects: AtomicU64,
     maps: Mutex<Maps>,
+    monitor: tokio::sync::broadcast::Sender<Arc<str>>,
 }
+
+/// How many frames a monitor may lag behind before it misses some.
+const MONITOR_CAPACITY: usize = 1024;
 
 #[derive(Debug, Default)]
 struct Maps {
@@ -259,6 +267,7 @@ impl Hub {
                 dropped: AtomicU64::new(0),
                 overflow_disconnects: AtomicU64::new(0),
                 maps: Mutex::new(Maps::default()),
+                monitor: tokio::sync::broadcast::channel(MONITOR_CAPACITY).0,
             }),
         }
     }
@@ -322,6 +331,22 @@ impl Hub {
         let Some(frame) = Self::frame(Some(event.call_id.clone()), event.seq, &wire) else {
             return;
         };
+        if self.inner.monitor.receiver_count() > 0 {
+            if event.data.get("token").is_some() {
+                let mut data = event.data.clone();
+                if let Some(d) = data.as_object_mut() {
+                    d.remove("token");
+                }
+                if let Ok(text) = serde_json::to_string(&WireRef {
+                    data: &data,
+                    ..wire
+                }) {
+                    let _ = self.inner.monitor.send(text.into());
+                }
+            } else {
+                let _ = self.inner.monitor.send(frame.shared_text());
+            }
+        }
         let audience = &event.audience;
         self.deliver(&frame, |maps, out| {
             if audience.caller {
@@ -345,6 +370,7 @@ impl Hub {
         let Some(frame) = Self::wire_frame(event) else {
             return;
         };
+        let _ = self.inner.monitor.send(frame.shared_text());
         self.deliver(&frame, |maps, out| {
             for (i, agent) in agent_ids.iter().enumerate() {
                 if agent_ids[..i].contains(agent) {
@@ -362,11 +388,19 @@ impl Hub {
         let Some(frame) = Self::wire_frame(event) else {
             return;
         };
+        let _ = self.inner.monitor.send(frame.shared_text());
         self.deliver(&frame, |maps, out| {
             for slots in maps.agents.values() {
                 out.extend(slots.iter().map(|s| s.id));
             }
         });
+    }
+
+    /// A tap on every event published from now on (call events without join tokens, and
+    /// agent events), as the JSON text sessions get: for supervisors. A receiver that falls
+    /// more than 1024 frames behind gets `Lagged` and should reload its snapshot.
+    pub fn monitor(&self) -> tokio::sync::broadcast::Receiver<Arc<str>> {
+        self.inner.monitor.subscribe()
     }
 
     /// How many sessions the agent has open.
@@ -689,6 +723,40 @@ mod tests {
         );
         assert!(hub.connected_agents().is_empty());
         assert_eq!(hub.stats().sessions, 0);
+    }
+
+    #[test]
+    fn the_monitor_sees_every_event_without_join_tokens() {
+        let hub = Hub::new(4);
+        hub.publish(&event("call-0", 1, true, &[])); // before anyone listens: not kept
+        let mut monitor = hub.monitor();
+        let (_, mut a) = hub.register(agent("a"));
+        let mut moved = event("call-1", 2, false, &["a"]);
+        moved.kind = "participant.move".into();
+        moved.data = serde_json::json!({"room": "r", "token": "secret-jwt", "url": "ws://lk"});
+        hub.publish(&moved);
+        hub.publish(&event("call-2", 3, true, &[])); // no session at all: still monitored
+        let presence = WireEvent {
+            seq: 0,
+            call_id: None,
+            kind: "agent.presence".into(),
+            at: Utc::now(),
+            data: serde_json::json!({"agentId": "a", "presence": "away"}),
+        };
+        hub.publish_to_all_agents(&presence);
+        let got: Vec<serde_json::Value> = std::iter::from_fn(|| monitor.try_recv().ok())
+            .map(|t| serde_json::from_str(&t).unwrap())
+            .collect();
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(got[0]["type"], "participant.move");
+        assert_eq!(
+            got[0]["data"],
+            serde_json::json!({"room": "r", "url": "ws://lk"})
+        );
+        assert_eq!(got[1]["callId"], "call-2");
+        assert_eq!(got[2]["type"], "agent.presence");
+        // The party itself still gets its token.
+        assert!(drain(&mut a)[0].text().contains("secret-jwt"));
     }
 
     #[test]

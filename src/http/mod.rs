@@ -10,6 +10,7 @@ pub mod sessions;
 pub mod transcripts;
 pub mod transfers;
 pub mod twilio;
+pub mod wallboard;
 
 use std::sync::Arc;
 

@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod browser;
 mod dynamo;
 mod failures;
 mod flows;
@@ -15,3 +16,4 @@ mod security;
 mod twilio;
 mod twilio_fake;
 mod twilio_lib;
+mod wallboard;

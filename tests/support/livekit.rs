@@ -13,7 +13,9 @@
 //!   of leeway, then the grant each method needs (roomCreate, roomList, roomAdmin + room,
 //!   + destinationRoom).
 //! * **Joins** through [`FakeLiveKit::join`], checked like the signalling endpoint checks a
-//!   client token; the room is created on the first join.
+//!   client token; the room is created on the first join. Browsers (the E2E tests' double of
+//!   `livekit-client`) join and leave over HTTP: `POST /test/join {token}` and
+//!   `POST /test/leave {token}`, with the same checks (CORS open, for pages of another port).
 //! * **Webhooks** as protojson `WebhookEvent`s, `Content-Type: application/webhook+json`, signed
 //!   with a JWT whose `sha256` claim is the base64 SHA-256 of the body; delivered asynchronously,
 //!   in order per room, each answer recorded.
@@ -341,6 +343,8 @@ impl FakeLiveKit {
                         App::new()
                             .app_data(data.clone())
                             .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
+                            .service(web::resource("/test/join").to(client_join))
+                            .service(web::resource("/test/leave").to(client_leave))
                             .default_service(web::to(twirp_entry))
                     })
                     .workers(1)
@@ -1228,6 +1232,104 @@ fn http_response(reply: Reply) -> (HttpResponse, u16, Option<String>) {
             )
         }
     }
+}
+
+/// `POST /test/join` and `/test/leave` body: the join token a client received.
+#[derive(Debug, Deserialize)]
+struct ClientTokenBody {
+    token: String,
+}
+
+/// CORS for the browser test double: the page (the switchboard's origin) calls the fake
+/// from another port.
+fn with_cors(mut res: HttpResponse) -> HttpResponse {
+    let h = res.headers_mut();
+    for (name, value) in [
+        ("access-control-allow-origin", "*"),
+        ("access-control-allow-methods", "POST, OPTIONS"),
+        ("access-control-allow-headers", "content-type"),
+    ] {
+        h.insert(
+            actix_web::http::header::HeaderName::from_static(name),
+            actix_web::http::header::HeaderValue::from_static(value),
+        );
+    }
+    res
+}
+
+fn client_body(req: &HttpRequest, body: &[u8]) -> Result<ClientTokenBody, Box<HttpResponse>> {
+    if req.method() != Method::POST {
+        return Err(Box::new(HttpResponse::MethodNotAllowed().finish()));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        Box::new(
+            HttpResponse::BadRequest()
+                .json(serde_json::json!({"error": format!("expected {{token}}: {e}")})),
+        )
+    })
+}
+
+/// `POST /test/join {token}`: a browser's LiveKit client connects (the Playwright test double
+/// of `livekit-client` calls this with the real token the page received). Checked exactly
+/// like [`FakeLiveKit::join`] (signature, key, expiry, `roomJoin`, identity, room), then the
+/// signed `participant_joined` webhook goes out. 200 `{room, identity, sid}`, or the status
+/// livekit-server's signalling endpoint answers with `{error}`.
+async fn client_join(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<Mutex<FakeState>>,
+) -> HttpResponse {
+    if req.method() == Method::OPTIONS {
+        return with_cors(HttpResponse::NoContent().finish());
+    }
+    let res = match client_body(&req, &body) {
+        Err(res) => *res,
+        Ok(b) => match lock(&state).join(&b.token, None) {
+            Ok(j) => HttpResponse::Ok().json(serde_json::json!({
+                "room": j.room, "identity": j.identity, "sid": j.sid,
+            })),
+            Err(e) => HttpResponse::build(
+                StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::UNAUTHORIZED),
+            )
+            .json(serde_json::json!({ "error": format!("{e:?}") })),
+        },
+    };
+    with_cors(res)
+}
+
+/// `POST /test/leave {token}`: that client disconnects from the room of its (verified) token
+/// (`participant_left`, `CLIENT_INITIATED`). 200 `{left}`: whether it was there.
+async fn client_leave(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<Mutex<FakeState>>,
+) -> HttpResponse {
+    if req.method() == Method::OPTIONS {
+        return with_cors(HttpResponse::NoContent().finish());
+    }
+    let res = match client_body(&req, &body) {
+        Err(res) => *res,
+        Ok(b) => {
+            let mut st = lock(&state);
+            match verify_token(&st.creds, &b.token) {
+                Err(f) => {
+                    HttpResponse::Unauthorized().json(serde_json::json!({"error": f.message()}))
+                }
+                Ok(claims) => {
+                    let room = claims.video.map(|v| v.room).unwrap_or_default();
+                    let left = st
+                        .remove_participant(
+                            &room,
+                            &claims.sub,
+                            proto::DisconnectReason::ClientInitiated,
+                        )
+                        .is_some();
+                    HttpResponse::Ok().json(serde_json::json!({ "left": left }))
+                }
+            }
+        }
+    };
+    with_cors(res)
 }
 
 /// Every HTTP request lands here.
