@@ -174,6 +174,42 @@ async fn transfer_until(app: &TestApp, id: &str, status: &str) -> Value {
     }
 }
 
+/// Replays every REST request the server sent to the fake during the test against prism's
+/// mock of Twilio's published OpenAPI description (started by scripts/test.sh), which
+/// validates each one: every request must be accepted (2xx). Returns how many were checked.
+async fn assert_openapi_accepts_every_request(app: &TestApp) -> usize {
+    let base = std::env::var("SWITCHBOARD_TEST_TWILIO_OPENAPI_MOCK").unwrap_or_else(|_| {
+        panic!(
+            "SWITCHBOARD_TEST_TWILIO_OPENAPI_MOCK is not set: run the tests with scripts/test.sh, \
+             which starts `prism mock` on Twilio's OpenAPI description"
+        )
+    });
+    let requests = fake(app).requests();
+    assert!(!requests.is_empty(), "the server sent no REST request");
+    let http = reqwest::Client::new();
+    for r in &requests {
+        let url = format!("{base}{}", r.path);
+        let method: reqwest::Method = r.method.parse().expect("method");
+        let mut req = http
+            .request(method.clone(), &url)
+            .basic_auth(fake(app).account_sid(), Some("token"));
+        if method == reqwest::Method::POST {
+            req = req.form(&r.params);
+        }
+        let resp = req.send().await.expect("prism answers");
+        let status = resp.status().as_u16();
+        let body = resp.text().await.unwrap_or_default();
+        assert!(
+            (200..300).contains(&status),
+            "Twilio's OpenAPI description refuses {} {} {:?}: {status} {body}",
+            r.method,
+            r.path,
+            r.params
+        );
+    }
+    requests.len()
+}
+
 fn spoken(app: &TestApp, sid: &str) -> String {
     fake(app)
         .heard(sid)
@@ -259,6 +295,9 @@ async fn warm_transfer_of_a_phone_caller_to_a_phone_specialist() {
     fake(&app)
         .wait_for_call_status(&c.caller_sid, "completed", WAIT)
         .await;
+    // Dial, hold, resume, redirect, remove, end conference, hang up: all valid for Twilio.
+    let checked = assert_openapi_accepts_every_request(&app).await;
+    assert!(checked >= 6, "{checked} requests");
 }
 
 #[actix_web::test]
@@ -411,6 +450,7 @@ async fn cold_and_conference_transfers_to_a_phone_specialist() {
             (!labels_of(f, &c.main).contains(&"alice".to_string())).then_some(())
         })
         .await;
+    assert_openapi_accepts_every_request(&app).await;
 }
 
 /// Each failure of the specialist's phone returns the caller to A, unheld, with A back in
@@ -537,6 +577,7 @@ async fn cancelling_while_the_specialist_rings_cancels_their_call() {
     c.owner.follow_move().await;
     in_conference(&app, &c.main, &c.caller_id, false).await;
     in_conference(&app, &c.main, "alice", false).await;
+    assert_openapi_accepts_every_request(&app).await;
 }
 
 #[actix_web::test]
@@ -579,10 +620,14 @@ async fn twilio_rest_errors_fail_the_dial_cleanly_and_rate_limits_are_retried() 
     let id = started["transferId"].as_str().unwrap().to_string();
     transfer_until(&app, &id, "completed").await;
 
-    // A 500 (not retried on a create: it may have dialled) and a 503 that outlasts the
-    // retries fail the transfer; the caller is back with A. (A 4xx is the invalid-number
-    // case of the busy/failed tests.)
-    for (fault, n) in [(RestFault::ServerError, 1), (RestFault::Unavailable, 10)] {
+    // A 400 (Twilio refuses the number), a 500 (not retried on a create: it may have
+    // dialled) and a 503 that outlasts the retries fail the transfer; the caller is back
+    // with A.
+    for (fault, n) in [
+        (RestFault::Rejected { code: 21217 }, 1),
+        (RestFault::ServerError, 1),
+        (RestFault::Unavailable, 10),
+    ] {
         let app = twilio_app(30.0).await;
         specialist(&app, PhoneScript::answering().pressing("1")).await;
         let mut c = phone_call(&app, "alice").await;
@@ -636,6 +681,7 @@ async fn hold_resume_and_mute_work_on_a_phone_caller() {
                 .map(|_| ())
         })
         .await;
+    assert_openapi_accepts_every_request(&app).await;
 }
 
 #[actix_web::test]

@@ -434,6 +434,12 @@ pub enum RestFault {
     ServerError,
     /// 503.
     Unavailable,
+    /// 400 with this Twilio error code (e.g. 21217, "phone number is not a valid phone
+    /// number"; 21215, "geo permission": a refusal that retrying cannot fix).
+    Rejected {
+        /// The Twilio error code.
+        code: u32,
+    },
 }
 
 /// Why [`FakeTwilio::client_connect`] refused a browser leg (as the Voice SDK would report).
@@ -2768,6 +2774,9 @@ impl State {
                 },
                 RestFault::ServerError => RestError::new(500, 20500, "Internal Server Error"),
                 RestFault::Unavailable => RestError::new(503, 20503, "Service Unavailable"),
+                RestFault::Rejected { code } => {
+                    RestError::new(400, code, format!("Request refused (error {code})"))
+                }
             });
         }
         let ids = &parsed.ids;
