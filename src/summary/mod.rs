@@ -156,6 +156,8 @@ struct Slot {
     dirty: bool,
     /// Which task owns the slot.
     token: u64,
+    /// Cuts the debounce short (a transfer wants the refresh now).
+    wake: Arc<tokio::sync::Notify>,
 }
 
 struct Inner {
@@ -445,8 +447,9 @@ impl Summaries {
     }
 
     /// Asks for the call's summary to be regenerated in the background. Never waits: after
-    /// `debounce` (unless `now`) one generation runs; requests that arrive meanwhile are
-    /// folded into it or into one more, so at most one generation per call is in flight.
+    /// `debounce` (at once with `now`, which also cuts a pending debounce short) one
+    /// generation runs; requests that arrive meanwhile are folded into it or into one more,
+    /// so at most one generation per call is in flight.
     /// `on_stored` is called with each summary stored (to tell the call actor). Must be
     /// called within an actix system (the task is spawned on the current arbiter).
     pub fn refresh<F, Fut>(&self, call_id: &str, now: bool, on_stored: F)
@@ -455,10 +458,14 @@ impl Summaries {
         Fut: Future<Output = ()> + 'static,
     {
         let token = self.inner.tokens.fetch_add(1, Ordering::Relaxed) + 1;
+        let wake = Arc::new(tokio::sync::Notify::new());
         {
             let mut slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(slot) = slots.get_mut(call_id) {
                 slot.dirty = true;
+                if now {
+                    slot.wake.notify_one();
+                }
                 return;
             }
             slots.insert(
@@ -466,6 +473,7 @@ impl Summaries {
                 Slot {
                     dirty: false,
                     token,
+                    wake: wake.clone(),
                 },
             );
         }
@@ -480,7 +488,10 @@ impl Summaries {
             let mut wait = !now;
             loop {
                 if wait {
-                    tokio::time::sleep(this.inner.debounce).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(this.inner.debounce) => {}
+                        _ = wake.notified() => {}
+                    }
                 }
                 wait = true;
                 if let Some(slot) = this

@@ -57,6 +57,10 @@ const TRIED_CUES: &[&str] = &[
     "cleared",
     "already",
     "looked into",
+    "blocked",
+    "updated",
+    "i ran",
+    "we ran",
 ];
 const PROMISE_CUES: &[&str] = &[
     "i will",
@@ -100,7 +104,7 @@ const ANGRY_CUES: &[&str] = &[
     "lawyer",
 ];
 const NEGATIVE_CUES: &[&str] = &[
-    "frustrated",
+    "frustrat",
     "upset",
     "worried",
     "disappointed",

@@ -51,6 +51,8 @@ pub struct TestOptions {
     pub webhooks: bool,
     /// Where the calls are kept.
     pub store: TestStore,
+    /// More settings (`LLM_*`, `SWITCHBOARD_SUMMARY_DEBOUNCE`, ...), set last.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for TestOptions {
@@ -63,6 +65,7 @@ impl Default for TestOptions {
             api_key: None,
             webhooks: true,
             store: TestStore::Embedded,
+            env: vec![],
         }
     }
 }
@@ -125,6 +128,7 @@ pub fn server_env(
     if let TestStore::DynamoDb { prefix } = &opts.store {
         env.extend(super::dynamo::server_env(prefix));
     }
+    env.extend(opts.env.iter().cloned());
     env
 }
 

@@ -1,6 +1,7 @@
-//! Test support: the LiveKit fake, the local DynamoDB settings and the `spawn_app()` helper.
+//! Test support: the LiveKit fake, the OpenAI-compatible LLM fake, the local DynamoDB settings and the `spawn_app()` helper.
 #![allow(dead_code)]
 
 pub mod app;
 pub mod dynamo;
 pub mod livekit;
+pub mod llm;
