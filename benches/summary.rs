@@ -1,4 +1,4 @@
-//! Benchmark of the offline summariser on a one-hour call: about 9,000 words in 600
+//! Benchmark of the offline summariser on a one-hour call: about 9,000 words in some 380
 //! transcript chunks, generated deterministically (a fixed linear congruential generator
 //! over a fixed vocabulary of call-centre sentences). Prints the median, minimum and
 //! maximum of N runs (`cargo bench --bench summary`; `SUMMARY_BENCH_RUNS` sets N, default

@@ -159,6 +159,18 @@ async fn create_transcript(
     Ok(HttpResponse::Created().json(t))
 }
 
+/// A chunk as `who` is shown it: masked for agents when redaction is on (management sees it
+/// as stored; a caller sees its own words).
+fn as_shown(state: &AppState, who: &Principal, t: Transcript) -> Transcript {
+    match who {
+        Principal::Agent(_) => Transcript {
+            text: state.summaries.shown(&t.text),
+            ..t
+        },
+        _ => t,
+    }
+}
+
 async fn get_transcript(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -172,7 +184,7 @@ async fn get_transcript(
         .await?
         .ok_or_else(|| ApiError::not_found("transcript", &id))?;
     visible_call(&state, &who, &t.call_id).await?;
-    Ok(HttpResponse::Ok().json(t))
+    Ok(HttpResponse::Ok().json(as_shown(&state, &who, t)))
 }
 
 async fn transcripts_of_call(
@@ -183,7 +195,14 @@ async fn transcripts_of_call(
     let who = principal(&req, &state)?;
     let call_id = path.into_inner();
     visible_call(&state, &who, &call_id).await?;
-    Ok(HttpResponse::Ok().json(state.store.list_transcripts_by_call(&call_id).await?))
+    let list: Vec<Transcript> = state
+        .store
+        .list_transcripts_by_call(&call_id)
+        .await?
+        .into_iter()
+        .map(|t| as_shown(&state, &who, t))
+        .collect();
+    Ok(HttpResponse::Ok().json(list))
 }
 
 async fn create_summary(

@@ -182,13 +182,24 @@ fn cut_words(s: &str, max: usize) -> String {
     out
 }
 
-/// Splits a chunk into sentences (whitespace normalised).
+/// Splits a chunk into sentences (whitespace normalised): a sentence ends at `.`, `?` or `!`
+/// followed by a space or the end, so `49.99` and `ann@example.com` stay whole.
 fn sentences(text: &str) -> Vec<String> {
-    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    text.split_inclusive(['.', '?', '!'])
-        .map(|s| s.trim().to_string())
-        .filter(|s| s.chars().any(char::is_alphanumeric))
-        .collect()
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let mut out = Vec::new();
+    let mut current: Vec<&str> = Vec::new();
+    for w in words {
+        current.push(w);
+        if w.ends_with(['.', '?', '!']) {
+            out.push(current.join(" "));
+            current.clear();
+        }
+    }
+    if !current.is_empty() {
+        out.push(current.join(" "));
+    }
+    out.retain(|s| s.chars().any(char::is_alphanumeric));
+    out
 }
 
 /// One sentence, with who said it.
@@ -489,6 +500,14 @@ mod tests {
         assert!(d.summary_text.contains('…'));
         assert!(d.whisper_text.split_whitespace().count() <= WHISPER_MAX_WORDS);
         assert!(d.script.chars().count() <= SCRIPT_MAX_CHARS);
+    }
+
+    #[test]
+    fn sentences_end_at_punctuation_before_a_space_only() {
+        assert_eq!(
+            sentences("It was 49.99,  twice! Email ann@example.com. Why?no"),
+            ["It was 49.99, twice!", "Email ann@example.com.", "Why?no"]
+        );
     }
 
     #[test]

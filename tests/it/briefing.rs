@@ -517,3 +517,53 @@ mod fixtures {
         }
     }
 }
+
+#[actix_web::test]
+async fn agents_read_transcripts_masked_management_as_written() {
+    let app = spawn_app_with(opts(vec![], 60.0)).await;
+    let c = active_call(&app, "alice").await;
+    let t = say(
+        &app,
+        &c,
+        "caller",
+        "Call me on +44 20 7946 0958 about order 88213.",
+    )
+    .await;
+    let id = t["transcriptId"].as_str().unwrap();
+    let as_agent = app
+        .get(&format!("/api/transcripts/{id}"), Some(&c.owner_token))
+        .await
+        .body;
+    assert_eq!(as_agent["text"], "Call me on [phone] about order 88213.");
+    let list = app
+        .get(
+            &format!("/api/transcripts/call/{}", c.call_id),
+            Some(&c.owner_token),
+        )
+        .await
+        .body;
+    assert_eq!(list[0]["text"], "Call me on [phone] about order 88213.");
+    let as_admin = app.get(&format!("/api/transcripts/{id}"), None).await.body;
+    assert_eq!(
+        as_admin["text"],
+        "Call me on +44 20 7946 0958 about order 88213."
+    );
+}
+
+#[actix_web::test]
+async fn redaction_can_be_switched_off() {
+    let app = spawn_app_with(opts(
+        vec![("SWITCHBOARD_REDACT".into(), "false".into())],
+        60.0,
+    ))
+    .await;
+    let mut c = active_call(&app, "alice").await;
+    say(&app, &c, "caller", "My email is ann@example.com.").await;
+    let appended = c.owner.expect("transcript.appended").await;
+    assert_eq!(appended["data"]["text"], "My email is ann@example.com.");
+    let s = generate_now(&app, &c).await;
+    assert!(s["summaryText"]
+        .as_str()
+        .unwrap()
+        .contains("ann@example.com"));
+}
