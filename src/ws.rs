@@ -1554,6 +1554,21 @@ mod tests {
             parse_client_text(r#"{"type":"ping","id":3}"#),
             (json!(3), Ok(Incoming::Ping))
         );
+        let (_, msg) = parse_client_text(
+            r#"{"type":"transcript","id":4,"callId":"call-1","text":"Hi.","source":"livekit"}"#,
+        );
+        assert_eq!(
+            msg.unwrap(),
+            Incoming::Message(ClientMessage::Transcript {
+                call_id: "call-1".into(),
+                text: "Hi.".into(),
+                source: crate::model::TranscriptSource::Livekit,
+            })
+        );
+        let (_, err) = parse_client_text(
+            r#"{"type":"transcript","callId":"c","text":"x","source":"telepathy"}"#,
+        );
+        assert_eq!(err.unwrap_err().code, "bad_message");
         let (_, err) = parse_client_text(r#"{"type":7}"#);
         assert_eq!(err.unwrap_err().code, "bad_message");
         assert_eq!(truncate("héllo", 2), "h");

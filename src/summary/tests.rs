@@ -293,3 +293,34 @@ async fn a_newer_human_summary_is_not_overwritten_by_a_refresh() {
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].summary_id, h.summary_id);
 }
+
+#[actix_rt::test]
+async fn ended_or_unknown_calls_are_not_refreshed() {
+    let f = fixture().await;
+    let llm = Slow::new(0, false);
+    let s = Summaries::with_summarizer(
+        f.store.clone(),
+        Some(llm.clone()),
+        true,
+        Duration::from_millis(10),
+    );
+    say(&f, "Bye.").await;
+    let mut ended = f.call.clone();
+    ended.status = CallStatus::Ended;
+    f.store
+        .commit_call(fixtures::update(&ended, 1))
+        .await
+        .unwrap();
+    s.refresh(&f.call.call_id, true, |_| async {});
+    s.refresh("call-unknown", true, |_| async {});
+    while s.in_flight() > 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(llm.calls.load(Ordering::SeqCst), 0);
+    assert!(f
+        .store
+        .list_summaries_by_call(&f.call.call_id)
+        .await
+        .unwrap()
+        .is_empty());
+}
