@@ -52,6 +52,8 @@ fn transcript() -> (Call, Vec<Transcript>) {
         created_at: start,
         end_at: None,
         metadata: serde_json::Value::Null,
+        channel: Default::default(),
+        caller_number: None,
     };
     let mut seed: u64 = 0x5eed;
     let mut next = move |n: usize| {

@@ -16,6 +16,7 @@ use crate::config::{Config, ManagementAccess, StoreConfig};
 use crate::http::{self, AppState};
 use crate::hub::Hub;
 use crate::media::livekit::LiveKit;
+use crate::media::twilio::TwilioBridge;
 use crate::store::dynamo::DynamoStore;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::{Store, StoreError};
@@ -51,6 +52,9 @@ pub enum StartupError {
     /// Recovering unfinished calls failed.
     #[error("could not recover unfinished calls: {0}")]
     Recovery(String),
+    /// The Twilio client could not be built.
+    #[error("could not set up the Twilio client")]
+    Twilio(#[source] crate::twilio::rest::TwilioError),
 }
 
 /// A built, listening application.
@@ -141,10 +145,15 @@ impl Application {
         let keys = SessionKeys::new(&secret, config.session_ttl.as_secs() as i64);
         let hub = Hub::new(config.outbox_capacity);
         let livekit = LiveKit::new(&config.livekit);
+        let twilio = match &config.twilio {
+            Some(t) => Some(TwilioBridge::new(t).map_err(StartupError::Twilio)?),
+            None => None,
+        };
         let deps = CallDeps {
             store: store.clone(),
             hub: hub.clone(),
             livekit: livekit.clone(),
+            twilio: twilio.clone(),
         };
         let registry = Registry::new(deps, config.timeouts, config.disconnect_grace).start();
         let recovered = registry
@@ -163,6 +172,7 @@ impl Application {
             store: store.clone(),
             hub: hub.clone(),
             livekit,
+            twilio,
             registry,
             keys: keys.clone(),
             summaries: crate::summary::Summaries::new(store.clone(), &config.llm)
@@ -200,6 +210,7 @@ impl Application {
                 .configure(http::rooms::routes)
                 .configure(http::sessions::routes)
                 .configure(http::livekit_webhook::routes)
+                .configure(http::twilio::routes)
                 .service(web::resource("/ws").route(web::get().to(ws_route)));
             if static_dir.is_dir() {
                 app = app.service(

@@ -236,6 +236,114 @@ fn llm_config(get: &dyn Fn(&str) -> Option<String>) -> Result<LlmConfig, ConfigE
     })
 }
 
+/// Twilio: phone callers, phone specialists and browser client legs in conferences. All or
+/// nothing: set `TWILIO_ACCOUNT_SID` and the rest becomes required.
+#[derive(Debug, Clone)]
+pub struct TwilioConfig {
+    /// `TWILIO_ACCOUNT_SID` (`AC…`).
+    pub account_sid: String,
+    /// `TWILIO_AUTH_TOKEN`: Twilio signs every webhook with it.
+    pub auth_token: Secret,
+    /// `TWILIO_API_KEY` (`SK…`) and `TWILIO_API_SECRET`: REST calls and Voice SDK Access
+    /// Tokens; without them REST uses the account SID and auth token.
+    pub api_key: Option<(String, Secret)>,
+    /// `TWILIO_PHONE_NUMBER`: the number phone specialists see calling (E.164).
+    pub phone_number: String,
+    /// `TWILIO_APP_SID` (`AP…`): the TwiML App whose voice URL is `/twilio/client`, for the
+    /// browser's Voice SDK.
+    pub app_sid: Option<String>,
+    /// `TWILIO_API_BASE_URL` (default `https://api.twilio.com`).
+    pub api_base_url: String,
+    /// `SWITCHBOARD_PUBLIC_URL`: the URL Twilio reaches this server at (an ngrok URL in
+    /// development); webhook signatures are checked against it.
+    pub public_url: String,
+    /// `SWITCHBOARD_HOLD_MUSIC_URL`: what a waiting or held phone caller hears.
+    pub hold_music_url: String,
+}
+
+/// Twilio's demo hold music (played by Twilio, fetched by Twilio, never by us).
+pub const DEFAULT_HOLD_MUSIC: &str =
+    "http://com.twilio.music.classical.s3.amazonaws.com/BusyStrings.mp3";
+
+fn twilio_config(
+    nonempty: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<TwilioConfig>, ConfigError> {
+    let Some(account_sid) = nonempty("TWILIO_ACCOUNT_SID") else {
+        return Ok(None);
+    };
+    let required = |name: &'static str| {
+        nonempty(name).ok_or(ConfigError::Invalid {
+            name,
+            message: "is required when TWILIO_ACCOUNT_SID is set".into(),
+        })
+    };
+    let sid = |name: &'static str, value: &str, prefix: &str| {
+        let ok = value.len() == 34
+            && value.starts_with(prefix)
+            && value[2..].chars().all(|c| c.is_ascii_hexdigit());
+        if ok {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid {
+                name,
+                message: format!("expected {prefix} followed by 32 hex digits"),
+            })
+        }
+    };
+    sid("TWILIO_ACCOUNT_SID", account_sid.trim(), "AC")?;
+    let auth_token = Secret::new(required("TWILIO_AUTH_TOKEN")?);
+    let api_key = match (nonempty("TWILIO_API_KEY"), nonempty("TWILIO_API_SECRET")) {
+        (Some(k), Some(s)) => {
+            sid("TWILIO_API_KEY", k.trim(), "SK")?;
+            Some((k.trim().to_string(), Secret::new(s)))
+        }
+        (None, None) => None,
+        (Some(_), None) => required("TWILIO_API_SECRET").map(|_| None)?,
+        (None, Some(_)) => required("TWILIO_API_KEY").map(|_| None)?,
+    };
+    let phone_number = required("TWILIO_PHONE_NUMBER")?.trim().to_string();
+    if !crate::model::is_e164(&phone_number) {
+        return Err(ConfigError::Invalid {
+            name: "TWILIO_PHONE_NUMBER",
+            message: "expected an E.164 number such as +15551234567".into(),
+        });
+    }
+    let app_sid = nonempty("TWILIO_APP_SID").map(|v| v.trim().to_string());
+    if let Some(app) = &app_sid {
+        sid("TWILIO_APP_SID", app, "AP")?;
+    }
+    let url = |name: &'static str, v: String| {
+        let v = v.trim().trim_end_matches('/').to_string();
+        if v.starts_with("https://") || v.starts_with("http://") {
+            Ok(v)
+        } else {
+            Err(ConfigError::Invalid {
+                name,
+                message: format!("expected an http(s) URL, got {v:?}"),
+            })
+        }
+    };
+    Ok(Some(TwilioConfig {
+        account_sid: account_sid.trim().to_string(),
+        auth_token,
+        api_key,
+        phone_number,
+        app_sid,
+        api_base_url: url(
+            "TWILIO_API_BASE_URL",
+            nonempty("TWILIO_API_BASE_URL").unwrap_or_else(|| "https://api.twilio.com".into()),
+        )?,
+        public_url: url(
+            "SWITCHBOARD_PUBLIC_URL",
+            required("SWITCHBOARD_PUBLIC_URL")?,
+        )?,
+        hold_music_url: url(
+            "SWITCHBOARD_HOLD_MUSIC_URL",
+            nonempty("SWITCHBOARD_HOLD_MUSIC_URL").unwrap_or_else(|| DEFAULT_HOLD_MUSIC.into()),
+        )?,
+    }))
+}
+
 /// Which store keeps the calls (`SWITCHBOARD_STORE`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum StoreConfig {
@@ -260,6 +368,8 @@ pub struct Config {
     pub public_calls: bool,
     /// LiveKit.
     pub livekit: LiveKitConfig,
+    /// Twilio, when configured.
+    pub twilio: Option<TwilioConfig>,
     /// Secret for session tokens; generated and kept in the data directory when unset.
     pub session_secret: Option<Secret>,
     /// Lifetime of session tokens.
@@ -521,6 +631,7 @@ impl Config {
         }
         let store = store_config(&nonempty)?;
         let llm = llm_config(&nonempty)?;
+        let twilio = twilio_config(&nonempty)?;
         Ok(Config {
             llm,
             addr,
@@ -534,6 +645,7 @@ impl Config {
                 nonempty("SWITCHBOARD_PUBLIC_CALLS"),
             )?,
             livekit,
+            twilio,
             session_secret,
             session_ttl: parse_secs(
                 "SWITCHBOARD_SESSION_TTL",
@@ -580,6 +692,51 @@ mod tests {
         assert_eq!(c.livekit.api_key, "devkey");
         assert_eq!(c.timeouts.ring_ms, 30_000);
         assert_eq!(c.data_dir, PathBuf::from("./data"));
+    }
+
+    #[test]
+    fn twilio_is_all_or_nothing_and_validated() {
+        assert!(with(&[]).unwrap().twilio.is_none());
+        let full = [
+            ("TWILIO_ACCOUNT_SID", "AC0123456789abcdef0123456789abcdef"),
+            ("TWILIO_AUTH_TOKEN", "token"),
+            ("TWILIO_API_KEY", "SK0123456789abcdef0123456789abcdef"),
+            ("TWILIO_API_SECRET", "keysecret"),
+            ("TWILIO_PHONE_NUMBER", "+15551234567"),
+            ("TWILIO_APP_SID", "AP0123456789abcdef0123456789abcdef"),
+            ("SWITCHBOARD_PUBLIC_URL", "https://abc.ngrok.app/"),
+        ];
+        let t = with(&full).unwrap().twilio.unwrap();
+        assert_eq!(t.public_url, "https://abc.ngrok.app");
+        assert_eq!(t.api_base_url, "https://api.twilio.com");
+        let shown = format!("{t:?}");
+        assert!(
+            !shown.contains("keysecret") && !shown.contains("\"token\""),
+            "{shown}"
+        );
+        for (drop, name) in [
+            (1, "TWILIO_AUTH_TOKEN"),
+            (3, "TWILIO_API_SECRET"),
+            (4, "TWILIO_PHONE_NUMBER"),
+            (6, "SWITCHBOARD_PUBLIC_URL"),
+        ] {
+            let mut partial = full.to_vec();
+            partial.remove(drop);
+            let e = with(&partial).unwrap_err().to_string();
+            assert!(e.contains(name), "{e}");
+        }
+        for (name, bad) in [
+            ("TWILIO_ACCOUNT_SID", "AC123"),
+            ("TWILIO_PHONE_NUMBER", "555-1234"),
+            ("TWILIO_APP_SID", "AB0123456789abcdef0123456789abcdef"),
+            ("SWITCHBOARD_PUBLIC_URL", "abc.ngrok.app"),
+        ] {
+            let mut changed: Vec<(&str, &str)> =
+                full.iter().filter(|(k, _)| *k != name).copied().collect();
+            changed.push((name, bad));
+            let e = with(&changed).unwrap_err().to_string();
+            assert!(e.contains(name), "{name}: {e}");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! - [`http`]: the REST API, webhooks and the one error type mapped to `{code, message}`.
 //! - [`media`]: LiveKit (tokens, RoomService, webhooks).
 //! - [`summary`]: call summaries (LLM or offline), kept fresh in the background; redaction.
+//! - [`twilio`]: Twilio REST client, webhook signatures, Access Tokens and TwiML rendering.
 //! - [`auth`]: session tokens and API keys. [`config`]: settings. [`app`]: startup.
 
 #![warn(missing_docs)]
@@ -23,4 +24,5 @@ pub mod media;
 pub mod model;
 pub mod store;
 pub mod summary;
+pub mod twilio;
 pub mod ws;

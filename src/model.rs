@@ -18,6 +18,14 @@ pub fn from_millis(ms: Millis) -> DateTime<Utc> {
     DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default()
 }
 
+/// Whether `value` is an E.164 phone number (`+` and 8 to 15 digits, not starting with 0).
+pub fn is_e164(value: &str) -> bool {
+    let digits = value.strip_prefix('+').unwrap_or("");
+    (8..=15).contains(&digits.len())
+        && digits.chars().all(|c| c.is_ascii_digit())
+        && !digits.starts_with('0')
+}
+
 /// How an agent is reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -164,6 +172,23 @@ pub struct Call {
     /// Free-form metadata given at creation or by `PATCH`.
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub metadata: Value,
+    /// How the caller is connected: `web` (browser, LiveKit) or `phone` (Twilio).
+    #[serde(default)]
+    pub channel: Channel,
+    /// The caller's phone number, for a phone caller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller_number: Option<String>,
+}
+
+/// How a caller reached the switchboard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    /// A browser in a LiveKit room.
+    #[default]
+    Web,
+    /// A phone call through Twilio, always inside a Twilio conference.
+    Phone,
 }
 
 /// How a transfer hands the caller over.

@@ -10,9 +10,11 @@ use actix::prelude::*;
 use serde_json::Value;
 
 use crate::call::machine::{CallMachine, Effect, Input, Observation, Rejection, Step, TimerKey};
+use crate::call::machine::{Party, HELD_SUFFIX};
 use crate::call::registry::{CallChanged, Registry};
 use crate::hub::Hub;
 use crate::media::livekit::{LiveKit, LiveKitError, ParticipantRole};
+use crate::media::twilio::TwilioBridge;
 use crate::model::{new_id, Event, Room};
 use crate::store::{CallCommit, Store, StoreError, StoredCall};
 
@@ -28,6 +30,8 @@ pub struct CallDeps {
     pub hub: Hub,
     /// The LiveKit plane.
     pub livekit: LiveKit,
+    /// The Twilio plane, when configured.
+    pub twilio: Option<TwilioBridge>,
 }
 
 /// Why a call operation failed.
@@ -195,7 +199,12 @@ impl CallActor {
         // (no credentials at rest, none replayed after they expire; a client that missed
         // a move asks `POST /api/tokens`).
         let mut live = step.events.clone();
-        if let Err(e) = add_join_tokens(&self.deps.livekit, &step.machine, &mut live) {
+        if let Err(e) = add_join_tokens(
+            &self.deps.livekit,
+            self.deps.twilio.as_ref(),
+            &step.machine,
+            &mut live,
+        ) {
             tracing::error!(call_id = %self.call_id, error = %e, "could not mint join tokens");
         }
         for event in &live {
@@ -237,6 +246,7 @@ impl CallActor {
                         }
                     });
                 }
+                twilio_effect => self.carry_out_twilio(twilio_effect.clone(), ctx),
             }
         }
         self.report(request_agent);
@@ -249,6 +259,159 @@ impl CallActor {
         }
     }
 
+    /// Carries out an effect on the Twilio plane and feeds what Twilio answered back into the
+    /// machine: a dialled leg's SID, a refused dial, or a successful move (confirmation that
+    /// does not wait for the conference callback).
+    fn carry_out_twilio(&mut self, effect: Effect, ctx: &mut Context<Self>) {
+        let Some(bridge) = self.deps.twilio.clone() else {
+            tracing::error!(call_id = %self.call_id, ?effect, "a phone leg needs Twilio, which is not configured");
+            return;
+        };
+        let me = ctx.address();
+        let call_id = self.call_id.clone();
+        let feed = move |obs: Observation| {
+            let me = me.clone();
+            async move {
+                me.send(Execute {
+                    input: Input::Observe(obs),
+                    idempotency_key: None,
+                })
+                .await
+                .is_ok()
+            }
+        };
+        let confirmed = move |label: String, room: String| Observation::Joined {
+            identity: label,
+            room,
+            at: now_ms(),
+        };
+        actix::spawn(async move {
+            match effect {
+                Effect::Dial {
+                    party,
+                    number,
+                    transfer_id,
+                    ring_secs,
+                } => {
+                    let Party::Agent(agent_id) = &party else {
+                        return;
+                    };
+                    match bridge
+                        .dial(&call_id, &transfer_id, agent_id, &number, ring_secs)
+                        .await
+                    {
+                        Ok(call_sid) => {
+                            let fed = feed(Observation::Dialed {
+                                party: party.clone(),
+                                call_sid: call_sid.clone(),
+                            })
+                            .await;
+                            if !fed {
+                                // The call ended meanwhile: nobody wants this leg.
+                                let _ = bridge.hangup(&call_sid, true).await;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(%call_id, %transfer_id, error = %e, "dialling the phone agent failed");
+                            feed(Observation::DialFailed {
+                                party,
+                                reason: e.to_string(),
+                            })
+                            .await;
+                        }
+                    }
+                }
+                Effect::RedirectPhone {
+                    call_sid,
+                    conference,
+                    label,
+                } => match bridge
+                    .redirect(&call_id, &call_sid, &conference, &label)
+                    .await
+                {
+                    Ok(()) => {
+                        feed(confirmed(label, conference)).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(%call_id, %call_sid, error = %e, "phone leg not moved; the arrival deadline decides");
+                    }
+                },
+                Effect::HoldParticipant {
+                    conference,
+                    conference_sid,
+                    label,
+                    hold,
+                } => {
+                    let Some(sid) = conference_sid else {
+                        tracing::warn!(%call_id, %conference, "conference not started yet: hold not applied");
+                        return;
+                    };
+                    match bridge.hold(&sid, &label, hold).await {
+                        Ok(()) => {
+                            let room = if hold {
+                                format!("{conference}{HELD_SUFFIX}")
+                            } else {
+                                conference
+                            };
+                            feed(confirmed(label, room)).await;
+                        }
+                        Err(e) => {
+                            tracing::warn!(%call_id, %label, hold, error = %e, "hold not applied; the arrival deadline decides");
+                        }
+                    }
+                }
+                Effect::HangupPhone { call_sid, ringing } => {
+                    if let Err(e) = bridge.hangup(&call_sid, ringing).await {
+                        tracing::warn!(%call_id, %call_sid, error = %e, "phone leg not hung up");
+                    }
+                }
+                Effect::RemoveFromConference {
+                    conference,
+                    conference_sid,
+                    label,
+                } => {
+                    let Some(sid) = conference_sid else {
+                        tracing::debug!(%call_id, %conference, %label, "conference never started: nobody to remove");
+                        return;
+                    };
+                    if let Err(e) = bridge.remove(&sid, &label).await {
+                        tracing::warn!(%call_id, %conference, %label, error = %e, "participant not removed");
+                    }
+                }
+                Effect::MuteParticipant {
+                    conference,
+                    conference_sid,
+                    label,
+                    muted,
+                } => {
+                    let Some(sid) = conference_sid else {
+                        tracing::warn!(%call_id, %conference, "conference not started yet: mute not applied");
+                        return;
+                    };
+                    if let Err(e) = bridge.mute(&sid, &label, muted).await {
+                        tracing::warn!(%call_id, %label, muted, error = %e, "mute not applied");
+                    }
+                }
+                Effect::EndConference {
+                    conference,
+                    conference_sid,
+                } => {
+                    let Some(sid) = conference_sid else {
+                        tracing::debug!(%call_id, %conference, "conference never started: nothing to end");
+                        return;
+                    };
+                    if let Err(e) = bridge.end_conference(&sid).await {
+                        tracing::warn!(%call_id, %conference, error = %e, "conference not ended");
+                    }
+                }
+                Effect::EnsureRoom { .. }
+                | Effect::CloseRoom { .. }
+                | Effect::RemoveParticipant { .. }
+                | Effect::RequestAgent => {}
+            }
+        });
+    }
+
     fn remember(&mut self, key: Option<String>, m: &Arc<CallMachine>) {
         if let Some(k) = key {
             if self.remembered.len() >= REMEMBERED_KEYS {
@@ -259,13 +422,14 @@ impl CallActor {
     }
 }
 
-/// Adds the LiveKit token and url to every `participant.move` event pushed live, so the
-/// moved party can join at once (stored events never carry tokens).
+/// Adds the join token to every `participant.move` event pushed live: a LiveKit token and
+/// url for a room, or a Twilio Voice SDK Access Token for a conference (`plane: twilio`).
 pub fn add_join_tokens(
     livekit: &LiveKit,
+    twilio: Option<&TwilioBridge>,
     machine: &CallMachine,
     events: &mut [Event],
-) -> Result<(), LiveKitError> {
+) -> Result<(), JoinTokenError> {
     for e in events.iter_mut().filter(|e| e.kind == "participant.move") {
         let identity = e.data["identity"].as_str().unwrap_or_default().to_string();
         let room = e.data["room"].as_str().unwrap_or_default().to_string();
@@ -274,13 +438,36 @@ pub fn add_join_tokens(
         } else {
             (ParticipantRole::Agent, identity.clone())
         };
-        let token = livekit.participant_token(&identity, &name, &room, role)?;
+        let (token, url) = if e.data["plane"] == "twilio" {
+            let bridge = twilio.ok_or(JoinTokenError::TwilioNotConfigured)?;
+            let now = u64::try_from(now_ms() / 1000).unwrap_or_default();
+            (bridge.client_token(&identity, now)?, None)
+        } else {
+            let token = livekit.participant_token(&identity, &name, &room, role)?;
+            (token, Some(livekit.url().to_string()))
+        };
         if let Value::Object(map) = &mut e.data {
             map.insert("token".into(), Value::String(token));
-            map.insert("url".into(), Value::String(livekit.url().to_string()));
+            if let Some(url) = url {
+                map.insert("url".into(), Value::String(url));
+            }
         }
     }
     Ok(())
+}
+
+/// Why a join token could not be added to a move.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinTokenError {
+    /// LiveKit token.
+    #[error("could not mint a LiveKit token")]
+    LiveKit(#[from] LiveKitError),
+    /// Twilio Access Token.
+    #[error("could not mint a Twilio Access Token")]
+    Twilio(#[from] crate::media::twilio::ClientTokenError),
+    /// A conference move without Twilio.
+    #[error("a move into a conference, but Twilio is not configured")]
+    TwilioNotConfigured,
 }
 
 async fn record_room(deps: &CallDeps, call_id: &str, room: &str, status: &str) {

@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::model::{
-    from_millis, Audience, Call, CallStatus, Event, Millis, Transfer, TransferMode, TransferStatus,
+    from_millis, Audience, Call, CallStatus, Channel, Event, Millis, Transfer, TransferMode,
+    TransferStatus,
 };
 
 /// Deadlines and limits the machine applies, in milliseconds.
@@ -82,7 +83,61 @@ pub struct Placement {
     /// When the move was issued; a join LiveKit saw in an earlier second is not about it.
     #[serde(default)]
     pub placed_at: Millis,
+    /// Which media plane realises the space for this party.
+    #[serde(default)]
+    pub plane: Plane,
 }
+
+/// The media plane that realises a space: a LiveKit room, or a Twilio conference (as soon as
+/// a phone party must be in it; web parties then join it as Voice SDK client legs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Plane {
+    /// A LiveKit room.
+    #[default]
+    Livekit,
+    /// A Twilio conference with the same name.
+    Twilio,
+}
+
+impl Plane {
+    /// `livekit` or `twilio`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Plane::Livekit => "livekit",
+            Plane::Twilio => "twilio",
+        }
+    }
+}
+
+/// Where a phone leg (a Twilio call of the caller or of a phone agent) is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PhoneState {
+    /// Twilio is dialling it.
+    Dialing,
+    /// Twilio is executing our webhook's answer for it: that answer realises its next
+    /// placement (no redirect needed).
+    AtPrompt,
+    /// In one of the call's conferences.
+    Connected,
+}
+
+/// A party connected by phone rather than by browser.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PhoneLeg {
+    /// The E.164 number dialled (agents) or calling (the caller).
+    pub number: String,
+    /// Twilio's CallSid, once known.
+    pub call_sid: Option<String>,
+    /// Where the leg is.
+    pub state: PhoneState,
+}
+
+/// Suffix of the pseudo-room in which a held phone caller is expected: the caller stays in
+/// the main conference with `hold=true`, and a `participant-hold` callback confirms it.
+pub const HELD_SUFFIX: &str = "#held";
 
 /// A deadline the actor arms as a timer.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -143,6 +198,8 @@ pub enum Command {
         summary_text: String,
         /// A note from A to B.
         note: Option<String>,
+        /// B's phone number when B is a phone agent (dialled through Twilio).
+        to_number: Option<String>,
     },
     /// The target accepts the transfer.
     AcceptTransfer,
@@ -152,6 +209,14 @@ pub enum Command {
     CompleteTransfer,
     /// The owner calls the transfer off.
     CancelTransfer,
+    /// The owner mutes or unmutes a party: a phone leg through the conference participant
+    /// API, a browser by telling it to mute its microphone.
+    Mute {
+        /// Who.
+        party: Party,
+        /// Mute (true) or unmute (false).
+        muted: bool,
+    },
     /// The owner (or management) corrects the caller's details or the call's metadata.
     UpdateDetails {
         /// New caller name.
@@ -206,6 +271,45 @@ pub enum Observation {
         /// Its id.
         summary_id: String,
     },
+    /// Twilio reported that one of the call's conferences started (its SID is needed for
+    /// participant updates).
+    ConferenceStarted {
+        /// The conference's friendly name (the space's room name).
+        conference: String,
+        /// Its `CF…` SID.
+        conference_sid: String,
+    },
+    /// Twilio created the call that dials a phone party.
+    Dialed {
+        /// The party dialled.
+        party: Party,
+        /// The new call's SID.
+        call_sid: String,
+    },
+    /// Twilio refused to dial a phone party.
+    DialFailed {
+        /// The party.
+        party: Party,
+        /// Why (Twilio's message).
+        reason: String,
+    },
+    /// A dialled phone party answered and Twilio asks us what to play (the whisper).
+    PhoneAnswered {
+        /// The party.
+        party: Party,
+        /// The call's SID.
+        call_sid: String,
+    },
+    /// A phone leg ended (hung up, busy, no answer, failed, cancelled).
+    PhoneLegEnded {
+        /// The party.
+        party: Party,
+        /// The call's SID, when Twilio told it (a different SID is an older leg: ignored).
+        call_sid: Option<String>,
+        /// Twilio's `CallStatus` (`completed`, `busy`, `no-answer`, `failed`, `canceled`) or
+        /// `hung_up` / `no_input` / `declined` as seen in a conference or a prompt.
+        status: String,
+    },
     /// A transcript chunk of the call was stored (told to its agents).
     TranscriptAppended {
         /// Its id.
@@ -250,6 +354,71 @@ pub enum Effect {
     },
     /// The call waits for an agent: routing should offer it, avoiding `exclude` if it can.
     RequestAgent,
+    /// Dial a phone party through Twilio; the answer is the briefing prompt.
+    Dial {
+        /// Who.
+        party: Party,
+        /// Their E.164 number.
+        number: String,
+        /// The transfer the dial belongs to.
+        transfer_id: String,
+        /// How long to let it ring, in seconds.
+        ring_secs: u32,
+    },
+    /// Move a phone leg into a conference (a Twilio call update with new TwiML).
+    RedirectPhone {
+        /// The leg's CallSid.
+        call_sid: String,
+        /// The conference's name.
+        conference: String,
+        /// The participant label (the party's identity).
+        label: String,
+    },
+    /// Hold or resume a participant of a conference (phone caller's hold).
+    HoldParticipant {
+        /// The conference's name.
+        conference: String,
+        /// Its SID, when known.
+        conference_sid: Option<String>,
+        /// The participant label.
+        label: String,
+        /// Hold (true) or resume (false).
+        hold: bool,
+    },
+    /// End a phone leg: cancel it while ringing, hang it up once answered.
+    HangupPhone {
+        /// The leg's CallSid.
+        call_sid: String,
+        /// Whether it may still be ringing.
+        ringing: bool,
+    },
+    /// Remove a participant (a client leg) from a conference.
+    RemoveFromConference {
+        /// The conference's name.
+        conference: String,
+        /// Its SID, when known.
+        conference_sid: Option<String>,
+        /// The participant label.
+        label: String,
+    },
+    /// Mute or unmute a conference participant (a phone leg).
+    MuteParticipant {
+        /// The conference's name.
+        conference: String,
+        /// Its SID, when known.
+        conference_sid: Option<String>,
+        /// The participant label.
+        label: String,
+        /// Mute (true) or unmute (false).
+        muted: bool,
+    },
+    /// End a conference for everyone in it.
+    EndConference {
+        /// The conference's name.
+        conference: String,
+        /// Its SID, when known.
+        conference_sid: Option<String>,
+    },
 }
 
 /// Why a command was refused. Observations are never refused.
@@ -320,6 +489,19 @@ pub struct CallMachine {
     pub moves: u64,
     /// The machine's deadlines.
     pub timeouts: Timeouts,
+    /// Parties connected by phone (everyone else is web).
+    #[serde(default, with = "as_pairs")]
+    pub phones: BTreeMap<Party, PhoneLeg>,
+    /// The plane of the main space (Twilio from the start for a phone caller, and from the
+    /// moment a phone agent joins it).
+    #[serde(default)]
+    pub main_plane: Plane,
+    /// The plane of the open transfer's consult space (Twilio when the target is a phone).
+    #[serde(default)]
+    pub consult_plane: Plane,
+    /// Conference SIDs by friendly name, as Twilio reported them.
+    #[serde(default)]
+    pub conferences: BTreeMap<String, String>,
 }
 
 /// Maps whose keys are not strings, stored in JSON as `[[key, value], ...]`.
@@ -439,11 +621,60 @@ impl Tx {
         }
     }
 
-    /// Sends a party to a space: a `participant.move` event to that party (the actor adds
-    /// the LiveKit token and url) and an arrival deadline.
+    fn is_phone(&self, party: &Party) -> bool {
+        self.m.phones.contains_key(party)
+    }
+
+    fn identity_of(&self, party: &Party) -> String {
+        match party {
+            Party::Caller => self.m.call.caller_id.clone(),
+            Party::Agent(id) => id.clone(),
+        }
+    }
+
+    fn plane_of(&self, party: &Party, space: Space) -> Plane {
+        match space {
+            Space::Main => self.m.main_plane,
+            Space::Hold if self.is_phone(party) => Plane::Twilio,
+            Space::Hold => Plane::Livekit,
+            Space::Consult => self.m.consult_plane,
+        }
+    }
+
+    /// The room (or conference) in which a party placed in `space` is expected; a held phone
+    /// caller stays in the main conference, held ([`HELD_SUFFIX`]).
+    fn room_for(&self, party: &Party, space: Space) -> String {
+        if space == Space::Hold && self.is_phone(party) {
+            return format!("{}{HELD_SUFFIX}", self.m.call.main_room);
+        }
+        self.room_of(space)
+    }
+
+    fn conference_sid(&self, conference: &str) -> Option<String> {
+        self.m.conferences.get(conference).cloned()
+    }
+
+    /// Sends a party to a space: a `participant.move` event to a web party (the actor adds
+    /// the token), a Twilio effect for a phone party, and an arrival deadline.
     fn place(&mut self, party: Party, space: Space) {
+        if space == Space::Main && self.m.main_plane == Plane::Livekit && self.is_phone(&party) {
+            // A phone agent joins the main space: it becomes a Twilio conference, and the web
+            // parties already placed there follow as client legs.
+            self.m.main_plane = Plane::Twilio;
+            let web_in_main: Vec<Party> = self
+                .m
+                .placements
+                .iter()
+                .filter(|(p, pl)| pl.space == Space::Main && !self.is_phone(p) && **p != party)
+                .map(|(p, _)| p.clone())
+                .collect();
+            for other in web_in_main {
+                self.place(other, Space::Main);
+            }
+        }
+        let plane = self.plane_of(&party, space);
         if let Some(p) = self.m.placements.get(&party) {
-            if p.space == space {
+            if p.space == space && p.plane == plane {
                 return;
             }
         }
@@ -464,6 +695,7 @@ impl Tx {
                 retries: 0,
                 last_observed,
                 placed_at: self.now,
+                plane,
             },
         );
         self.announce_move(&party);
@@ -473,16 +705,23 @@ impl Tx {
         let Some(p) = self.m.placements.get(party).cloned() else {
             return;
         };
-        let room = self.room_of(p.space);
-        let (audience, identity) = match party {
-            Party::Caller => (
-                Audience {
-                    caller: true,
-                    agents: vec![],
-                },
-                self.m.call.caller_id.clone(),
-            ),
-            Party::Agent(id) => (Tx::just(&[id]), id.clone()),
+        self.m.timers.insert(
+            TimerKey::Arrival(party.clone()),
+            self.now + self.m.timeouts.move_ms,
+        );
+        self.m.timers.remove(&TimerKey::Rejoin(party.clone()));
+        let identity = self.identity_of(party);
+        if let Some(leg) = self.m.phones.get(party).cloned() {
+            self.move_phone(party, &leg, &p, identity);
+            return;
+        }
+        let room = self.room_for(party, p.space);
+        let audience = match party {
+            Party::Caller => Audience {
+                caller: true,
+                agents: vec![],
+            },
+            Party::Agent(id) => Tx::just(&[id]),
         };
         self.emit(
             "participant.move",
@@ -491,26 +730,85 @@ impl Tx {
                 "moveId": p.move_id,
                 "room": room,
                 "space": p.space,
+                "plane": p.plane.as_str(),
                 "identity": identity,
             }),
         );
-        self.m.timers.insert(
-            TimerKey::Arrival(party.clone()),
-            self.now + self.m.timeouts.move_ms,
-        );
-        self.m.timers.remove(&TimerKey::Rejoin(party.clone()));
     }
 
-    /// Takes an agent out of the call: no placement, no deadlines, removed from LiveKit.
+    /// Realises a phone party's placement: nothing when Twilio is waiting on our answer to
+    /// its prompt (that answer joins it), hold/resume in the main conference for the caller,
+    /// a redirect into the space's conference for an agent.
+    fn move_phone(&mut self, party: &Party, leg: &PhoneLeg, p: &Placement, identity: String) {
+        if leg.state == PhoneState::AtPrompt {
+            if let Some(l) = self.m.phones.get_mut(party) {
+                l.state = PhoneState::Connected;
+            }
+            return;
+        }
+        match party {
+            Party::Caller => {
+                let conference = self.m.call.main_room.clone();
+                self.effects.push(Effect::HoldParticipant {
+                    conference_sid: self.conference_sid(&conference),
+                    conference,
+                    label: identity,
+                    hold: p.space == Space::Hold,
+                });
+            }
+            Party::Agent(_) => {
+                if let Some(call_sid) = leg.call_sid.clone() {
+                    self.effects.push(Effect::RedirectPhone {
+                        call_sid,
+                        conference: self.room_of(p.space),
+                        label: identity,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Undoes a placement on its media plane (leaving a LiveKit room or a conference).
+    fn unplace(&mut self, party: &Party, p: &Placement) {
+        let identity = self.identity_of(party);
+        match p.plane {
+            Plane::Livekit => self.effects.push(Effect::RemoveParticipant {
+                room: self.room_for(party, p.space),
+                identity,
+            }),
+            Plane::Twilio if !self.is_phone(party) => {
+                let conference = self.room_of(p.space);
+                self.effects.push(Effect::RemoveFromConference {
+                    conference_sid: self.conference_sid(&conference),
+                    conference,
+                    label: identity,
+                });
+            }
+            // A phone leg leaves when it is hung up (`drop_phone`).
+            Plane::Twilio => {}
+        }
+    }
+
+    /// Forgets a party's phone leg and hangs it up (cancels it while it rings).
+    fn drop_phone(&mut self, party: &Party) {
+        if let Some(leg) = self.m.phones.remove(party) {
+            if let Some(call_sid) = leg.call_sid {
+                self.effects.push(Effect::HangupPhone {
+                    call_sid,
+                    ringing: leg.state == PhoneState::Dialing,
+                });
+            }
+        }
+    }
+
+    /// Takes an agent out of the call: no placement, no deadlines, removed from its room or
+    /// conference, its phone leg hung up.
     fn release(&mut self, agent_id: &str, reason: &str) {
         let party = Party::Agent(agent_id.to_string());
         if let Some(p) = self.m.placements.remove(&party) {
-            let room = self.room_of(p.space);
-            self.effects.push(Effect::RemoveParticipant {
-                room,
-                identity: agent_id.to_string(),
-            });
+            self.unplace(&party, &p);
         }
+        self.drop_phone(&party);
         self.m.timers.remove(&TimerKey::Arrival(party.clone()));
         self.m.timers.remove(&TimerKey::Rejoin(party));
         self.emit(
@@ -547,15 +845,21 @@ impl Tx {
             "reason": t.reason,
         });
         let terminal = status.is_terminal();
-        // Only a warm transfer opens a consult room.
+        // Only a warm transfer opens a consult room (or conference).
         let consult = (t.mode == TransferMode::Warm).then(|| t.transfer_room.clone());
+        let consult_plane = self.m.consult_plane;
         self.transfer_changed = true;
         self.emit(&format!("transfer.{}", status.as_str()), audience, data);
         if terminal {
             self.m.call.open_transfer_id = None;
             self.m.timers.remove(&TimerKey::TransferRing);
-            if let Some(room) = consult {
-                self.effects.push(Effect::CloseRoom { room });
+            match (consult, consult_plane) {
+                (Some(room), Plane::Livekit) => self.effects.push(Effect::CloseRoom { room }),
+                (Some(conference), Plane::Twilio) => self.effects.push(Effect::EndConference {
+                    conference_sid: self.conference_sid(&conference),
+                    conference,
+                }),
+                (None, _) => {}
             }
         }
     }
@@ -575,6 +879,7 @@ impl Tx {
         {
             self.release(&t.to_agent_id, status.as_str());
         }
+        self.drop_phone(&Party::Agent(t.to_agent_id.clone()));
         match self.owner() {
             Some(owner) => {
                 self.place(Party::Agent(owner), Space::Main);
@@ -625,24 +930,31 @@ impl Tx {
         self.m.call.end_at = Some(from_millis(self.now));
         self.m.call.end_reason = Some(reason.to_string());
         self.emit("call.ended", audience, json!({ "reason": reason }));
-        let parties: Vec<Party> = self.m.placements.keys().cloned().collect();
-        for p in parties {
-            let room = self.room_of(self.m.placements[&p].space);
-            let identity = match &p {
-                Party::Caller => self.m.call.caller_id.clone(),
-                Party::Agent(id) => id.clone(),
-            };
-            self.effects
-                .push(Effect::RemoveParticipant { room, identity });
+        let placed: Vec<(Party, Placement)> =
+            std::mem::take(&mut self.m.placements).into_iter().collect();
+        for (party, p) in placed {
+            self.unplace(&party, &p);
         }
-        self.m.placements.clear();
+        let phones: Vec<Party> = self.m.phones.keys().cloned().collect();
+        for party in phones {
+            self.drop_phone(&party);
+        }
         self.m.timers.clear();
-        self.effects.push(Effect::CloseRoom {
-            room: self.m.call.main_room.clone(),
-        });
-        self.effects.push(Effect::CloseRoom {
-            room: self.m.call.hold_room.clone(),
-        });
+        if self.m.main_plane == Plane::Twilio {
+            let conference = self.m.call.main_room.clone();
+            self.effects.push(Effect::EndConference {
+                conference_sid: self.conference_sid(&conference),
+                conference,
+            });
+        }
+        if self.m.call.channel == Channel::Web {
+            self.effects.push(Effect::CloseRoom {
+                room: self.m.call.main_room.clone(),
+            });
+            self.effects.push(Effect::CloseRoom {
+                room: self.m.call.hold_room.clone(),
+            });
+        }
     }
 
     /// The caller is with the target now: B owns the call, A is released.
@@ -727,8 +1039,32 @@ impl Tx {
 
 impl CallMachine {
     /// A new call, queued (or waiting for the agent it names), with the caller placed in the
-    /// main room. Returns the machine and its first events.
-    pub fn create(call: Call, timeouts: Timeouts, now: Millis) -> Step {
+    /// main room. A phone caller (`caller_call_sid`, with `call.channel` = phone) is placed in
+    /// the main conference by the answer to Twilio's voice webhook. Returns the machine and
+    /// its first events.
+    pub fn create(
+        call: Call,
+        caller_call_sid: Option<String>,
+        timeouts: Timeouts,
+        now: Millis,
+    ) -> Step {
+        let phone_caller = call.channel == Channel::Phone;
+        let mut phones = BTreeMap::new();
+        if phone_caller {
+            phones.insert(
+                Party::Caller,
+                PhoneLeg {
+                    number: call.caller_number.clone().unwrap_or_default(),
+                    call_sid: caller_call_sid,
+                    state: PhoneState::Connected,
+                },
+            );
+        }
+        let main_plane = if phone_caller {
+            Plane::Twilio
+        } else {
+            Plane::Livekit
+        };
         let m = CallMachine {
             call,
             transfer: None,
@@ -738,6 +1074,10 @@ impl CallMachine {
             seq: 0,
             moves: 0,
             timeouts,
+            phones,
+            main_plane,
+            consult_plane: Plane::Livekit,
+            conferences: BTreeMap::new(),
         };
         let mut tx = Tx {
             m,
@@ -746,12 +1086,14 @@ impl CallMachine {
             transfer_changed: false,
             effects: vec![],
         };
-        tx.effects.push(Effect::EnsureRoom {
-            room: tx.m.call.main_room.clone(),
-        });
-        tx.effects.push(Effect::EnsureRoom {
-            room: tx.m.call.hold_room.clone(),
-        });
+        if !phone_caller {
+            tx.effects.push(Effect::EnsureRoom {
+                room: tx.m.call.main_room.clone(),
+            });
+            tx.effects.push(Effect::EnsureRoom {
+                room: tx.m.call.hold_room.clone(),
+            });
+        }
         tx.m.call.status = CallStatus::Queued;
         tx.m.timers.insert(
             TimerKey::Arrival(Party::Caller),
@@ -767,12 +1109,14 @@ impl CallMachine {
                 retries: 0,
                 last_observed: 0,
                 placed_at: now,
+                plane: main_plane,
             },
         );
         let data = json!({
             "callerName": tx.m.call.caller_name,
             "reason": tx.m.call.reason,
             "mainRoom": tx.m.call.main_room,
+            "channel": tx.m.call.channel,
         });
         tx.emit(
             "call.created",
@@ -814,14 +1158,25 @@ impl CallMachine {
         self.transfer.as_ref().filter(|t| !t.status.is_terminal())
     }
 
-    /// The room a party is placed in now, if any.
+    /// The room (or conference) a party is placed in now, if any.
     pub fn room_of_party(&self, party: &Party) -> Option<String> {
         let p = self.placements.get(party)?;
-        Some(match p.space {
-            Space::Main => self.call.main_room.clone(),
-            Space::Hold => self.call.hold_room.clone(),
-            Space::Consult => self.transfer.as_ref()?.transfer_room.clone(),
-        })
+        if p.space == Space::Consult && self.transfer.is_none() {
+            return None;
+        }
+        let tx = Tx {
+            m: self.clone(),
+            now: 0,
+            events: vec![],
+            transfer_changed: false,
+            effects: vec![],
+        };
+        Some(tx.room_for(party, p.space))
+    }
+
+    /// The party a conference participant label (or LiveKit identity) names, if any.
+    pub fn party_of(&self, identity: &str) -> Option<Party> {
+        party_of_identity(self, identity)
     }
 
     /// Applies one input at time `now`. Commands may be refused; observations never are
@@ -1020,6 +1375,7 @@ fn command(tx: &mut Tx, actor: Actor, cmd: Command) -> Result<(), Rejection> {
             summary_id,
             summary_text,
             note,
+            to_number,
         } => {
             let owner = require_owner(tx, &actor)?;
             if tx
@@ -1078,10 +1434,33 @@ fn command(tx: &mut Tx, actor: Actor, cmd: Command) -> Result<(), Rejection> {
             });
             tx.transfer_changed = true;
             tx.emit("transfer.initiated", tx.everyone(), initiated);
-            if mode == TransferMode::Warm {
-                tx.effects.push(Effect::EnsureRoom {
-                    room: transfer_room.clone(),
+            let target = Party::Agent(to_agent_id.clone());
+            tx.m.consult_plane = Plane::Livekit;
+            if let Some(number) = to_number {
+                tx.m.consult_plane = Plane::Twilio;
+                tx.m.phones.insert(
+                    target.clone(),
+                    PhoneLeg {
+                        number: number.clone(),
+                        call_sid: None,
+                        state: PhoneState::Dialing,
+                    },
+                );
+                tx.effects.push(Effect::Dial {
+                    party: target,
+                    number,
+                    transfer_id: transfer_id.clone(),
+                    ring_secs: u32::try_from(tx.m.timeouts.ring_ms / 1000)
+                        .unwrap_or(u32::MAX)
+                        .max(1),
                 });
+            }
+            if mode == TransferMode::Warm {
+                if tx.m.consult_plane == Plane::Livekit {
+                    tx.effects.push(Effect::EnsureRoom {
+                        room: transfer_room.clone(),
+                    });
+                }
                 tx.place(Party::Caller, Space::Hold);
                 tx.place(Party::Agent(owner.clone()), Space::Consult);
             } else if mode == TransferMode::Cold {
@@ -1184,6 +1563,35 @@ fn command(tx: &mut Tx, actor: Actor, cmd: Command) -> Result<(), Rejection> {
             reason,
             metadata,
         } => update_details(tx, actor, caller_name, reason, metadata)?,
+        Command::Mute { party, muted } => {
+            require_owner(tx, &actor)?;
+            require_live(tx)?;
+            let Some(p) = tx.m.placements.get(&party).cloned() else {
+                return Err(conflict("not_placed", "that party is not in the call"));
+            };
+            let identity = tx.identity_of(&party);
+            if tx.is_phone(&party) {
+                // A held caller is still in the main conference.
+                let conference = match p.space {
+                    Space::Hold => tx.m.call.main_room.clone(),
+                    space => tx.room_of(space),
+                };
+                tx.effects.push(Effect::MuteParticipant {
+                    conference_sid: tx.conference_sid(&conference),
+                    conference,
+                    label: identity.clone(),
+                    muted,
+                });
+            }
+            let kind = if muted {
+                "participant.muted"
+            } else {
+                "participant.unmuted"
+            };
+            let mut audience = tx.agents_only();
+            audience.caller = party == Party::Caller;
+            tx.emit(kind, audience, json!({ "identity": identity }));
+        }
         Command::CancelTransfer => {
             let t = require_initiator(tx, &actor, "cancel")?;
             match t.status {
@@ -1240,14 +1648,47 @@ fn party_of_identity(m: &CallMachine, identity: &str) -> Option<Party> {
         return Some(Party::Caller);
     }
     let p = Party::Agent(identity.to_string());
-    m.placements.contains_key(&p).then_some(p)
+    (m.placements.contains_key(&p) || m.phones.contains_key(&p)).then_some(p)
 }
 
 fn observe(tx: &mut Tx, obs: Observation) {
+    if let Observation::Dialed { party, call_sid } = &obs {
+        // Even after the call ended: a leg Twilio created too late must not stay up.
+        return dialed(tx, party, call_sid);
+    }
     if tx.m.call.status == CallStatus::Ended {
         return;
     }
     match obs {
+        Observation::Dialed { .. } => {}
+        Observation::ConferenceStarted {
+            conference,
+            conference_sid,
+        } => {
+            tx.m.conferences.insert(conference, conference_sid);
+        }
+        Observation::PhoneAnswered { party, call_sid } => {
+            if let Some(leg) = tx.m.phones.get_mut(&party) {
+                if leg.call_sid.as_deref().is_none_or(|s| s == call_sid) {
+                    leg.call_sid = Some(call_sid);
+                    leg.state = PhoneState::AtPrompt;
+                }
+            }
+        }
+        Observation::DialFailed { party, reason: _ } => {
+            let ringing_target = tx.open_transfer().is_some_and(|t| {
+                t.status == TransferStatus::Ringing && party == Party::Agent(t.to_agent_id.clone())
+            });
+            if ringing_target {
+                tx.m.phones.remove(&party);
+                tx.roll_back(TransferStatus::Failed, Some("dial_failed"));
+            }
+        }
+        Observation::PhoneLegEnded {
+            party,
+            call_sid,
+            status,
+        } => phone_leg_ended(tx, party, call_sid, &status),
         Observation::Joined { identity, room, at } => {
             let Some(party) = party_of_identity(&tx.m, &identity) else {
                 return;
@@ -1258,7 +1699,7 @@ fn observe(tx: &mut Tx, obs: Observation) {
             // LiveKit stamps events in whole seconds: one from a second that ended before
             // the move was issued is a late duplicate of an earlier join, not this arrival.
             let before_move = at.saturating_add(999) < p.placed_at;
-            if at < p.last_observed || before_move || tx.room_of(p.space) != room {
+            if at < p.last_observed || before_move || tx.room_for(&party, p.space) != room {
                 return; // stale, or a room the party is no longer expected in
             }
             let placement = tx.m.placements.get_mut(&party).expect("checked above");
@@ -1285,7 +1726,11 @@ fn observe(tx: &mut Tx, obs: Observation) {
             };
             // A party cannot leave a room before it was sent there (see `Joined`).
             let before_move = at.saturating_add(999) < p.placed_at;
-            if at < p.last_observed || before_move || tx.room_of(p.space) != room || !p.confirmed {
+            if at < p.last_observed
+                || before_move
+                || tx.room_for(&party, p.space) != room
+                || !p.confirmed
+            {
                 return; // stale, or leaving a room it was moved out of
             }
             let placement = tx.m.placements.get_mut(&party).expect("checked above");
@@ -1309,11 +1754,8 @@ fn observe(tx: &mut Tx, obs: Observation) {
             if p.move_id != move_id || p.confirmed {
                 return;
             }
-            let room = tx.room_of(p.space);
-            let identity = match &party {
-                Party::Caller => tx.m.call.caller_id.clone(),
-                Party::Agent(id) => id.clone(),
-            };
+            let room = tx.room_for(&party, p.space);
+            let identity = tx.identity_of(&party);
             if let Some(placement) = tx.m.placements.get_mut(&party) {
                 placement.confirmed = true;
             }
@@ -1406,6 +1848,59 @@ fn observe(tx: &mut Tx, obs: Observation) {
                 }
             }
         }
+    }
+}
+
+/// Twilio created the call dialling `party`: remember its SID, or hang it up when the party
+/// is no longer wanted (the transfer ended before Twilio answered our request).
+fn dialed(tx: &mut Tx, party: &Party, call_sid: &str) {
+    match tx.m.phones.get_mut(party) {
+        Some(leg) if leg.call_sid.is_none() => leg.call_sid = Some(call_sid.to_string()),
+        Some(_) => {}
+        None => tx.effects.push(Effect::HangupPhone {
+            call_sid: call_sid.to_string(),
+            ringing: true,
+        }),
+    }
+}
+
+/// A phone leg ended: the caller hanging up ends the call; a transfer target that is busy,
+/// does not answer, fails, declines at the prompt or hangs up rolls the transfer back; an
+/// owner on the phone hanging up ends the call.
+fn phone_leg_ended(tx: &mut Tx, party: Party, call_sid: Option<String>, status: &str) {
+    let Some(leg) = tx.m.phones.get(&party) else {
+        return; // already gone, or never a phone leg
+    };
+    if let (Some(known), Some(told)) = (&leg.call_sid, &call_sid) {
+        if known != told {
+            return; // an older leg of the same party
+        }
+    }
+    tx.m.phones.remove(&party);
+    let agent = match party {
+        Party::Caller => return tx.end_call("caller_hangup"),
+        Party::Agent(agent) => agent,
+    };
+    if let Some(t) = tx.open_transfer().cloned() {
+        if t.to_agent_id == agent {
+            let (outcome, reason) = match (t.status, status) {
+                (TransferStatus::Ringing, "busy") => (TransferStatus::Declined, "busy"),
+                (TransferStatus::Ringing, "declined") => (TransferStatus::Declined, "declined"),
+                (TransferStatus::Ringing, "no-answer") => (TransferStatus::TimedOut, "no_answer"),
+                (TransferStatus::Ringing, "no_input") => (TransferStatus::TimedOut, "no_input"),
+                (TransferStatus::Ringing, "failed") => (TransferStatus::Failed, "dial_failed"),
+                (TransferStatus::Ringing, "canceled") => (TransferStatus::Failed, "canceled"),
+                // Answered, heard the briefing, hung up without a key: a decline.
+                (TransferStatus::Ringing, _) => (TransferStatus::Declined, "target_hangup"),
+                _ => (TransferStatus::Failed, "target_hangup"),
+            };
+            return tx.roll_back(outcome, Some(reason));
+        }
+    }
+    if tx.owner().as_deref() == Some(agent.as_str()) {
+        tx.end_call("agent_hangup");
+    } else if tx.m.placements.contains_key(&Party::Agent(agent.clone())) {
+        tx.release(&agent, "hung_up");
     }
 }
 

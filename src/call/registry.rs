@@ -41,6 +41,8 @@ pub struct CallChanged {
 pub struct CreateCall {
     /// The new call record (status is set by the machine).
     pub call: Call,
+    /// The caller's Twilio CallSid, for a phone caller.
+    pub caller_call_sid: Option<String>,
 }
 
 /// Where a call is.
@@ -165,6 +167,15 @@ impl Registry {
     }
 
     fn presence_of(&self, agent_id: &str) -> Presence {
+        let engaged = self.engaged.get(agent_id).is_some_and(|c| !c.is_empty());
+        let phone = self
+            .directory
+            .get(agent_id)
+            .is_some_and(|a| a.kind == crate::model::AgentKind::Phone);
+        if phone && engaged {
+            // A phone specialist has no WebSocket; on one of our calls, it is busy.
+            return Presence::Busy;
+        }
         if self.sessions.get(agent_id).copied().unwrap_or(0) == 0 {
             return Presence::Offline;
         }
@@ -345,7 +356,7 @@ impl Handler<CreateCall> for Registry {
     type Result = ResponseActFuture<Self, CallResult>;
 
     fn handle(&mut self, msg: CreateCall, _ctx: &mut Context<Self>) -> Self::Result {
-        let step = CallMachine::create(msg.call, self.timeouts, now_ms());
+        let step = CallMachine::create(msg.call, msg.caller_call_sid, self.timeouts, now_ms());
         let deps = self.deps.clone();
         let prepared = commit_of(&step, None).map_err(CallError::from);
         Box::pin(
@@ -570,6 +581,7 @@ mod tests {
                 api_key: "k".into(),
                 api_secret: Secret::new("s"),
             }),
+            twilio: None,
         }
     }
 
@@ -593,6 +605,8 @@ mod tests {
             created_at: chrono::Utc::now(),
             end_at: None,
             metadata: serde_json::Value::Null,
+            channel: Default::default(),
+            caller_number: None,
         }
     }
 
@@ -615,6 +629,7 @@ mod tests {
         registry
             .send(CreateCall {
                 call: new_call("call-p"),
+                caller_call_sid: None,
             })
             .await
             .unwrap()
@@ -654,7 +669,10 @@ mod tests {
                 Registry::new(shared.clone(), Timeouts::default(), Duration::from_secs(5)).start();
             for id in ["call-1", "call-2", "call-3"] {
                 registry
-                    .send(CreateCall { call: new_call(id) })
+                    .send(CreateCall {
+                        call: new_call(id),
+                        caller_call_sid: None,
+                    })
                     .await
                     .unwrap()
                     .unwrap();

@@ -66,12 +66,7 @@ pub struct AgentView {
 }
 
 fn check_e164(value: &str) -> Result<(), ApiError> {
-    let digits = value.strip_prefix('+').unwrap_or("");
-    if digits.len() >= 8
-        && digits.len() <= 15
-        && digits.chars().all(|c| c.is_ascii_digit())
-        && !digits.starts_with('0')
-    {
+    if crate::model::is_e164(value) {
         Ok(())
     } else {
         Err(ApiError::invalid(

@@ -10,10 +10,10 @@ use super::{
     check_id, check_text, idempotency_key, principal, ApiError, AppState, Body, OptionalBody,
     Principal,
 };
-use crate::call::machine::{Actor, CallMachine, Command, Input, Party, Space};
+use crate::call::machine::{Actor, CallMachine, Command, Input, Party, Plane, Space};
 use crate::call::registry::CreateCall;
 use crate::media::livekit::ParticipantRole;
-use crate::model::{new_id, Call, CallStatus, PartyRef};
+use crate::model::{new_id, Call, CallStatus, Channel, PartyRef};
 
 /// Routes of this resource.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -63,6 +63,8 @@ pub struct CallPatch {
 pub struct ActingAgent {
     /// The agent management acts as.
     pub agent_id: Option<String>,
+    /// For `mute` and `unmute`: `caller` (the default) or an agent id.
+    pub party: Option<String>,
 }
 
 /// Where a party of the call is now.
@@ -73,8 +75,10 @@ pub struct PartyView {
     pub party: String,
     /// `main`, `hold` or `consult`.
     pub space: Space,
-    /// The LiveKit room.
+    /// The LiveKit room or Twilio conference.
     pub room: String,
+    /// `livekit` or `twilio`.
+    pub plane: Plane,
     /// Whether arrival was confirmed.
     pub confirmed: bool,
 }
@@ -117,6 +121,7 @@ pub fn view(m: &CallMachine, who: &Principal) -> CallView {
             },
             space: pl.space,
             room: m.room_of_party(p).unwrap_or_default(),
+            plane: pl.plane,
             confirmed: pl.confirmed,
         })
         .collect();
@@ -169,7 +174,8 @@ pub fn acting_agent(who: &Principal, named: Option<&str>, field: &str) -> Result
     }
 }
 
-fn room_names(call_id: &str) -> (String, String) {
+/// The main and hold room (and conference) names of a call.
+pub fn room_names(call_id: &str) -> (String, String) {
     (format!("{call_id}--main"), format!("{call_id}--hold"))
 }
 
@@ -226,10 +232,15 @@ async fn create(
         created_at: Utc::now(),
         end_at: None,
         metadata,
+        channel: Channel::Web,
+        caller_number: None,
     };
     let m = state
         .registry
-        .send(CreateCall { call })
+        .send(CreateCall {
+            call,
+            caller_call_sid: None,
+        })
         .await
         .map_err(|_| ApiError::Unavailable("the switchboard is shutting down".into()))??;
     let caller_token = state
@@ -367,7 +378,7 @@ async fn agent_action(
     Ok(HttpResponse::Ok().json(view(&m, &who)))
 }
 
-/// `POST /api/calls/{callId}/{accept|decline|hold|resume|hangup}`.
+/// `POST /api/calls/{callId}/{accept|decline|hold|resume|mute|unmute|hangup}`.
 async fn act(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -380,13 +391,29 @@ async fn act(
         "decline" => Command::DeclineCall,
         "hold" => Command::Hold,
         "resume" => Command::Resume,
+        "mute" | "unmute" => {
+            let party = match body.0.party.as_deref() {
+                None | Some("caller") => Party::Caller,
+                Some(agent) => {
+                    check_id("party", agent)?;
+                    Party::Agent(agent.to_string())
+                }
+            };
+            Command::Mute {
+                party,
+                muted: action == "mute",
+            }
+        }
         "hangup" => return hangup(req, state, call_id).await,
         _ => return super::meta::not_found(req).await,
     };
+    if body.0.party.is_some() && !matches!(cmd, Command::Mute { .. }) {
+        return Err(ApiError::invalid("party", "is only for mute and unmute"));
+    }
     let named = body.0.agent_id;
-    // With the management key and no agentId, hold and resume act as the call's owner.
+    // With the management key and no agentId, hold, resume and mute act as the call's owner.
     let named = match (&cmd, named, principal(&req, &state)?) {
-        (Command::Hold | Command::Resume, None, Principal::Admin) => {
+        (Command::Hold | Command::Resume | Command::Mute { .. }, None, Principal::Admin) => {
             let owner = state.machine(&call_id).await?.call.owner_id.clone();
             Some(owner.ok_or_else(|| ApiError::Conflict {
                 code: "no_owner",

@@ -9,6 +9,7 @@ pub mod rooms;
 pub mod sessions;
 pub mod transcripts;
 pub mod transfers;
+pub mod twilio;
 
 use std::sync::Arc;
 
@@ -24,6 +25,7 @@ use crate::call::registry::{ActorDied, Found, Lookup, Registry};
 use crate::config::{Config, ManagementAccess};
 use crate::hub::Hub;
 use crate::media::livekit::LiveKit;
+use crate::media::twilio::TwilioBridge;
 use crate::model::PartyRef;
 use crate::store::{Store, StoreError};
 
@@ -38,6 +40,8 @@ pub struct AppState {
     pub hub: Hub,
     /// The LiveKit plane.
     pub livekit: LiveKit,
+    /// The Twilio plane, when configured.
+    pub twilio: Option<TwilioBridge>,
     /// Call actors and routing.
     pub registry: Addr<Registry>,
     /// Session tokens.

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{check_id, principal, ApiError, AppState, Body, Principal};
-use crate::call::machine::{Input, Observation, Party, Space};
+use crate::call::machine::{Input, Observation, Party, Plane, Space};
 use crate::call::registry::{AgentConnected, AgentDisconnected, CallsOfAgent};
 use crate::media::livekit::ParticipantRole;
 use crate::model::{Event, PartyRef};
@@ -70,11 +70,32 @@ async fn livekit_token(
     let room = m
         .room_of_party(&party)
         .ok_or_else(|| ApiError::Internal("placed party without a room".into()))?;
+    if placement.plane == Plane::Twilio {
+        // A conference: the browser joins it with the Twilio Voice SDK.
+        let bridge = state.twilio.as_ref().ok_or_else(|| {
+            ApiError::Unavailable(
+                "the call is in a Twilio conference, but Twilio is not configured".into(),
+            )
+        })?;
+        let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or_default();
+        let token = bridge
+            .client_token(&identity, now)
+            .map_err(|e| ApiError::Internal(Box::new(e)))?;
+        return Ok(HttpResponse::Ok().json(json!({
+            "plane": "twilio",
+            "roomName": room,
+            "space": placement.space,
+            "identity": identity,
+            "token": token,
+            "moveId": placement.move_id,
+        })));
+    }
     let token = state
         .livekit
         .participant_token(&identity, &name, &room, role)
         .map_err(|e| ApiError::Internal(Box::new(e)))?;
     Ok(HttpResponse::Ok().json(json!({
+        "plane": "livekit",
         "url": state.livekit.url(),
         "roomName": room,
         "space": placement.space,

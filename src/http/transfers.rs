@@ -91,22 +91,42 @@ async fn initiate(
     if !target.active {
         return Err(ApiError::invalid("agentBId", "the agent is not active"));
     }
-    if target.kind == AgentKind::Phone {
-        return Err(ApiError::BadRequest {
-            code: "unsupported_target",
-            message: "agentBId: phone agents are reached through Twilio bridging, which is not configured".into(),
-        });
-    }
+    let to_number = match target.kind {
+        AgentKind::Phone if state.twilio.is_none() => {
+            return Err(ApiError::BadRequest {
+                code: "unsupported_target",
+                message: "agentBId: phone agents are reached through Twilio, which is not configured (TWILIO_ACCOUNT_SID and the rest)".into(),
+            });
+        }
+        AgentKind::Phone => {
+            Some(target.phone_number.clone().ok_or_else(|| {
+                ApiError::invalid("agentBId", "the phone agent has no phoneNumber")
+            })?)
+        }
+        AgentKind::Web => None,
+    };
     let presence = state.registry.send(PresenceList).await.unwrap_or_default();
-    if presence
+    let target_presence = presence
         .get(&target.agent_id)
         .copied()
-        .unwrap_or(Presence::Offline)
-        == Presence::Offline
-    {
+        .unwrap_or(Presence::Offline);
+    // A phone specialist has no WebSocket: reachable unless already on one of our calls.
+    let unavailable = match target.kind {
+        AgentKind::Phone => target_presence == Presence::Busy,
+        AgentKind::Web => target_presence == Presence::Offline,
+    };
+    if unavailable {
         return Err(ApiError::Conflict {
             code: "target_unavailable",
-            message: format!("agent {} is offline", target.agent_id),
+            message: format!(
+                "agent {} is {}",
+                target.agent_id,
+                if target_presence == Presence::Busy {
+                    "busy"
+                } else {
+                    "offline"
+                }
+            ),
         });
     }
     if let Some(open) = m.open_transfer() {
@@ -167,6 +187,7 @@ async fn initiate(
         summary_id: Some(summary.summary_id.clone()),
         summary_text: summary.summary_text.clone(),
         note: body.note,
+        to_number,
     };
     let m = state
         .execute(

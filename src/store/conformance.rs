@@ -167,6 +167,8 @@ pub mod fixtures {
             created_at: at(0),
             end_at: None,
             metadata: Value::Null,
+            channel: Default::default(),
+            caller_number: None,
             call_id,
         }
     }

@@ -433,6 +433,8 @@ mod tests {
             created_at: Utc::now(),
             end_at: None,
             metadata: serde_json::Value::Null,
+            channel: Default::default(),
+            caller_number: None,
         }
     }
 

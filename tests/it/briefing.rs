@@ -430,6 +430,8 @@ mod fixtures {
             created_at: chrono::Utc::now(),
             end_at: None,
             metadata: Value::Null,
+            channel: Default::default(),
+            caller_number: None,
         }
     }
 

@@ -13,3 +13,6 @@ mod races;
 mod recovery;
 mod resources;
 mod security;
+mod twilio;
+mod twilio_fake;
+mod twilio_lib;

@@ -95,6 +95,7 @@ async fn process_app(opts: TestOptions) -> (TestApp, std::collections::HashMap<S
             address,
             port,
             livekit,
+            twilio: None,
             http: reqwest::Client::new(),
             data_dir,
             api_key: None,

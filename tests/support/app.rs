@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::livekit::{FakeLiveKit, FakeOptions};
+use super::twilio::{FakeTwilio, FakeTwilioConfig};
 use switchboard::app::Application;
 use switchboard::config::Config;
 use switchboard::store::Store;
@@ -51,6 +52,8 @@ pub struct TestOptions {
     pub webhooks: bool,
     /// Where the calls are kept.
     pub store: TestStore,
+    /// Whether to configure Twilio against a Twilio fake.
+    pub twilio: bool,
     /// More settings (`LLM_*`, `SWITCHBOARD_SUMMARY_DEBOUNCE`, ...), set last.
     pub env: Vec<(String, String)>,
 }
@@ -65,6 +68,7 @@ impl Default for TestOptions {
             api_key: None,
             webhooks: true,
             store: TestStore::Embedded,
+            twilio: false,
             env: vec![],
         }
     }
@@ -78,6 +82,8 @@ pub struct TestApp {
     pub port: u16,
     /// The LiveKit fake the server talks to.
     pub livekit: Arc<FakeLiveKit>,
+    /// The Twilio fake the server talks to, when `TestOptions::twilio`.
+    pub twilio: Option<Arc<FakeTwilio>>,
     /// HTTP client.
     pub http: reqwest::Client,
     /// Keeps the data directory alive.
@@ -132,6 +138,29 @@ pub fn server_env(
     env
 }
 
+/// The number our Twilio account owns in the tests (callers dial it; it calls specialists).
+pub const TWILIO_NUMBER: &str = "+15550100000";
+/// The TwiML App browsers connect through in the tests.
+pub const TWILIO_APP_SID: &str = "AP0123456789abcdef0123456789abcdef";
+
+/// The Twilio settings of a server talking to `fake`, reachable by it at `public_url`.
+pub fn twilio_env(fake: &FakeTwilio, public_url: &str) -> HashMap<String, String> {
+    let key = fake.api_key().expect("the fake has an API key");
+    [
+        ("TWILIO_ACCOUNT_SID", fake.account_sid()),
+        ("TWILIO_AUTH_TOKEN", fake.auth_token()),
+        ("TWILIO_API_KEY", key.sid),
+        ("TWILIO_API_SECRET", key.secret),
+        ("TWILIO_PHONE_NUMBER", TWILIO_NUMBER.to_string()),
+        ("TWILIO_APP_SID", TWILIO_APP_SID.to_string()),
+        ("TWILIO_API_BASE_URL", fake.base_url()),
+        ("SWITCHBOARD_PUBLIC_URL", public_url.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
 /// Starts the server with default options.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(TestOptions::default()).await
@@ -149,13 +178,29 @@ pub async fn spawn_app_with(opts: TestOptions) -> TestApp {
         data_dir.path(),
         &format!("127.0.0.1:{port}"),
     );
+    let address = format!("http://127.0.0.1:{port}");
+    let mut env = env;
+    let twilio = opts.twilio.then(|| {
+        let fake = Arc::new(FakeTwilio::start(FakeTwilioConfig {
+            apps: [(
+                TWILIO_APP_SID.to_string(),
+                format!("{address}/twilio/client"),
+            )]
+            .into(),
+            numbers: [(TWILIO_NUMBER.to_string(), format!("{address}/twilio/voice"))].into(),
+            // Gather and dial timeouts (seconds in TwiML and REST) pass ten times faster.
+            time_scale: 0.1,
+            ..FakeTwilioConfig::default()
+        }));
+        env.extend(twilio_env(&fake, &address));
+        fake
+    });
     let config = Config::from_lookup(|k| env.get(k).cloned()).expect("test config");
     let app = Application::build_on(config, listener)
         .await
         .unwrap_or_else(|e| panic!("the app does not build: {}", super::dynamo::chain(&e)));
     let store = app.state().store.clone();
     actix_web::rt::spawn(app.run_until_stopped());
-    let address = format!("http://127.0.0.1:{port}");
     if opts.webhooks {
         livekit.set_webhook_url(Some(format!("{address}/livekit/webhook")));
     }
@@ -163,6 +208,7 @@ pub async fn spawn_app_with(opts: TestOptions) -> TestApp {
         address,
         port,
         livekit,
+        twilio,
         http: reqwest::Client::new(),
         data_dir,
         api_key: opts.api_key,
@@ -270,6 +316,9 @@ pub struct Party {
     inbox: mpsc::UnboundedReceiver<Value>,
     outbox: mpsc::UnboundedSender<Outgoing>,
     livekit: Arc<FakeLiveKit>,
+    twilio: Option<Arc<FakeTwilio>>,
+    /// The Voice SDK call (CallSid) it has in a Twilio conference, if any.
+    pub twilio_call: Option<String>,
 }
 
 impl Party {
@@ -326,6 +375,8 @@ impl Party {
             inbox,
             outbox,
             livekit: app.livekit.clone(),
+            twilio: app.twilio.clone(),
+            twilio_call: None,
         };
         party.expect("session.ready").await;
         party
@@ -384,11 +435,29 @@ impl Party {
     }
 
     /// Joins LiveKit with a `{room, token, identity}` object (a move's data or a call's
-    /// `livekit` block).
+    /// `livekit` block), or, for a move into a conference (`plane: twilio`), connects the
+    /// Voice SDK like the browser does: the Access Token, `conference` and `callId` params.
     pub fn join_from(&mut self, data: &Value) {
         let token = data["token"].as_str().expect("move carries a token");
         if let (Some(room), Some(id)) = (self.room.take(), self.identity.clone()) {
             self.livekit.leave(&room, &id);
+        }
+        if let (Some(sid), Some(fake)) = (self.twilio_call.take(), &self.twilio) {
+            fake.client_disconnect(&sid);
+        }
+        if data["plane"] == "twilio" {
+            let fake = self
+                .twilio
+                .as_ref()
+                .expect("a conference move needs the Twilio fake");
+            let conference = data["room"].as_str().expect("move names its conference");
+            let call_id = conference.split("--").next().unwrap_or_default();
+            let sid = fake
+                .client_connect(token, &[("conference", conference), ("callId", call_id)])
+                .unwrap_or_else(|e| panic!("{} could not connect the Voice SDK: {e:?}", self.name));
+            self.identity = data["identity"].as_str().map(str::to_string);
+            self.twilio_call = Some(sid);
+            return;
         }
         let joined = self
             .livekit
@@ -403,11 +472,14 @@ impl Party {
         let _ = self.outbox.send(Outgoing::Text(msg.to_string()));
     }
 
-    /// Closes the WebSocket (like closing the tab) and leaves LiveKit.
+    /// Closes the WebSocket (like closing the tab) and leaves LiveKit and Twilio.
     pub fn close(&mut self) {
         let _ = self.outbox.send(Outgoing::Close);
         if let (Some(room), Some(id)) = (self.room.take(), self.identity.clone()) {
             self.livekit.leave(&room, &id);
+        }
+        if let (Some(sid), Some(fake)) = (self.twilio_call.take(), &self.twilio) {
+            fake.client_disconnect(&sid);
         }
     }
 }

@@ -273,6 +273,8 @@ mod tests {
             created_at: DateTime::from_timestamp(1_750_000_000, 5_000_000).unwrap(),
             end_at: None,
             metadata: json!({"big": 1e300, "": [1, "x"], "neg": -7, "u": 18446744073709551615u64}),
+            channel: Default::default(),
+            caller_number: None,
         }
     }
 

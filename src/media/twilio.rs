@@ -1,0 +1,267 @@
+//! The Twilio plane: what the call actor asks of Twilio (dial, redirect into a conference,
+//! hold, hang up, remove, end a conference), the TwiML the webhooks answer with, the URLs
+//! Twilio calls back on, and Access Tokens for browsers joining conferences.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::config::TwilioConfig;
+use crate::twilio::rest::{
+    CallEndStatus, CreateCall, RetryPolicy, TwilioAuth, TwilioClient, TwilioError, UpdateCall,
+    UpdateParticipant,
+};
+use crate::twilio::token::{voice_access_token, TokenError, VoiceTokenSpec};
+use crate::twilio::twiml::{self, ConferenceJoin};
+
+/// Conference events we ask Twilio to report (`statusCallbackEvent`).
+pub const CONFERENCE_EVENTS: &str = "start end join leave hold modify";
+
+/// Call events we ask Twilio to report for the legs we dial (terminal ones always come).
+pub const CALL_EVENTS: [&str; 4] = ["initiated", "ringing", "answered", "completed"];
+
+/// How long a browser's Twilio Access Token lives, in seconds.
+pub const CLIENT_TOKEN_TTL_SECS: u64 = 3_600;
+
+/// Seconds a phone specialist has to press a key after the briefing.
+pub const GATHER_TIMEOUT_SECS: u32 = 8;
+
+/// The Twilio plane of the switchboard (cheap to clone).
+#[derive(Clone, Debug)]
+pub struct TwilioBridge {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    client: TwilioClient,
+    config: TwilioConfig,
+}
+
+impl TwilioBridge {
+    /// A bridge for the configured account.
+    pub fn new(config: &TwilioConfig) -> Result<Self, TwilioError> {
+        let auth = match &config.api_key {
+            Some((key_sid, key_secret)) => TwilioAuth::ApiKey {
+                account_sid: config.account_sid.clone(),
+                key_sid: key_sid.clone(),
+                key_secret: key_secret.clone(),
+            },
+            None => TwilioAuth::AuthToken {
+                account_sid: config.account_sid.clone(),
+                auth_token: config.auth_token.clone(),
+            },
+        };
+        let client = TwilioClient::new(&config.api_base_url, auth, RetryPolicy::default())?;
+        Ok(TwilioBridge {
+            inner: Arc::new(Inner {
+                client,
+                config: config.clone(),
+            }),
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &TwilioConfig {
+        &self.inner.config
+    }
+
+    /// The public URL of one of our webhooks, with its query (values encoded).
+    pub fn url(&self, path: &str, query: &[(&str, &str)]) -> String {
+        let mut url = format!("{}{path}", self.inner.config.public_url);
+        if !query.is_empty() {
+            let encoded: String = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(query)
+                .finish();
+            url.push('?');
+            url.push_str(&encoded);
+        }
+        url
+    }
+
+    /// A Voice SDK Access Token for a browser to join conferences as `identity`, through the
+    /// TwiML App (`TWILIO_APP_SID`). Incoming calls are not granted: browsers only dial in.
+    pub fn client_token(&self, identity: &str, now_secs: u64) -> Result<String, ClientTokenError> {
+        let cfg = &self.inner.config;
+        let (Some((key_sid, key_secret)), Some(app_sid)) = (&cfg.api_key, &cfg.app_sid) else {
+            return Err(ClientTokenError::NotConfigured);
+        };
+        Ok(voice_access_token(&VoiceTokenSpec {
+            account_sid: &cfg.account_sid,
+            api_key_sid: key_sid,
+            api_key_secret: key_secret,
+            identity,
+            outgoing_application_sid: Some(app_sid),
+            outgoing_params: BTreeMap::new(),
+            incoming_allow: false,
+            ttl_secs: CLIENT_TOKEN_TTL_SECS,
+            now_secs,
+        })?)
+    }
+
+    /// The TwiML that puts a leg into one of the call's conferences. The caller waits with
+    /// music until an agent starts the conference; nobody's leaving ends it (a held caller
+    /// must never end it).
+    pub fn join_twiml(&self, call_id: &str, conference: &str, label: &str, caller: bool) -> String {
+        let status_callback = self.url("/twilio/conference", &[("callId", call_id)]);
+        let wait_url = self.url("/twilio/music", &[]);
+        twiml::join_conference(&ConferenceJoin {
+            conference,
+            label,
+            start_on_enter: !caller,
+            end_on_exit: false,
+            wait_url: Some(&wait_url),
+            muted: false,
+            beep: false,
+            status_callback: &status_callback,
+            status_callback_events: CONFERENCE_EVENTS,
+            say_first: None,
+        })
+    }
+
+    /// Dials a phone agent for a transfer; the answer is `/twilio/whisper`. Returns the
+    /// new call's SID.
+    pub async fn dial(
+        &self,
+        call_id: &str,
+        transfer_id: &str,
+        agent_id: &str,
+        number: &str,
+        ring_secs: u32,
+    ) -> Result<String, TwilioError> {
+        let query = [
+            ("callId", call_id),
+            ("transferId", transfer_id),
+            ("agentId", agent_id),
+        ];
+        let req = CreateCall {
+            to: number.to_string(),
+            from: self.inner.config.phone_number.clone(),
+            url: Some(self.url("/twilio/whisper", &query)),
+            twiml: None,
+            status_callback: Some(self.url(
+                "/twilio/status",
+                &[("callId", call_id), ("agentId", agent_id)],
+            )),
+            status_callback_event: CALL_EVENTS.iter().map(|e| e.to_string()).collect(),
+            timeout_secs: Some(ring_secs),
+            ..CreateCall::default()
+        };
+        Ok(self.inner.client.create_call(&req).await?.sid)
+    }
+
+    /// Moves a phone leg into a conference.
+    pub async fn redirect(
+        &self,
+        call_id: &str,
+        call_sid: &str,
+        conference: &str,
+        label: &str,
+    ) -> Result<(), TwilioError> {
+        let req = UpdateCall {
+            twiml: Some(self.join_twiml(call_id, conference, label, false)),
+            ..UpdateCall::default()
+        };
+        self.inner.client.update_call(call_sid, &req).await?;
+        Ok(())
+    }
+
+    /// Holds (with music) or resumes a conference participant.
+    pub async fn hold(
+        &self,
+        conference_sid: &str,
+        label: &str,
+        hold: bool,
+    ) -> Result<(), TwilioError> {
+        let req = UpdateParticipant {
+            hold: Some(hold),
+            hold_url: hold.then(|| self.url("/twilio/music", &[])),
+            ..UpdateParticipant::default()
+        };
+        self.inner
+            .client
+            .update_participant(conference_sid, label, &req)
+            .await?;
+        Ok(())
+    }
+
+    /// Mutes or unmutes a conference participant.
+    pub async fn mute(
+        &self,
+        conference_sid: &str,
+        label: &str,
+        muted: bool,
+    ) -> Result<(), TwilioError> {
+        let req = UpdateParticipant {
+            muted: Some(muted),
+            ..UpdateParticipant::default()
+        };
+        self.inner
+            .client
+            .update_participant(conference_sid, label, &req)
+            .await?;
+        Ok(())
+    }
+
+    /// Ends a leg: cancels it while it may still ring (falling back to hanging up if it was
+    /// answered meanwhile), hangs it up otherwise. A leg that is already gone is fine.
+    pub async fn hangup(&self, call_sid: &str, ringing: bool) -> Result<(), TwilioError> {
+        let end = |status| UpdateCall {
+            status: Some(status),
+            ..UpdateCall::default()
+        };
+        let first = if ringing {
+            CallEndStatus::Canceled
+        } else {
+            CallEndStatus::Completed
+        };
+        match self.inner.client.update_call(call_sid, &end(first)).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(TwilioError::Api { .. }) if ringing => {
+                match self
+                    .inner
+                    .client
+                    .update_call(call_sid, &end(CallEndStatus::Completed))
+                    .await
+                {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.is_not_found() => Ok(()),
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes a participant (a browser's client leg) from a conference.
+    pub async fn remove(&self, conference_sid: &str, label: &str) -> Result<(), TwilioError> {
+        match self
+            .inner
+            .client
+            .remove_participant(conference_sid, label)
+            .await
+        {
+            Err(e) if e.is_not_found() => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Ends a conference for everyone in it.
+    pub async fn end_conference(&self, conference_sid: &str) -> Result<(), TwilioError> {
+        match self.inner.client.end_conference(conference_sid).await {
+            Err(e) if e.is_not_found() => Ok(()),
+            other => other,
+        }
+    }
+}
+
+/// Why no Access Token could be minted for a browser.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientTokenError {
+    /// `TWILIO_API_KEY`, `TWILIO_API_SECRET` and `TWILIO_APP_SID` are needed.
+    #[error("browser legs need TWILIO_API_KEY, TWILIO_API_SECRET and TWILIO_APP_SID")]
+    NotConfigured,
+    /// Signing failed.
+    #[error("could not sign the Access Token")]
+    Sign(#[from] TokenError),
+}
