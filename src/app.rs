@@ -46,6 +46,9 @@ pub enum StartupError {
         #[source]
         source: std::io::Error,
     },
+    /// The summariser could not be set up.
+    #[error("could not set up the summariser")]
+    Summaries(#[source] crate::summary::SummaryError),
     /// Recovering unfinished calls failed.
     #[error("could not recover unfinished calls: {0}")]
     Recovery(String),
@@ -166,12 +169,14 @@ impl Application {
         }
         let state = AppState {
             config: Arc::new(config.clone()),
-            store,
+            store: store.clone(),
             hub: hub.clone(),
             livekit,
             twilio,
             registry,
             keys: keys.clone(),
+            summaries: crate::summary::Summaries::new(store.clone(), &config.llm)
+                .map_err(StartupError::Summaries)?,
         };
         let ws = web::Data::new(WsContext {
             hub,

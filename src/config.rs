@@ -74,6 +74,168 @@ pub struct LiveKitConfig {
     pub api_secret: Secret,
 }
 
+/// One OpenAI-compatible chat-completions endpoint (`LLM_*`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlmEndpoint {
+    /// `openai`, `openrouter`, `groq`, or `custom` (an `LLM_BASE_URL` of its own).
+    pub provider: String,
+    /// Base URL; requests go to `{base_url}/chat/completions`.
+    pub base_url: String,
+    /// The model asked for.
+    pub model: String,
+    /// Sent as `Authorization: Bearer`; `None` for a local server without a key.
+    pub api_key: Option<Secret>,
+    /// Deadline of one attempt (`LLM_TIMEOUT`).
+    pub timeout: Duration,
+    /// Retries after a 429, a 5xx or a connection failure (`LLM_RETRIES`).
+    pub retries: u32,
+    /// Ask for a streamed (SSE) answer (`LLM_STREAM`, default on).
+    pub stream: bool,
+}
+
+/// Summaries: the LLM endpoint (none = offline only), redaction and the refresh debounce.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlmConfig {
+    /// The LLM, when a key (or an own `LLM_BASE_URL`) is configured.
+    pub endpoint: Option<LlmEndpoint>,
+    /// Mask personal data before it leaves for the provider and in what agents are shown
+    /// (`SWITCHBOARD_REDACT`, default on).
+    pub redact: bool,
+    /// Quiet time after new transcript text before a summary is regenerated
+    /// (`SWITCHBOARD_SUMMARY_DEBOUNCE`).
+    pub debounce: Duration,
+}
+
+/// Provider presets: name, base URL, default model, the seeds' key variable.
+const LLM_PRESETS: &[(&str, &str, &str, &str)] = &[
+    (
+        "openai",
+        "https://api.openai.com/v1",
+        "gpt-4o-mini",
+        "OPENAI_API_KEY",
+    ),
+    (
+        "openrouter",
+        "https://openrouter.ai/api/v1",
+        "openai/gpt-4o-mini",
+        "OPENROUTER_API_KEY",
+    ),
+    (
+        "groq",
+        "https://api.groq.com/openai/v1",
+        "llama-3.1-8b-instant",
+        "GROQ_API_KEY",
+    ),
+];
+
+fn llm_config(get: &dyn Fn(&str) -> Option<String>) -> Result<LlmConfig, ConfigError> {
+    let redact = match get("SWITCHBOARD_REDACT") {
+        None => true,
+        Some(v) => parse_bool("SWITCHBOARD_REDACT", Some(v))?,
+    };
+    let debounce = parse_secs(
+        "SWITCHBOARD_SUMMARY_DEBOUNCE",
+        get("SWITCHBOARD_SUMMARY_DEBOUNCE"),
+        2.0,
+    )?;
+    let own_key = get("LLM_API_KEY");
+    let base_url = get("LLM_BASE_URL");
+    let provider = match get("LLM_PROVIDER").map(|p| p.trim().to_ascii_lowercase()) {
+        Some(p) => {
+            if !LLM_PRESETS.iter().any(|(n, ..)| *n == p) && p != "custom" {
+                return Err(ConfigError::Invalid {
+                    name: "LLM_PROVIDER",
+                    message: format!("expected openai, openrouter, groq or custom, got {p:?}"),
+                });
+            }
+            Some(p)
+        }
+        // No provider named: an own base URL is a custom endpoint; otherwise the first
+        // preset whose key is set.
+        None if base_url.is_some() => Some("custom".to_string()),
+        None if own_key.is_some() => Some("openai".to_string()),
+        None => LLM_PRESETS
+            .iter()
+            .find(|(.., key_var)| get(key_var).is_some())
+            .map(|(n, ..)| n.to_string()),
+    };
+    let Some(provider) = provider else {
+        return Ok(LlmConfig {
+            endpoint: None,
+            redact,
+            debounce,
+        });
+    };
+    let preset = LLM_PRESETS.iter().find(|(n, ..)| *n == provider);
+    let api_key = own_key
+        .or_else(|| preset.and_then(|(.., key_var)| get(key_var)))
+        .map(|k| Secret::new(k.trim()));
+    let base_url = match (base_url, preset) {
+        (Some(u), _) => u.trim().trim_end_matches('/').to_string(),
+        (None, Some((_, url, ..))) => url.to_string(),
+        (None, None) => {
+            return Err(ConfigError::Invalid {
+                name: "LLM_BASE_URL",
+                message: "is required with LLM_PROVIDER=custom".into(),
+            })
+        }
+    };
+    if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+        return Err(ConfigError::Invalid {
+            name: "LLM_BASE_URL",
+            message: format!("expected an http:// or https:// URL, got {base_url:?}"),
+        });
+    }
+    let model = match (get("LLM_MODEL"), preset) {
+        (Some(m), _) => m.trim().to_string(),
+        (None, Some((_, _, model, _))) => model.to_string(),
+        (None, None) => {
+            return Err(ConfigError::Invalid {
+                name: "LLM_MODEL",
+                message: "is required with a custom LLM_BASE_URL".into(),
+            })
+        }
+    };
+    // A preset without any key stays offline (the default when no key is set).
+    if preset.is_some() && api_key.is_none() && get("LLM_BASE_URL").is_none() {
+        return Ok(LlmConfig {
+            endpoint: None,
+            redact,
+            debounce,
+        });
+    }
+    let retries = match get("LLM_RETRIES") {
+        None => 2,
+        Some(v) => {
+            v.trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n <= 10)
+                .ok_or(ConfigError::Invalid {
+                    name: "LLM_RETRIES",
+                    message: format!("expected a number of retries from 0 to 10, got {v:?}"),
+                })?
+        }
+    };
+    let stream = match get("LLM_STREAM") {
+        None => true,
+        Some(v) => parse_bool("LLM_STREAM", Some(v))?,
+    };
+    Ok(LlmConfig {
+        endpoint: Some(LlmEndpoint {
+            provider,
+            base_url,
+            model,
+            api_key,
+            timeout: parse_secs("LLM_TIMEOUT", get("LLM_TIMEOUT"), 20.0)?,
+            retries,
+            stream,
+        }),
+        redact,
+        debounce,
+    })
+}
+
 /// Twilio: phone callers, phone specialists and browser client legs in conferences. All or
 /// nothing: set `TWILIO_ACCOUNT_SID` and the rest becomes required.
 #[derive(Debug, Clone)]
@@ -97,6 +259,9 @@ pub struct TwilioConfig {
     pub public_url: String,
     /// `SWITCHBOARD_HOLD_MUSIC_URL`: what a waiting or held phone caller hears.
     pub hold_music_url: String,
+    /// `SWITCHBOARD_TWILIO_TRANSCRIBE`: transcribe phone legs in real time
+    /// (`<Start><Transcription>`, a billed Twilio feature), feeding the AI briefing.
+    pub transcribe: bool,
 }
 
 /// Twilio's demo hold music (played by Twilio, fetched by Twilio, never by us).
@@ -179,6 +344,10 @@ fn twilio_config(
             "SWITCHBOARD_HOLD_MUSIC_URL",
             nonempty("SWITCHBOARD_HOLD_MUSIC_URL").unwrap_or_else(|| DEFAULT_HOLD_MUSIC.into()),
         )?,
+        transcribe: parse_bool(
+            "SWITCHBOARD_TWILIO_TRANSCRIBE",
+            nonempty("SWITCHBOARD_TWILIO_TRANSCRIBE"),
+        )?,
     }))
 }
 
@@ -218,6 +387,8 @@ pub struct Config {
     pub disconnect_grace: Duration,
     /// Frames a WebSocket session may have waiting before it is disconnected.
     pub outbox_capacity: usize,
+    /// Summaries: LLM endpoint, redaction, refresh debounce.
+    pub llm: LlmConfig,
 }
 
 fn parse_secs(
@@ -466,8 +637,10 @@ impl Config {
             });
         }
         let store = store_config(&nonempty)?;
+        let llm = llm_config(&nonempty)?;
         let twilio = twilio_config(&nonempty)?;
         Ok(Config {
+            llm,
             addr,
             store,
             data_dir: PathBuf::from(
@@ -715,5 +888,81 @@ mod tests {
         let shown = format!("{c:?}");
         assert!(!shown.contains("very-secret-value"));
         assert!(!shown.contains("another-secret-value-123"));
+    }
+
+    #[test]
+    fn llm_is_off_without_a_key_and_redaction_is_on() {
+        let c = with(&[]).unwrap();
+        assert_eq!(c.llm.endpoint, None);
+        assert!(c.llm.redact);
+        assert_eq!(c.llm.debounce, Duration::from_secs(2));
+        let c = with(&[("LLM_PROVIDER", "groq")]).unwrap();
+        assert_eq!(c.llm.endpoint, None, "a preset without a key stays offline");
+        let c = with(&[("SWITCHBOARD_REDACT", "false")]).unwrap();
+        assert!(!c.llm.redact);
+    }
+
+    #[test]
+    fn llm_presets_read_the_seed_keys() {
+        let c = with(&[("GROQ_API_KEY", "gsk-1")]).unwrap();
+        let e = c.llm.endpoint.unwrap();
+        assert_eq!(e.provider, "groq");
+        assert_eq!(e.base_url, "https://api.groq.com/openai/v1");
+        assert_eq!(e.model, "llama-3.1-8b-instant");
+        assert_eq!(e.api_key.unwrap().expose(), "gsk-1");
+        assert_eq!((e.retries, e.stream), (2, true));
+        let c = with(&[
+            ("LLM_PROVIDER", "openrouter"),
+            ("OPENROUTER_API_KEY", "or-1"),
+            ("OPENAI_API_KEY", "sk-1"),
+            ("LLM_MODEL", "anthropic/claude-3.5-haiku"),
+        ])
+        .unwrap();
+        let e = c.llm.endpoint.unwrap();
+        assert_eq!(e.base_url, "https://openrouter.ai/api/v1");
+        assert_eq!(e.model, "anthropic/claude-3.5-haiku");
+        assert_eq!(e.api_key.as_ref().unwrap().expose(), "or-1");
+        assert!(
+            !format!("{e:?}").contains("or-1"),
+            "the key is redacted in Debug"
+        );
+        let c = with(&[("OPENAI_API_KEY", "sk-1")]).unwrap();
+        assert_eq!(c.llm.endpoint.unwrap().provider, "openai");
+    }
+
+    #[test]
+    fn llm_custom_endpoints_need_a_model_and_a_url() {
+        let c = with(&[
+            ("LLM_BASE_URL", "http://127.0.0.1:11434/v1/"),
+            ("LLM_MODEL", "llama3"),
+            ("LLM_TIMEOUT", "1.5"),
+            ("LLM_RETRIES", "0"),
+            ("LLM_STREAM", "false"),
+        ])
+        .unwrap();
+        let e = c.llm.endpoint.unwrap();
+        assert_eq!(e.provider, "custom");
+        assert_eq!(e.base_url, "http://127.0.0.1:11434/v1");
+        assert_eq!(e.api_key, None);
+        assert_eq!(e.timeout, Duration::from_millis(1500));
+        assert_eq!((e.retries, e.stream), (0, false));
+        for (pairs, name) in [
+            (vec![("LLM_BASE_URL", "http://x/v1")], "LLM_MODEL"),
+            (vec![("LLM_PROVIDER", "custom")], "LLM_BASE_URL"),
+            (vec![("LLM_PROVIDER", "acme")], "LLM_PROVIDER"),
+            (
+                vec![("OPENAI_API_KEY", "k"), ("LLM_RETRIES", "11")],
+                "LLM_RETRIES",
+            ),
+            (
+                vec![("LLM_BASE_URL", "ftp://x"), ("LLM_MODEL", "m")],
+                "LLM_BASE_URL",
+            ),
+        ] {
+            match with(&pairs) {
+                Err(ConfigError::Invalid { name: n, .. }) => assert_eq!(n, name, "{pairs:?}"),
+                other => panic!("{pairs:?}: {other:?}"),
+            }
+        }
     }
 }

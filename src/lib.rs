@@ -8,7 +8,7 @@
 //! - [`hub`] and [`ws`]: event fan-out and the WebSocket sessions of agents and callers.
 //! - [`http`]: the REST API, webhooks and the one error type mapped to `{code, message}`.
 //! - [`media`]: LiveKit (tokens, RoomService, webhooks).
-//! - [`summary`]: the offline extractive summariser.
+//! - [`summary`]: call summaries (LLM or offline), kept fresh in the background; redaction.
 //! - [`twilio`]: Twilio REST client, webhook signatures, Access Tokens and TwiML rendering.
 //! - [`auth`]: session tokens and API keys. [`config`]: settings. [`app`]: startup.
 

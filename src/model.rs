@@ -326,20 +326,147 @@ pub struct Transcript {
     pub created_at: DateTime<Utc>,
 }
 
-/// A summary of a call (seed 000's `Summaries` table).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Who wrote a summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SummarySource {
+    /// An LLM behind an OpenAI-compatible endpoint.
+    Llm,
+    /// The offline extractive summariser (the default, and the fallback).
+    #[default]
+    Offline,
+    /// Written by a person (`POST /api/summaries` with `summaryText`).
+    Human,
+}
+
+/// The caller's mood as the summary reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Sentiment {
+    /// Pleased or calm and positive.
+    Positive,
+    /// Neither (or not known).
+    #[default]
+    Neutral,
+    /// Unhappy, worried.
+    Negative,
+    /// Angry or upset: handle with care.
+    Angry,
+}
+
+/// How soon the caller needs help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Urgency {
+    /// Can wait.
+    Low,
+    /// Ordinary (or not known).
+    #[default]
+    Normal,
+    /// Money, access or service at stake now.
+    High,
+}
+
+/// Tokens an LLM used for one summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenUsage {
+    /// Prompt tokens.
+    pub prompt_tokens: u64,
+    /// Completion tokens.
+    pub completion_tokens: u64,
+    /// Both.
+    pub total_tokens: u64,
+}
+
+/// Reads a value stored either as itself or as JSON text (how the DynamoDB codec keeps lists
+/// and objects), so both stores load the structured fields of a summary.
+fn json_or_text<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let v = Value::deserialize(d)?;
+    let v = match v {
+        Value::String(s) => serde_json::from_str(&s).map_err(serde::de::Error::custom)?,
+        other => other,
+    };
+    serde_json::from_value(v).map_err(serde::de::Error::custom)
+}
+
+/// A summary of a call (seed 000's `Summaries` table), with the structured briefing B sees.
+/// Every field after `createdAt` has a default, so summaries stored before they existed load.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct Summary {
     /// `sum-<uuid>`.
     pub summary_id: String,
     /// The call summarised.
     pub call_id: String,
-    /// The summary.
+    /// The summary: a short free text.
     pub summary_text: String,
     /// The model that wrote it (`offline-extractive`, `human`, or an LLM's name).
     pub model: String,
     /// When it was stored.
     pub created_at: DateTime<Utc>,
+    /// Who wrote it: `llm`, `offline` or `human`.
+    #[serde(default)]
+    pub source: SummarySource,
+    /// 1 for the call's first summary, then one more for each new one.
+    #[serde(default)]
+    pub version: u64,
+    /// How many transcript chunks it covers (the first that many of the call's).
+    #[serde(default)]
+    pub transcript_count: u64,
+    /// Why the call was made.
+    #[serde(default)]
+    pub reason: String,
+    /// Details the customer gave (name, account, order, ...), masked when redaction is on.
+    #[serde(default, deserialize_with = "json_or_text")]
+    pub customer_details: Vec<String>,
+    /// What was tried already.
+    #[serde(default, deserialize_with = "json_or_text")]
+    pub tried: Vec<String>,
+    /// What the customer was promised.
+    #[serde(default, deserialize_with = "json_or_text")]
+    pub promised: Vec<String>,
+    /// The open question, or the next step for Agent B.
+    #[serde(default)]
+    pub next_step: String,
+    /// The caller's mood.
+    #[serde(default)]
+    pub sentiment: Sentiment,
+    /// How soon the caller needs help.
+    #[serde(default)]
+    pub urgency: Urgency,
+    /// One short, speakable paragraph for a phone specialist (Twilio `<Say>`); empty on old
+    /// summaries, where `summaryText` is spoken instead.
+    #[serde(default)]
+    pub whisper_text: String,
+    /// A suggested briefing script for Agent A.
+    #[serde(default)]
+    pub script: String,
+    /// Tokens the LLM used (LLM summaries only).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "json_or_text"
+    )]
+    pub usage: Option<TokenUsage>,
+    /// Why the LLM was not used when an offline summary stands in for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_reason: Option<String>,
+}
+
+impl Summary {
+    /// What a phone specialist hears: `whisperText`, or `summaryText` when it is empty.
+    pub fn spoken_text(&self) -> &str {
+        if self.whisper_text.trim().is_empty() {
+            &self.summary_text
+        } else {
+            &self.whisper_text
+        }
+    }
 }
 
 /// A LiveKit room the switchboard knows of (seed 000's `Rooms` table).
@@ -457,4 +584,40 @@ impl From<&Event> for WireEvent {
 /// A new id with a readable prefix: `call-…`, `xfer-…`, `agent-…`.
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summaries_stored_before_the_briefing_fields_still_load() {
+        let old = serde_json::json!({
+            "summaryId": "sum-1", "callId": "call-1", "summaryText": "Caller wants a refund.",
+            "model": "offline-extractive", "createdAt": "2026-03-01T10:00:00Z"
+        });
+        let s: Summary = serde_json::from_value(old).unwrap();
+        assert_eq!(s.source, SummarySource::Offline);
+        assert_eq!((s.version, s.transcript_count), (0, 0));
+        assert!(s.customer_details.is_empty() && s.usage.is_none());
+        assert_eq!(
+            s.spoken_text(),
+            "Caller wants a refund.",
+            "falls back to summaryText"
+        );
+    }
+
+    #[test]
+    fn summary_lists_load_from_json_text_too() {
+        let stored = serde_json::json!({
+            "summaryId": "sum-1", "callId": "call-1", "summaryText": "x", "model": "m",
+            "createdAt": "2026-03-01T10:00:00Z", "tried": "[\"reset\"]",
+            "usage": "{\"promptTokens\":1,\"completionTokens\":2,\"totalTokens\":3}",
+            "whisperText": "Spoken."
+        });
+        let s: Summary = serde_json::from_value(stored).unwrap();
+        assert_eq!(s.tried, ["reset"]);
+        assert_eq!(s.usage.unwrap().total_tokens, 3);
+        assert_eq!(s.spoken_text(), "Spoken.");
+    }
 }

@@ -253,6 +253,18 @@ pub enum ClientMessage {
         /// The agent's new status.
         status: AgentStatus,
     },
+    /// `{"type":"transcript","callId":..,"text":..,"source":..}`: a transcript chunk, from an
+    /// agent of the call or the call's own caller (speaking as `caller`).
+    Transcript {
+        /// The call.
+        #[serde(rename = "callId")]
+        call_id: String,
+        /// The text (1 to 10,000 characters).
+        text: String,
+        /// `manual` (default), `whisper`, `livekit` or `twilio`.
+        #[serde(default)]
+        source: crate::model::TranscriptSource,
+    },
 }
 
 /// Shared state for the route.
@@ -632,6 +644,11 @@ impl Conn {
             (PartyRef::Caller { .. }, ClientMessage::Presence { .. }) => {
                 return Err(ClientError::forbidden("only agents set a presence"));
             }
+            (PartyRef::Caller { call_id: own }, ClientMessage::Transcript { call_id, .. })
+                if own != call_id =>
+            {
+                return Err(ClientError::not_found(format!("no call {call_id}")));
+            }
             (PartyRef::Caller { call_id: own }, ClientMessage::Ack { call_id, .. })
                 if own != call_id =>
             {
@@ -822,6 +839,7 @@ mod tests {
                 }
                 ClientMessage::Ack { move_id, .. } => Ok(json!({ "acked": move_id })),
                 ClientMessage::Presence { status } => Ok(json!({ "status": status })),
+                ClientMessage::Transcript { text, .. } => Ok(json!({ "chars": text.len() })),
             }
         }
     }
@@ -1536,6 +1554,21 @@ mod tests {
             parse_client_text(r#"{"type":"ping","id":3}"#),
             (json!(3), Ok(Incoming::Ping))
         );
+        let (_, msg) = parse_client_text(
+            r#"{"type":"transcript","id":4,"callId":"call-1","text":"Hi.","source":"livekit"}"#,
+        );
+        assert_eq!(
+            msg.unwrap(),
+            Incoming::Message(ClientMessage::Transcript {
+                call_id: "call-1".into(),
+                text: "Hi.".into(),
+                source: crate::model::TranscriptSource::Livekit,
+            })
+        );
+        let (_, err) = parse_client_text(
+            r#"{"type":"transcript","callId":"c","text":"x","source":"telepathy"}"#,
+        );
+        assert_eq!(err.unwrap_err().code, "bad_message");
         let (_, err) = parse_client_text(r#"{"type":7}"#);
         assert_eq!(err.unwrap_err().code, "bad_message");
         assert_eq!(truncate("héllo", 2), "h");

@@ -310,6 +310,17 @@ pub enum Observation {
         /// `hung_up` / `no_input` / `declined` as seen in a conference or a prompt.
         status: String,
     },
+    /// A transcript chunk of the call was stored (told to its agents).
+    TranscriptAppended {
+        /// Its id.
+        transcript_id: String,
+        /// `caller` or an agent id.
+        speaker: String,
+        /// The text as agents are shown it (masked when redaction is on).
+        text: Option<String>,
+        /// Where it came from.
+        source: crate::model::TranscriptSource,
+    },
 }
 
 /// An input to the machine.
@@ -1768,6 +1779,19 @@ fn observe(tx: &mut Tx, obs: Observation) {
                     json!({ "summaryId": summary_id }),
                 );
             }
+        }
+        Observation::TranscriptAppended {
+            transcript_id,
+            speaker,
+            text,
+            source,
+        } => {
+            let agents = tx.agents_only();
+            tx.emit(
+                "transcript.appended",
+                agents,
+                json!({ "transcriptId": transcript_id, "speaker": speaker, "text": text, "source": source }),
+            );
         }
         Observation::TimerFired { key } => {
             let Some(due) = tx.m.timers.get(&key).copied() else {

@@ -47,6 +47,8 @@ pub struct AppState {
     pub registry: Addr<Registry>,
     /// Session tokens.
     pub keys: SessionKeys,
+    /// Call summaries (LLM or offline) and their background refresh.
+    pub summaries: crate::summary::Summaries,
 }
 
 /// The one error type of the HTTP boundary, rendered as `{code, message}`.

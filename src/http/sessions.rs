@@ -224,6 +224,34 @@ impl SessionHandler for Sessions {
                 let confirmed = m.placements.get(&who).is_some_and(|p| p.confirmed);
                 Ok(json!({ "confirmed": confirmed }))
             }
+            ClientMessage::Transcript {
+                call_id,
+                text,
+                source,
+            } => {
+                let (who, speaker) = match party {
+                    PartyRef::Caller { call_id: own } => {
+                        (super::Principal::Caller(own.clone()), "caller".to_string())
+                    }
+                    PartyRef::Agent { agent_id } => {
+                        (super::Principal::Agent(agent_id.clone()), agent_id.clone())
+                    }
+                };
+                check_id("callId", &call_id).map_err(to_client)?;
+                super::calls::visible_call(&self.state, &who, &call_id)
+                    .await
+                    .map_err(to_client)?;
+                let t = super::transcripts::append_transcript(
+                    &self.state,
+                    &call_id,
+                    speaker,
+                    text,
+                    source,
+                )
+                .await
+                .map_err(to_client)?;
+                Ok(json!({ "transcriptId": t.transcript_id, "createdAt": t.created_at }))
+            }
             ClientMessage::Presence { status } => {
                 let PartyRef::Agent { agent_id } = party else {
                     return Err(ClientError::forbidden("only agents have a presence"));

@@ -1,5 +1,7 @@
-//! `/api/transcripts` and `/api/summaries`: transcript chunks in, summaries (offline, or
-//! written by a person) out. Summaries are for agents only, never for the caller.
+//! `/api/transcripts` and `/api/summaries`: transcript chunks in (also through
+//! [`append_transcript`], shared with the WebSocket and the Twilio transcription webhook),
+//! summaries (LLM, offline, or written by a person) out. Summaries are for agents only,
+//! never for the caller.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
@@ -8,7 +10,10 @@ use serde::Deserialize;
 use super::calls::visible_call;
 use super::{check_id, check_text, principal, ApiError, AppState, Body, Principal};
 use crate::call::machine::{Input, Observation};
-use crate::model::{new_id, Summary, Transcript, TranscriptSource};
+use crate::model::{new_id, CallStatus, Summary, Transcript, TranscriptSource};
+
+/// Longest transcript chunk, in characters.
+pub const MAX_TRANSCRIPT_CHARS: usize = 10_000;
 
 /// Routes of these resources.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -59,6 +64,106 @@ fn agents_only(who: &Principal) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Stores a transcript chunk of a live call, pushes `transcript.appended` to the call's agents
+/// (through the call actor, so it gets a `seq` and is stored like every event) and asks for a
+/// debounced background refresh of the call's summary. Never waits for a summariser. The
+/// caller of this function has checked who may add to the call; this checks the text
+/// (1 to [`MAX_TRANSCRIPT_CHARS`] characters) and that the call has not ended.
+pub async fn append_transcript(
+    state: &AppState,
+    call_id: &str,
+    speaker: String,
+    text: String,
+    source: TranscriptSource,
+) -> Result<Transcript, ApiError> {
+    append_with_id(state, call_id, new_id("tx"), speaker, text, source).await
+}
+
+/// Like [`append_transcript`], with an id derived from the provider's own (a Twilio
+/// transcription's SID and sequence number): a retried callback finds the chunk already
+/// stored and changes nothing.
+pub async fn append_transcript_once(
+    state: &AppState,
+    call_id: &str,
+    transcript_id: String,
+    speaker: String,
+    text: String,
+    source: TranscriptSource,
+) -> Result<Transcript, ApiError> {
+    if let Some(existing) = state.store.get_transcript(&transcript_id).await? {
+        return Ok(existing);
+    }
+    append_with_id(state, call_id, transcript_id, speaker, text, source).await
+}
+
+async fn append_with_id(
+    state: &AppState,
+    call_id: &str,
+    transcript_id: String,
+    speaker: String,
+    text: String,
+    source: TranscriptSource,
+) -> Result<Transcript, ApiError> {
+    check_text("text", &text, 1, MAX_TRANSCRIPT_CHARS)?;
+    if text.trim().is_empty() {
+        return Err(ApiError::invalid("text", "must not be blank"));
+    }
+    let m = state.machine(call_id).await?;
+    if m.call.status == CallStatus::Ended {
+        return Err(ApiError::Conflict {
+            code: "call_ended",
+            message: format!("call {call_id} has ended"),
+        });
+    }
+    let t = Transcript {
+        transcript_id,
+        call_id: call_id.to_string(),
+        speaker,
+        text,
+        source,
+        created_at: Utc::now(),
+    };
+    state.store.put_transcript(&t).await?;
+    let shown = state.summaries.shown(&t.text);
+    state
+        .execute(
+            call_id,
+            Input::Observe(Observation::TranscriptAppended {
+                transcript_id: t.transcript_id.clone(),
+                speaker: t.speaker.clone(),
+                text: Some(shown),
+                source: t.source,
+            }),
+            None,
+        )
+        .await?;
+    refresh_summary(state, call_id, false);
+    Ok(t)
+}
+
+/// Starts a background refresh of the call's summary (`now`: without the debounce); each
+/// summary it stores is told to the call actor (`summary.updated`, `lastSummaryId`).
+pub fn refresh_summary(state: &AppState, call_id: &str, now: bool) {
+    let st = state.clone();
+    state.summaries.refresh(call_id, now, move |s: Summary| {
+        let st = st.clone();
+        async move {
+            let r = st
+                .execute(
+                    &s.call_id,
+                    Input::Observe(Observation::SummaryStored {
+                        summary_id: s.summary_id.clone(),
+                    }),
+                    None,
+                )
+                .await;
+            if let Err(e) = r {
+                tracing::warn!(call_id = %s.call_id, error = %e, "could not tell the call of its new summary");
+            }
+        }
+    });
+}
+
 async fn create_transcript(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -67,14 +172,8 @@ async fn create_transcript(
     let who = principal(&req, &state)?;
     let body = body.into_inner();
     check_id("callId", &body.call_id)?;
-    check_text("text", &body.text, 1, 10_000)?;
-    let m = visible_call(&state, &who, &body.call_id).await?;
-    if m.call.status == crate::model::CallStatus::Ended {
-        return Err(ApiError::Conflict {
-            code: "call_ended",
-            message: format!("call {} has ended", body.call_id),
-        });
-    }
+    check_text("text", &body.text, 1, MAX_TRANSCRIPT_CHARS)?;
+    visible_call(&state, &who, &body.call_id).await?;
     let speaker = match (&who, body.speaker) {
         (Principal::Caller(_), _) => "caller".to_string(),
         (_, Some(s)) => {
@@ -84,16 +183,20 @@ async fn create_transcript(
         (Principal::Agent(a), None) => a.clone(),
         (Principal::Admin, None) => String::new(),
     };
-    let t = Transcript {
-        transcript_id: new_id("tx"),
-        call_id: body.call_id,
-        speaker,
-        text: body.text,
-        source: body.source,
-        created_at: Utc::now(),
-    };
-    state.store.put_transcript(&t).await?;
+    let t = append_transcript(&state, &body.call_id, speaker, body.text, body.source).await?;
     Ok(HttpResponse::Created().json(t))
+}
+
+/// A chunk as `who` is shown it: masked for agents when redaction is on (management sees it
+/// as stored; a caller sees its own words).
+fn as_shown(state: &AppState, who: &Principal, t: Transcript) -> Transcript {
+    match who {
+        Principal::Agent(_) => Transcript {
+            text: state.summaries.shown(&t.text),
+            ..t
+        },
+        _ => t,
+    }
 }
 
 async fn get_transcript(
@@ -109,7 +212,7 @@ async fn get_transcript(
         .await?
         .ok_or_else(|| ApiError::not_found("transcript", &id))?;
     visible_call(&state, &who, &t.call_id).await?;
-    Ok(HttpResponse::Ok().json(t))
+    Ok(HttpResponse::Ok().json(as_shown(&state, &who, t)))
 }
 
 async fn transcripts_of_call(
@@ -120,7 +223,14 @@ async fn transcripts_of_call(
     let who = principal(&req, &state)?;
     let call_id = path.into_inner();
     visible_call(&state, &who, &call_id).await?;
-    Ok(HttpResponse::Ok().json(state.store.list_transcripts_by_call(&call_id).await?))
+    let list: Vec<Transcript> = state
+        .store
+        .list_transcripts_by_call(&call_id)
+        .await?
+        .into_iter()
+        .map(|t| as_shown(&state, &who, t))
+        .collect();
+    Ok(HttpResponse::Ok().json(list))
 }
 
 async fn create_summary(
@@ -136,30 +246,13 @@ async fn create_summary(
     let summary = match body.summary_text {
         Some(text) => {
             check_text("summaryText", &text, 1, 10_000)?;
-            let s = Summary {
-                summary_id: new_id("sum"),
-                call_id: body.call_id.clone(),
-                summary_text: text,
-                model: "human".into(),
-                created_at: Utc::now(),
-            };
-            state.store.put_summary(&s).await?;
-            s
+            state.summaries.store_human(&m.call, &text).await
         }
-        None => {
-            let transcripts = state.store.list_transcripts_by_call(&body.call_id).await?;
-            let s = Summary {
-                summary_id: new_id("sum"),
-                call_id: body.call_id.clone(),
-                summary_text: crate::summary::offline_summary(&m.call, &transcripts),
-                model: crate::summary::OFFLINE_MODEL.into(),
-                created_at: Utc::now(),
-            };
-            state.store.put_summary(&s).await?;
-            s
-        }
-    };
-    if m.call.status != crate::model::CallStatus::Ended {
+        // Not the transfer path: this may ask the LLM (and falls back to offline).
+        None => state.summaries.generate(&m.call, true).await,
+    }
+    .map_err(summary_error)?;
+    if m.call.status != CallStatus::Ended {
         state
             .execute(
                 &body.call_id,
@@ -171,6 +264,15 @@ async fn create_summary(
             .await?;
     }
     Ok(HttpResponse::Created().json(summary))
+}
+
+/// Maps a summariser failure (only the store can fail: the LLM falls back to offline).
+pub fn summary_error(e: crate::summary::SummaryError) -> ApiError {
+    match e {
+        crate::summary::SummaryError::Store(e) => e.into(),
+        crate::summary::SummaryError::CallNotFound(id) => ApiError::not_found("call", &id),
+        other => ApiError::Internal(Box::new(other)),
+    }
 }
 
 async fn get_summary(

@@ -154,8 +154,15 @@ async fn initiate(
             })
             .await?;
     }
-    let (summary, fresh) = crate::summary::current_summary(state.store.as_ref(), &m.call).await?;
-    if fresh || m.call.last_summary_id.as_deref() != Some(summary.summary_id.as_str()) {
+    // The latest stored summary, at once: never an LLM call on this path.
+    let briefing = state
+        .summaries
+        .for_transfer(&m.call)
+        .await
+        .map_err(super::transcripts::summary_error)?;
+    let summary = briefing.summary;
+    if briefing.stored_now || m.call.last_summary_id.as_deref() != Some(summary.summary_id.as_str())
+    {
         state
             .execute(
                 &body.call_id,
@@ -193,6 +200,10 @@ async fn initiate(
         .transfer
         .clone()
         .ok_or_else(|| ApiError::Internal("transfer missing after initiate".into()))?;
+    if briefing.stale {
+        // After the offer, so B is among the agents told `summary.updated`.
+        super::transcripts::refresh_summary(&state, &body.call_id, true);
+    }
     let token_for = |agent: &str, is_target: bool| {
         let room = where_agent_goes(t.mode, is_target, &t, &m.call.main_room);
         state

@@ -11,6 +11,7 @@
 //! | `POST /twilio/gather` | the specialist pressed a key (or none) |
 //! | `POST /twilio/status` | a dialled leg's status changes (`StatusCallback`) |
 //! | `POST /twilio/conference` | a conference or participant event (`statusCallback`) |
+//! | `POST /twilio/transcription` | a phone leg's real-time transcription (`<Start><Transcription>`) |
 //! | `GET/POST /twilio/music` | a waiting or held caller needs music (`waitUrl`, `holdUrl`) |
 
 use actix_web::http::header::ContentType;
@@ -24,7 +25,7 @@ use crate::call::machine::{
 };
 use crate::call::registry::CreateCall;
 use crate::media::twilio::{TwilioBridge, GATHER_TIMEOUT_SECS};
-use crate::model::{Call, CallStatus, Channel, TransferStatus};
+use crate::model::{Call, CallStatus, Channel, TranscriptSource, TransferStatus};
 use crate::twilio::{signature, twiml};
 
 /// Longest form body Twilio sends us.
@@ -42,6 +43,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/gather", web::post().to(gather))
             .route("/status", web::post().to(status))
             .route("/conference", web::post().to(conference))
+            .route("/transcription", web::post().to(transcription))
             .route("/music", web::post().to(music))
             .route("/music", web::get().to(music)),
     );
@@ -196,6 +198,7 @@ async fn voice(
         &m.call.main_room,
         &m.call.caller_id,
         true,
+        true,
     )))
 }
 
@@ -241,13 +244,27 @@ async fn client(
     }
     let caller = identity == m.call.caller_id;
     Ok(twiml_response(
-        bridge.join_twiml(call_id, conference, &identity, caller),
+        bridge.join_twiml(call_id, conference, &identity, caller, false),
     ))
 }
 
-/// What a phone specialist hears before choosing: who is calling, why, the summary and A's
-/// note.
-fn briefing_text(m: &CallMachine) -> String {
+/// What a phone specialist hears before choosing: who is calling, why, the summary (its
+/// short spoken version when the stored summary has one) and A's note.
+async fn briefing_text(state: &AppState, m: &CallMachine) -> String {
+    let spoken = match m.transfer.as_ref().and_then(|t| t.summary_id.clone()) {
+        Some(id) => state
+            .store
+            .get_summary(&id)
+            .await
+            .ok()
+            .flatten()
+            .map(|s| state.summaries.shown(s.spoken_text())),
+        None => None,
+    };
+    briefing_from(m, spoken.as_deref())
+}
+
+fn briefing_from(m: &CallMachine, spoken_summary: Option<&str>) -> String {
     let Some(t) = m.transfer.as_ref() else {
         return String::new();
     };
@@ -261,8 +278,8 @@ fn briefing_text(m: &CallMachine) -> String {
             m.call.reason.trim().trim_end_matches('.')
         ));
     }
-    let summary = t
-        .summary_text
+    let summary = spoken_summary
+        .unwrap_or(&t.summary_text)
         .trim()
         .trim_start_matches("[offline summary]")
         .trim();
@@ -323,7 +340,7 @@ async fn whisper(
     no_input_query.push(("noInput", "1"));
     let no_input = bridge.url("/twilio/gather", &no_input_query);
     Ok(twiml_response(twiml::whisper_gather(
-        &briefing_text(&m),
+        &briefing_text(&state, &m).await,
         "Press 1 to take the call, or 2 to decline.",
         &action,
         GATHER_TIMEOUT_SECS,
@@ -376,6 +393,7 @@ async fn gather(
                         &conference,
                         agent_id,
                         false,
+                        true,
                     ))),
                     None => goodbye("This transfer is no longer needed. Goodbye."),
                 },
@@ -539,6 +557,63 @@ async fn conference(
     };
     observe(&state, call_id, obs).await?;
     Ok(ok())
+}
+
+/// `POST /twilio/transcription`: Twilio's real-time transcription of a phone leg
+/// (`<Start><Transcription>`). Each final `transcription-content` becomes a transcript chunk
+/// of the leg's speaker (`source: twilio`), with an id made of the transcription's SID and
+/// sequence number, so a retried callback stores nothing twice.
+async fn transcription(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let (_bridge, p) = verify(&req, &state, &body)?;
+    let (call_id, speaker) = (p.query("callId")?, p.query("speaker")?);
+    if p.form("TranscriptionEvent") != Some("transcription-content")
+        || p.form("Final") != Some("true")
+    {
+        return Ok(ok()); // started, stopped, or a partial result
+    }
+    let data: serde_json::Value = serde_json::from_str(p.required("TranscriptionData")?)
+        .map_err(|_| ApiError::invalid("TranscriptionData", "is not JSON"))?;
+    let Some(text) = data["transcript"]
+        .as_str()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    else {
+        return Ok(ok());
+    };
+    let id = format!(
+        "tx-{}-{}",
+        p.required("TranscriptionSid")?.to_ascii_lowercase(),
+        p.required("SequenceId")?
+    );
+    super::check_id("TranscriptionSid", &id)?;
+    let m = match state.machine(call_id).await {
+        Ok(m) => m,
+        Err(ApiError::NotFound { .. }) => return Ok(ok()),
+        Err(e) => return Err(e),
+    };
+    // The caller is `caller` in transcripts, as in seed 000.
+    let speaker = if speaker == m.call.caller_id {
+        "caller".to_string()
+    } else {
+        speaker.to_string()
+    };
+    match super::transcripts::append_transcript_once(
+        &state,
+        call_id,
+        id,
+        speaker,
+        text.to_string(),
+        TranscriptSource::Twilio,
+    )
+    .await
+    {
+        Ok(_) | Err(ApiError::Conflict { .. }) => Ok(ok()),
+        Err(e) => Err(e),
+    }
 }
 
 /// `/twilio/music`: what a waiting or held caller hears.

@@ -100,9 +100,24 @@ impl TwilioBridge {
 
     /// The TwiML that puts a leg into one of the call's conferences. The caller waits with
     /// music until an agent starts the conference; nobody's leaving ends it (a held caller
-    /// must never end it).
-    pub fn join_twiml(&self, call_id: &str, conference: &str, label: &str, caller: bool) -> String {
+    /// must never end it). A phone leg (`phone`) is transcribed in real time when
+    /// `SWITCHBOARD_TWILIO_TRANSCRIBE` is on; browsers' legs are not (their agents type or
+    /// their own speech-to-text sends transcripts).
+    pub fn join_twiml(
+        &self,
+        call_id: &str,
+        conference: &str,
+        label: &str,
+        caller: bool,
+        phone: bool,
+    ) -> String {
         let status_callback = self.url("/twilio/conference", &[("callId", call_id)]);
+        let transcription = (phone && self.inner.config.transcribe).then(|| {
+            self.url(
+                "/twilio/transcription",
+                &[("callId", call_id), ("speaker", label)],
+            )
+        });
         let wait_url = self.url("/twilio/music", &[]);
         twiml::join_conference(&ConferenceJoin {
             conference,
@@ -115,6 +130,7 @@ impl TwilioBridge {
             status_callback: &status_callback,
             status_callback_events: CONFERENCE_EVENTS,
             say_first: None,
+            transcription_callback: transcription.as_deref(),
         })
     }
 
@@ -158,7 +174,7 @@ impl TwilioBridge {
         label: &str,
     ) -> Result<(), TwilioError> {
         let req = UpdateCall {
-            twiml: Some(self.join_twiml(call_id, conference, label, false)),
+            twiml: Some(self.join_twiml(call_id, conference, label, false, true)),
             ..UpdateCall::default()
         };
         self.inner.client.update_call(call_sid, &req).await?;

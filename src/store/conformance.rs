@@ -75,6 +75,7 @@ macro_rules! store_conformance_tests {
             transfers_by_call_and_status,
             transcripts_by_call_in_order,
             summaries_by_call_in_order,
+            structured_summaries_round_trip,
             rooms_by_id_and_name_replace,
             concurrent_commits_one_wins,
             concurrent_creates_one_wins,
@@ -106,6 +107,7 @@ pub async fn run_all(store: &dyn Store) {
     transfers_by_call_and_status(store).await;
     transcripts_by_call_in_order(store).await;
     summaries_by_call_in_order(store).await;
+    structured_summaries_round_trip(store).await;
     rooms_by_id_and_name_replace(store).await;
     concurrent_commits_one_wins(store).await;
     concurrent_creates_one_wins(store).await;
@@ -237,6 +239,7 @@ pub mod fixtures {
             summary_text: format!("summary at {offset_ms}"),
             model: "offline-extractive".into(),
             created_at: at(offset_ms),
+            ..Summary::default()
         }
     }
 
@@ -1013,6 +1016,47 @@ pub async fn transcripts_by_call_in_order(store: &dyn Store) {
     assert_eq!(
         store.list_transcripts_by_call(&other_call).await.unwrap(),
         vec![elsewhere]
+    );
+}
+
+/// A summary with the whole structured briefing (lists, usage, labels) reads back equal, by
+/// id and by call; so does one with only seed 000's fields (the defaults).
+pub async fn structured_summaries_round_trip(store: &dyn Store) {
+    use crate::model::{Sentiment, SummarySource, TokenUsage, Urgency};
+    let call_id = crate::model::new_id("call");
+    let plain = fixtures::summary(&call_id, 0);
+    let full = crate::model::Summary {
+        source: SummarySource::Llm,
+        model: "gpt-4o-mini".into(),
+        version: 2,
+        transcript_count: 7,
+        reason: "double charge in March".into(),
+        customer_details: vec!["Ann Lee".into(), "order ORD-2026-10458".into()],
+        tried: vec!["checked the statement".into()],
+        promised: vec![],
+        next_step: "waive the late fee?".into(),
+        sentiment: Sentiment::Angry,
+        urgency: Urgency::High,
+        whisper_text: "Ann was charged twice in March.".into(),
+        script: "Hi, I have Ann on hold.".into(),
+        usage: Some(TokenUsage {
+            prompt_tokens: 812,
+            completion_tokens: 143,
+            total_tokens: 955,
+        }),
+        fallback_reason: Some("timeout".into()),
+        ..fixtures::summary(&call_id, 1_000)
+    };
+    for s in [&plain, &full] {
+        store.put_summary(s).await.expect("put_summary");
+    }
+    assert_eq!(
+        store.get_summary(&full.summary_id).await.unwrap(),
+        Some(full.clone())
+    );
+    assert_eq!(
+        store.list_summaries_by_call(&call_id).await.unwrap(),
+        vec![plain, full]
     );
 }
 

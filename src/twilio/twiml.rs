@@ -226,6 +226,9 @@ pub struct ConferenceJoin<'a> {
     pub status_callback_events: &'a str,
     /// A `<Say>` before joining, when given.
     pub say_first: Option<&'a str>,
+    /// Where Twilio posts the real-time transcription of this leg's voice
+    /// (`<Start><Transcription statusCallbackUrl>`), when it should be transcribed.
+    pub transcription_callback: Option<&'a str>,
 }
 
 /// `<Response>[<Say>say_first</Say>]<Dial><Conference …>name</Conference></Dial></Response>`.
@@ -234,6 +237,7 @@ pub fn join_conference(j: &ConferenceJoin) -> String {
         JOIN_CONFERENCE,
         &[
             ("say_first", j.say_first),
+            ("transcription_callback", j.transcription_callback),
             ("conference", Some(j.conference)),
             ("label", Some(j.label)),
             ("start_on_enter", Some(bool_str(j.start_on_enter))),

@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod briefing;
 mod browser;
 mod dynamo;
 mod failures;

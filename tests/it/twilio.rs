@@ -805,3 +805,109 @@ async fn duplicated_and_reordered_callbacks_change_nothing() {
         "callbacks were duplicated"
     );
 }
+
+#[actix_web::test]
+async fn a_phone_callers_words_reach_the_agents_and_the_specialists_briefing() {
+    let app = spawn_app_with(TestOptions {
+        twilio: true,
+        env: vec![
+            ("SWITCHBOARD_TWILIO_TRANSCRIBE".into(), "true".into()),
+            ("SWITCHBOARD_SUMMARY_DEBOUNCE".into(), "0.05".into()),
+        ],
+        ..Default::default()
+    })
+    .await;
+    specialist(&app, PhoneScript::answering().pressing("1")).await;
+    let mut c = phone_call(&app, "alice").await;
+    // Retried callbacks (each delivered twice) store each chunk once.
+    fake(&app).duplicate_next_callbacks(100);
+    assert!(
+        fake(&app).speak(
+            &c.caller_sid,
+            "My card was charged twice for the same order."
+        ),
+        "the caller's leg is transcribed"
+    );
+    let appended = c.owner.expect("transcript.appended").await;
+    assert_eq!(appended["data"]["speaker"], "caller");
+    assert_eq!(appended["data"]["source"], "twilio");
+    assert!(appended["data"]["text"]
+        .as_str()
+        .unwrap()
+        .contains("charged twice"));
+    let stored = call_transcripts(&app, &c.call_id, 1).await;
+    assert_eq!(
+        stored.len(),
+        1,
+        "one chunk for a retried callback: {stored:?}"
+    );
+    let events = app
+        .store
+        .as_ref()
+        .expect("in-process store")
+        .events_since(&c.call_id, 0)
+        .await
+        .unwrap();
+    let appended: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == "transcript.appended")
+        .collect();
+    assert_eq!(appended.len(), 1, "announced once: {appended:?}");
+    assert!(
+        fake(&app)
+            .callback_log()
+            .iter()
+            .filter(|cb| cb.param("TranscriptionEvent") == Some("transcription-content"))
+            .count()
+            >= 2,
+        "the callback really was delivered twice"
+    );
+    // The summary kept fresh from it is what the specialist hears.
+    c.owner.expect("summary.updated").await;
+    let started = initiate(&app, &c.call_id, &c.owner_token, "warm", "").await;
+    let id = started["transferId"].as_str().unwrap().to_string();
+    let b_sid = specialist_call(&app).await;
+    transfer_until(&app, &id, "briefing").await;
+    let heard = spoken(&app, &b_sid);
+    assert!(heard.contains("charged twice"), "{heard}");
+    // The specialist's own leg is transcribed too, under its agent id.
+    assert!(fake(&app).speak(&b_sid, "I can refund that now."));
+    let stored = call_transcripts(&app, &c.call_id, 2).await;
+    assert!(
+        stored.iter().any(|t| t["speaker"] == SPECIALIST),
+        "{stored:?}"
+    );
+}
+
+/// The call's stored transcript chunks, once there are at least `n`.
+async fn call_transcripts(app: &TestApp, call_id: &str, n: usize) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let r = app
+            .get(&format!("/api/transcripts/call/{call_id}"), None)
+            .await;
+        let list = r.body["transcripts"]
+            .as_array()
+            .or_else(|| r.body.as_array())
+            .cloned()
+            .unwrap_or_default();
+        if list.len() >= n {
+            // Let retried callbacks land before counting.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let r = app
+                .get(&format!("/api/transcripts/call/{call_id}"), None)
+                .await;
+            return r.body["transcripts"]
+                .as_array()
+                .or_else(|| r.body.as_array())
+                .cloned()
+                .unwrap_or_default();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "fewer than {n} transcripts: {:#}",
+            r.body
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

@@ -54,6 +54,8 @@ pub struct TestOptions {
     pub store: TestStore,
     /// Whether to configure Twilio against a Twilio fake.
     pub twilio: bool,
+    /// More settings (`LLM_*`, `SWITCHBOARD_SUMMARY_DEBOUNCE`, ...), set last.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for TestOptions {
@@ -67,6 +69,7 @@ impl Default for TestOptions {
             webhooks: true,
             store: TestStore::Embedded,
             twilio: false,
+            env: vec![],
         }
     }
 }
@@ -131,6 +134,7 @@ pub fn server_env(
     if let TestStore::DynamoDb { prefix } = &opts.store {
         env.extend(super::dynamo::server_env(prefix));
     }
+    env.extend(opts.env.iter().cloned());
     env
 }
 

@@ -350,6 +350,8 @@ pub enum CallbackKind {
     CallStatus,
     /// A conference `statusCallback`.
     Conference,
+    /// A real-time transcription `statusCallbackUrl`.
+    Transcription,
 }
 
 /// One HTTP request the fake made to the application (one attempt).
@@ -559,6 +561,17 @@ struct CallRec {
     status_cb: Option<StatusCallback>,
     seq: u32,
     answered_at: Option<Instant>,
+    /// A real-time transcription started by `<Start><Transcription>`.
+    transcription: Option<Transcription>,
+}
+
+/// A call's real-time transcription (`<Start><Transcription statusCallbackUrl track>`).
+#[derive(Debug, Clone)]
+struct Transcription {
+    sid: String,
+    url: String,
+    track: String,
+    seq: u32,
 }
 
 struct ConfRec {
@@ -901,6 +914,38 @@ impl FakeTwilio {
         self.hang_up(call_sid)
     }
 
+    /// The far end of `call_sid` says `text`: with a real-time transcription running
+    /// (`<Start><Transcription>`), Twilio sends a final `transcription-content` callback whose
+    /// `TranscriptionData` is `{"transcript": text, "confidence": 0.93}`. False when the call
+    /// is not transcribed.
+    pub fn speak(&self, call_sid: &str, text: &str) -> bool {
+        let mut st = self.shared.lock();
+        let track = st
+            .calls
+            .get(call_sid)
+            .and_then(|c| c.transcription.as_ref())
+            .map(|t| t.track.clone());
+        let Some(track) = track else {
+            return false;
+        };
+        let track = if track == "both_tracks" {
+            "inbound_track".to_owned()
+        } else {
+            track
+        };
+        let data = serde_json::json!({ "transcript": text, "confidence": 0.93 }).to_string();
+        st.transcription_event(
+            call_sid,
+            "transcription-content",
+            &[
+                ("LanguageCode", "en-US".to_owned()),
+                ("Track", track),
+                ("TranscriptionData", data),
+                ("Final", "true".to_owned()),
+            ],
+        )
+    }
+
     /// The far end of `call_sid` hangs up now (a ringing call is declined). False if the call
     /// is unknown or over.
     pub fn hang_up(&self, call_sid: &str) -> bool {
@@ -1131,6 +1176,7 @@ impl State {
                 status_cb,
                 seq: 0,
                 answered_at: None,
+                transcription: None,
             },
         );
         self.call_order.push(sid.clone());
@@ -1243,6 +1289,57 @@ impl State {
             params,
         };
         self.enqueue(out);
+    }
+
+    /// Starts a call's transcription and sends `transcription-started`.
+    fn start_transcription(&mut self, call_sid: &str, url: String, track: String) {
+        let sid = self.new_sid("GT");
+        let Some(c) = self.calls.get_mut(call_sid) else {
+            return;
+        };
+        c.transcription = Some(Transcription {
+            sid,
+            url,
+            track,
+            seq: 0,
+        });
+        self.transcription_event(call_sid, "transcription-started", &[]);
+    }
+
+    /// Sends a signed real-time transcription callback of `call_sid`, if it is transcribed.
+    fn transcription_event(
+        &mut self,
+        call_sid: &str,
+        event: &str,
+        extra: &[(&str, String)],
+    ) -> bool {
+        let account = self.cfg.account_sid.clone();
+        let Some(c) = self.calls.get_mut(call_sid) else {
+            return false;
+        };
+        let Some(t) = c.transcription.as_mut() else {
+            return false;
+        };
+        t.seq += 1;
+        let mut params = vec![
+            ("AccountSid".to_owned(), account),
+            ("CallSid".to_owned(), call_sid.to_owned()),
+            ("TranscriptionSid".to_owned(), t.sid.clone()),
+            ("TranscriptionEvent".to_owned(), event.to_owned()),
+            ("SequenceId".to_owned(), t.seq.to_string()),
+            ("Timestamp".to_owned(), now_rfc2822()),
+            ("ProviderName".to_owned(), "Google".to_owned()),
+        ];
+        params.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+        let out = Outgoing {
+            kind: CallbackKind::Transcription,
+            lane: call_sid.to_owned(),
+            url: t.url.clone(),
+            method: "POST".to_owned(),
+            params,
+        };
+        self.enqueue(out);
+        true
     }
 
     fn enqueue(&mut self, out: Outgoing) {
@@ -2236,6 +2333,31 @@ impl Runner {
                     c.info.status = "busy".to_owned();
                 }
                 Flow::End
+            }
+            "Start" => {
+                for noun in &verb.children {
+                    if noun.name != "Transcription" {
+                        self.app_error(None, format!("unsupported <Start> noun <{}>", noun.name));
+                        return Flow::End;
+                    }
+                    let Some(href) = noun.attr("statusCallbackUrl") else {
+                        // Twilio transcribes without telling anyone: nothing to observe.
+                        continue;
+                    };
+                    match resolve_url(self.base.as_deref(), href) {
+                        Ok(url) => {
+                            let track = noun.attr("track").unwrap_or("both_tracks").to_owned();
+                            self.shared
+                                .lock()
+                                .start_transcription(&self.sid, url, track);
+                        }
+                        Err(e) => {
+                            self.app_error(None, e);
+                            return Flow::End;
+                        }
+                    }
+                }
+                Flow::Next
             }
             "Redirect" => match resolve_url(self.base.as_deref(), verb.text.trim()) {
                 Ok(url) => Flow::Goto(Doc::Url {

@@ -3176,6 +3176,7 @@ fn observation_expectation(m: &CallMachine, now: Millis, obs: &Observation) -> E
         | Observation::DialFailed { .. }
         | Observation::PhoneAnswered { .. }
         | Observation::PhoneLegEnded { .. } => Expect::Anything,
+        Observation::TranscriptAppended { .. } => Expect::Anything,
     }
 }
 
@@ -3400,6 +3401,28 @@ proptest! {
         }
         run.drain();
     }
+}
+
+#[test]
+fn transcript_chunks_reach_the_agents_only() {
+    let m = transfer_ringing(TransferMode::Warm);
+    let step = apply(
+        &m,
+        1_500,
+        Input::Observe(Observation::TranscriptAppended {
+            transcript_id: "tx-1".into(),
+            speaker: "caller".into(),
+            text: Some("My card is [card].".into()),
+            source: crate::model::TranscriptSource::Livekit,
+        }),
+    );
+    assert_eq!(kinds(&step), ["transcript.appended"]);
+    assert_audience(&step.events[0], false, &[A, B]);
+    assert_eq!(
+        step.events[0].data,
+        serde_json::json!({"transcriptId": "tx-1", "speaker": "caller", "text": "My card is [card].", "source": "livekit"})
+    );
+    assert_eq!(step.machine.call, m.call, "the call record does not change");
 }
 
 #[path = "phone_tests.rs"]

@@ -118,7 +118,34 @@ fn join(say_first: Option<&str>, wait_url: Option<&str>, conference: &str, label
         status_callback: "https://sb.example/twilio/conference?call=c1&x=\"y\"",
         status_callback_events: "start end join leave hold modify",
         say_first,
+        transcription_callback: None,
     })
+}
+
+#[test]
+fn a_transcribed_leg_starts_its_transcription_before_joining() {
+    let url = "https://sb.example/twilio/transcription?callId=c1&speaker=caller-\"1\"";
+    let xml = join_conference(&ConferenceJoin {
+        conference: "c1--main",
+        label: "caller-1",
+        start_on_enter: false,
+        end_on_exit: false,
+        wait_url: None,
+        muted: false,
+        beep: false,
+        status_callback: "https://sb.example/twilio/conference?callId=c1",
+        status_callback_events: "start end join leave hold modify",
+        say_first: None,
+        transcription_callback: Some(url),
+    });
+    let start = xml.find("<Start>").expect("a <Start>");
+    assert!(start < xml.find("<Dial>").expect("a <Dial>"), "{xml}");
+    assert!(
+        xml.contains(r#"<Transcription statusCallbackUrl="https://sb.example/twilio/transcription?callId=c1&amp;speaker=caller-&quot;1&quot;" track="inbound_track"/>"#),
+        "{xml}"
+    );
+    // Without a callback there is no <Start> at all.
+    assert!(!join(None, None, "c1--main", "a").contains("Start"));
 }
 
 fn expected_join(
