@@ -200,6 +200,11 @@ pub enum Command {
         note: Option<String>,
         /// B's phone number when B is a phone agent (dialled through Twilio).
         to_number: Option<String>,
+        /// The summary's structured briefing for B (reason, customer details, what was tried
+        /// and promised, next step, sentiment, urgency, script), as B may see it; pushed with
+        /// `transfer.offered` so B needs no request. Null when there is none.
+        #[serde(default)]
+        briefing: Value,
     },
     /// The target accepts the transfer.
     AcceptTransfer,
@@ -1376,6 +1381,7 @@ fn command(tx: &mut Tx, actor: Actor, cmd: Command) -> Result<(), Rejection> {
             summary_text,
             note,
             to_number,
+            briefing,
         } => {
             let owner = require_owner(tx, &actor)?;
             if tx
@@ -1485,6 +1491,7 @@ fn command(tx: &mut Tx, actor: Actor, cmd: Command) -> Result<(), Rejection> {
                 "reason": tx.m.call.reason,
                 "summaryId": summary_id,
                 "summaryText": summary_text,
+                "briefing": briefing,
                 "note": note,
                 "expiresAt": from_millis(tx.now + tx.m.timeouts.ring_ms),
             });

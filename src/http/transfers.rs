@@ -14,8 +14,7 @@ use crate::call::machine::{Actor, Command, Input, Observation};
 use crate::call::registry::PresenceList;
 use crate::media::livekit::ParticipantRole;
 use crate::model::{
-    new_id, AgentKind, Presence, Transcript, TranscriptSource, Transfer, TransferMode,
-    TransferStatus,
+    new_id, AgentKind, Presence, TranscriptSource, Transfer, TransferMode, TransferStatus,
 };
 
 /// Routes of this resource.
@@ -142,17 +141,15 @@ async fn initiate(
         .as_ref()
         .filter(|t| !t.trim().is_empty())
     {
-        state
-            .store
-            .put_transcript(&Transcript {
-                transcript_id: new_id("tx"),
-                call_id: body.call_id.clone(),
-                speaker: agent_a.clone(),
-                text: text.clone(),
-                source: TranscriptSource::Manual,
-                created_at: chrono::Utc::now(),
-            })
-            .await?;
+        // Stored and announced (`transcript.appended`) like any other chunk.
+        super::transcripts::append_transcript(
+            &state,
+            &body.call_id,
+            agent_a.clone(),
+            text.clone(),
+            TranscriptSource::Manual,
+        )
+        .await?;
     }
     // The latest stored summary, at once: never an LLM call on this path.
     let briefing = state
@@ -188,6 +185,7 @@ async fn initiate(
         summary_text: summary.summary_text.clone(),
         note: body.note,
         to_number,
+        briefing: briefing_for_b(&summary),
     };
     let m = state
         .execute(
@@ -380,4 +378,23 @@ async fn act(
         _ => return super::meta::not_found(req).await,
     };
     answer(req, state, transfer_id, body, cmd, by_target).await
+}
+
+/// The structured part of a summary that `transfer.offered` carries to B (the summary is
+/// written from masked transcripts, so nothing here needs masking again).
+fn briefing_for_b(summary: &crate::model::Summary) -> serde_json::Value {
+    serde_json::json!({
+        "summaryId": summary.summary_id,
+        "source": summary.source,
+        "version": summary.version,
+        "reason": summary.reason,
+        "customerDetails": summary.customer_details,
+        "tried": summary.tried,
+        "promised": summary.promised,
+        "nextStep": summary.next_step,
+        "sentiment": summary.sentiment,
+        "urgency": summary.urgency,
+        "whisperText": summary.whisper_text,
+        "script": summary.script,
+    })
 }

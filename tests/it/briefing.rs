@@ -253,6 +253,14 @@ async fn a_hanging_provider_never_blocks_the_transfer() {
         .unwrap()
         .contains("charged twice"));
     assert_eq!(t["summaryId"], offer["data"]["summaryId"]);
+    // The structured briefing comes with the offer: B needs no request.
+    let briefing = &offer["data"]["briefing"];
+    assert_eq!(briefing["summaryId"], offer["data"]["summaryId"]);
+    assert_eq!(briefing["source"], "offline");
+    for field in ["reason", "nextStep", "sentiment", "urgency", "whisperText", "script"] {
+        assert!(!briefing[field].is_null(), "briefing.{field}: {briefing:#}");
+    }
+    assert!(briefing["customerDetails"].is_array() && briefing["tried"].is_array());
     let s = app
         .get(
             &format!("/api/summaries/{}", t["summaryId"].as_str().unwrap()),

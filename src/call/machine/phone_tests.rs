@@ -27,6 +27,7 @@ fn phone_initiate(mode: TransferMode) -> Command {
             summary_id,
             summary_text,
             note,
+            briefing,
             ..
         } => Command::InitiateTransfer {
             transfer_id,
@@ -37,6 +38,7 @@ fn phone_initiate(mode: TransferMode) -> Command {
             summary_text,
             note,
             to_number: Some(B_NUMBER.into()),
+            briefing,
         },
         other => other,
     }

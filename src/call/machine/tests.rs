@@ -152,6 +152,7 @@ fn initiate_with(transfer_id: &str, room: &str, to: &str, mode: TransferMode) ->
         summary_text: SUMMARY.into(),
         note: Some(NOTE.into()),
         to_number: None,
+        briefing: serde_json::json!({ "reason": "refund", "urgency": "normal" }),
     }
 }
 
@@ -304,7 +305,7 @@ fn check_step(before: Option<&CallMachine>, now: Millis, step: &Step) {
     }
     assert_eq!(step.machine.seq, prev + step.events.len() as u64, "seq");
     // Keys the caller must never receive, then values (filled from the transfers).
-    let private_keys = ["summaryText", "summaryId", "note"];
+    let private_keys = ["summaryText", "summaryId", "note", "briefing"];
     let mut secrets: Vec<String> = vec![];
     for t in before
         .and_then(|m| m.transfer.as_ref())
