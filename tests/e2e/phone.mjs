@@ -11,7 +11,10 @@
 //    Phil and the caller together in the main conference, Alice's page leaves, her console
 //    shows the hand-over and the wallboard shows Phil owning the call.
 // 3. A web caller (the caller page) transferred to Bess, whose phone is busy: Alice's console
-//    shows the declined transfer and the caller page is back with her.
+//    shows the declined transfer and the caller page is back with her; Alice mutes the caller
+//    (the caller page mutes itself).
+// 4. That web caller warm-transferred to Phil: on complete the caller page leaves LiveKit and
+//    joins the main conference through the Voice SDK, with Phil; the caller hangs up.
 // Every step asserts what each page shows and where every leg is in the fake's state.
 import {
   BASE, conferenceOf, env, gone, launch, log, participantOf, person, screenshots, see, signIn,
@@ -214,10 +217,44 @@ try {
   await until(web, "the caller's microphone is on", () => globalThis.__mic === true);
   log('web caller muted and unmuted by the agent');
 
+  // --- 4. The web caller warm-transferred to Phil: the caller page joins the conference ------
+  await alice.page.keyboard.press('t');
+  await alice.page.locator('#targets input[value=phil]').check();
+  await alice.page.locator('#transfer-go').click();
+  await gone(alice, '#transfer-dialog');
+  await see(web, '#hold-note', 'Please hold, we are connecting you to a specialist');
+  await until(web, 'hold music plays', () => document.body.dataset.music === 'on');
+  await see(alice, '#caller-hold', 'hold room');
+  await twilioUntil('Phil pressed 1 and is in the consult conference with Alice', (st) => {
+    const c = st.conferences.find((x) => /--consult-/.test(x.friendlyName) && x.status !== 'completed');
+    return c && ['phil', 'alice'].every((l) => c.participants.some((x) => x.label === l && x.status === 'connected'));
+  });
+  await see(alice, '#transfer-status', 'briefing');
+  await alice.page.keyboard.press('c');
+  await see(alice, '#outcome', 'Transfer completed: Phil has the call.');
+  await see(web, '#caller-status', 'talking to the specialist');
+  await gone(web, '#hold-note');
+  // The main space is a Twilio conference now (a phone party is in it): the caller page left
+  // LiveKit and joined it through the Voice SDK, with Phil.
+  await until(web, 'the caller page joins the main conference', (m) => globalThis.__tw && globalThis.__tw.conference === m && !globalThis.__lk, webMain);
+  const webLeg = await web.page.evaluate(() => globalThis.__tw.callSid);
+  await twilioUntil('the web caller and Phil together in the main conference', (st) => {
+    const c = conferenceOf(st, webMain);
+    return c && c.participants.some((x) => x.callSid === webLeg && !x.hold) &&
+      c.participants.some((x) => x.label === 'phil' && !x.hold) && !c.participants.some((x) => x.label === 'alice');
+  });
+  await until(alice, "Alice's page left every room", () => !globalThis.__tw && !globalThis.__lk);
+  await see(wall, '#calls tr', 'phil');
+  await screenshots('web-caller-with-phone-specialist', web, alice, wall);
+  log('web caller handed to Phil in the main conference');
+
   await web.page.locator('#hangup').click();
   await see(web, '#caller-status', 'Call ended. You hung up.');
-  await see(alice, '#active', 'No active call');
   await see(wall, '#calls', 'No live calls');
+  await until(web, "the caller page's leg hung up", () => !globalThis.__tw);
+  await twilioUntil("the caller's client leg and Phil's leg ended", (st) =>
+    st.calls.filter((c) => c.to === PHIL).every((c) => ['completed', 'busy', 'canceled'].includes(c.status)) &&
+    st.calls.find((c) => c.sid === webLeg && c.status === 'completed'));
 
   const { errors } = await twilioState();
   if (errors.length) throw new Error(`the Twilio fake saw application errors: ${JSON.stringify(errors)}`);

@@ -278,22 +278,23 @@ async fn failures_show_clear_messages_in_chromium() {
 /// joins the main conference as a Voice SDK client leg), held, resumed, muted and unmuted
 /// from the console; warm-transferred to a phone specialist who presses 1 (A's page in the
 /// consult conference, then the specialist and the caller together in the main conference);
-/// and a web caller transferred to a busy specialist, back with A. Every step checks the
-/// pages and where every leg is in the fake (`GET /test/state`).
+/// a web caller transferred to a busy specialist, back with A; then that web caller handed to
+/// the specialist (the caller page joins the main conference). Every step checks the pages
+/// and where every leg is in the fake (`GET /test/state`).
 #[actix_web::test]
 async fn phone_callers_and_phone_specialists_in_chromium() {
     run_script(Scenario {
         script: "phone.mjs",
         idle_secs: 0,
         min_joins: 2,
-        min_client_legs: 2,
+        min_client_legs: 4,
         time_scale: 0.1,
         specialists: vec![
             Specialist {
                 agent_id: "phil",
                 name: "Phil",
                 number: "+15550100",
-                script: PhoneScript::answering().pressing("1"),
+                script: PhoneScript::answering().pressing("1").pressing("1"),
             },
             Specialist {
                 agent_id: "bess",
