@@ -39,6 +39,8 @@ function call(callId) {
       released: false,
       summary: null,
       transcript: null,
+      info: null, // GET /api/calls/{id} once: channel (web/phone), callerNumber, callerId
+      callerMuted: false,
       parties: new Map(),
       timeline: [],
     };
@@ -59,6 +61,8 @@ function describe(ev) {
     case 'participant.move': return `${d.identity} → ${d.space} room ${d.room}${d.plane ? ` (${d.plane})` : ''}`;
     case 'participant.joined': return `${d.identity} joined ${d.space}${d.acknowledged ? ' (ack)' : ''}`;
     case 'participant.left': return `${d.identity} left ${d.space}`;
+    case 'participant.muted': return `${d.identity} muted`;
+    case 'participant.unmuted': return `${d.identity} unmuted`;
     case 'participant.released': return `${d.agentId} released (${d.reason})`;
     case 'agent.presence': return `${d.agentId} is ${d.presence}`;
     default:
@@ -85,6 +89,7 @@ function onEvent(ev) {
       c.reason = d.reason || c.reason;
       c.status = 'ringing';
       c.offer = d.agentId === S.me ? { kind: 'call', expiresAt: d.expiresAt } : null;
+      if (c.offer) loadInfo(c);
       break;
     case 'call.declined':
     case 'call.offer_timed_out':
@@ -131,7 +136,10 @@ function onEvent(ev) {
       c.transfer = { ...(c.transfer || {}), ...d, status: 'ringing' };
       c.callerName = d.callerName || c.callerName;
       c.reason = d.reason || c.reason;
-      if (d.toAgentId === S.me) c.transferOffer = { ...d };
+      if (d.toAgentId === S.me) {
+        c.transferOffer = { ...d };
+        loadInfo(c);
+      }
       break;
     case 'transfer.ringing':
     case 'transfer.briefing':
@@ -163,8 +171,8 @@ function onEvent(ev) {
       if (t.fromAgentId === S.me) {
         S.outcome = {
           completed: `Transfer completed: ${name(t.toAgentId)} has the call.`,
-          declined: `${name(t.toAgentId)} declined the transfer; the caller is back with you.`,
-          timed_out: `${name(t.toAgentId)} did not answer; the caller is back with you.`,
+          declined: `${name(t.toAgentId)} declined the transfer${phoneReason(t.reason)}; the caller is back with you.`,
+          timed_out: `${name(t.toAgentId)} did not answer${phoneReason(t.reason)}; the caller is back with you.`,
           cancelled: 'Transfer cancelled; the caller is back with you.',
           failed: `Transfer failed (${t.reason}); the caller is back with you.`,
           abandoned: 'The caller hung up during the transfer.',
@@ -190,6 +198,10 @@ function onEvent(ev) {
       break;
     case 'participant.left':
       if (c.parties.get(d.identity) === d.space) c.parties.delete(d.identity);
+      break;
+    case 'participant.muted':
+    case 'participant.unmuted':
+      if (isCaller(c, d.identity)) c.callerMuted = ev.type === 'participant.muted';
       break;
     case 'participant.released':
       if (d.agentId === S.me) {
@@ -230,8 +242,49 @@ function name(agentId) {
   return a && a.name ? a.name : agentId;
 }
 
+/** Why a phone specialist's leg ended, as words (empty for a web agent's plain answer). */
+function phoneReason(reason) {
+  return {
+    busy: ' (their phone was busy)',
+    no_answer: ' (their phone was not answered)',
+    no_input: ' (no key was pressed)',
+    target_hangup: ' (they hung up)',
+    dial_failed: ' (the call to their phone failed)',
+  }[reason] || '';
+}
+
+function isPhoneAgent(agentId) {
+  const a = S.agents.get(agentId);
+  return !!a && a.kind === 'phone';
+}
+
+/** Whether `identity` is the call's caller (not one of the agents). */
+function isCaller(c, identity) {
+  if (!identity) return false;
+  if (c.info && c.info.callerId) return identity === c.info.callerId;
+  return !S.agents.has(identity);
+}
+
+function isPhoneCall(c) {
+  return !!c.info && c.info.channel === 'phone';
+}
+
+// The call's channel and the caller's number, fetched once per call when it is offered to
+// this agent or becomes theirs (an answer to an event, not a poll).
+function loadInfo(c) {
+  if (c.info !== null) return;
+  c.info = {};
+  api('GET', `/api/calls/${encodeURIComponent(c.callId)}`, { token: S.token })
+    .then((v) => {
+      c.info = { channel: v.channel, callerNumber: v.callerNumber, callerId: v.callerId };
+      renderAll();
+    })
+    .catch(() => {});
+}
+
 // Details fetched once when a call becomes ours (an answer to an event, not a poll).
 function loadCallDetails(c) {
+  loadInfo(c);
   if (c.transcript !== null) return;
   c.transcript = [];
   api('GET', `/api/transcripts/call/${encodeURIComponent(c.callId)}`, { token: S.token })
@@ -318,6 +371,12 @@ const A = {
     const c = activeCall();
     if (c && c.ownerId === S.me) act('Hang up', 'POST', `/api/calls/${c.callId}/hangup`);
   },
+  muteCaller() {
+    const c = activeCall();
+    if (!c || c.ownerId !== S.me) return;
+    const verb = c.callerMuted ? 'unmute' : 'mute';
+    act(c.callerMuted ? 'Unmute caller' : 'Mute caller', 'POST', `/api/calls/${c.callId}/${verb}`, { party: 'caller' });
+  },
   async mute() {
     S.muted = !S.muted;
     await S.media.setMuted(S.muted);
@@ -356,7 +415,8 @@ function openTransferDialog() {
         h('input', { type: 'radio', name: 'target', value: a.agentId, checked: i === 0, required: true }),
         ` ${a.name || a.agentId} `,
         a.kind === 'phone'
-          ? h('span.pill.phone', {}, `phone ${a.phoneNumber || ''}`)
+          ? [h('span.pill.phone', {}, `phone ${a.phoneNumber || ''}`),
+            h('span.muted.small', {}, a.presence === 'busy' ? ' on a call now' : ' dialled; hears the briefing, presses 1 to take the call')]
           : h(`span.pill.${a.presence}`, {}, a.presence)))
       : h('p.muted', {}, 'No colleague is available right now.'),
   );
@@ -405,9 +465,11 @@ function renderOffers() {
   render($('offers'), list.map((o, i) => {
     const c = o.c;
     if (o.kind === 'call') {
-      return h('article.card.offer#offer-call', { dataset: { callId: c.callId } },
-        h('h3', {}, 'Incoming call'),
+      const phone = isPhoneCall(c);
+      return h('article.card.offer#offer-call', { dataset: { callId: c.callId, channel: phone ? 'phone' : 'web' } },
+        h('h3', {}, phone ? 'Incoming phone call' : 'Incoming call'),
         h('p', {}, h('strong', {}, c.callerName || 'A caller'), ' — ', c.reason),
+        phone ? h('p.small', {}, h('span.pill.phone', {}, `phone ${c.info.callerNumber || ''}`), ' waiting in the conference with music') : null,
         c.offer.expiresAt ? h('p.muted.small', {}, `answer by ${clock(c.offer.expiresAt)}`) : null,
         h('div.actions', {},
           button(`accept-call${i ? `-${i}` : ''}`, 'Accept ', i === 0 ? 'A' : null, () => A.accept(o), { cls: 'primary' }),
@@ -417,7 +479,8 @@ function renderOffers() {
     return h('article.card.offer.briefing#offer-transfer', { dataset: { callId: c.callId, transferId: t.transferId } },
       h('h3', {}, `Transfer from ${name(t.fromAgentId)} (${t.mode})`),
       h('dl.briefing', {},
-        h('dt', {}, 'Caller'), h('dd', {}, t.callerName || c.callerName || '—'),
+        h('dt', {}, 'Caller'), h('dd', {}, t.callerName || c.callerName || '—',
+          isPhoneCall(c) ? h('span.pill.phone', {}, `phone ${c.info.callerNumber || ''}`) : null),
         h('dt', {}, 'Reason'), h('dd', {}, t.reason || c.reason || '—'),
         h('dt', {}, 'Summary'), h('dd.summary-text', {}, t.summaryText || 'No summary yet.'),
         h('dt', {}, 'Note'), h('dd.note', {}, t.note || '—')),
@@ -426,6 +489,22 @@ function renderOffers() {
         button('accept-transfer', 'Accept ', i === 0 ? 'A' : null, () => A.accept(o), { cls: 'primary' }),
         button('decline-transfer', 'Decline ', i === 0 ? 'D' : null, () => A.decline(o))));
   }));
+}
+
+/** For a transfer to a phone specialist: where their phone call is. */
+function phoneTargetLine(t) {
+  if (!isPhoneAgent(t.toAgentId)) return '';
+  const who = name(t.toAgentId);
+  const number = S.agents.get(t.toAgentId).phoneNumber || '';
+  if (t.status === 'initiated' || t.status === 'ringing') {
+    return ` — ${who}'s phone is ringing (${number}); they hear the briefing and press 1 to take the call`;
+  }
+  if (t.status === 'briefing' || t.status === 'accepted') {
+    return t.mode === 'warm'
+      ? ` — ${who} pressed 1 and is in the conference with you: brief them, then complete`
+      : ` — ${who} pressed 1 and is with the caller`;
+  }
+  return '';
 }
 
 function renderActive() {
@@ -443,16 +522,33 @@ function renderActive() {
     h('h3#active-caller', {}, c.callerName || 'Caller'),
     h(`span.pill.${c.status}#call-status`, {}, c.status.replace('_', ' ')),
     h('span.timer', { dataset: { since: c.since || '' } }, c.since ? elapsed(c.since) : '')));
-  rows.push(h('p#active-reason', {}, c.reason));
+  const phone = isPhoneCall(c);
+  rows.push(h('p#active-reason', {}, c.reason,
+    phone ? [' ', h('span.pill.phone#caller-channel', {}, `phone caller ${c.info.callerNumber || ''}`)] : null));
+  const place = where
+    ? (where.plane === 'twilio'
+      ? ` · you are in the ${where.space} conference (Twilio, through the browser)`
+      : ` · you are in the ${where.space} room`)
+    : '';
   rows.push(h('p.muted.small', {},
     owner ? 'You own this call' : `Transferred to you by ${name(c.transfer && c.transfer.fromAgentId)}`,
-    where ? ` · you are in the ${where.space} room` : ''));
+    place));
   if (t) {
     rows.push(h('p.transfer-line#transfer-status', { role: 'status' },
       owner
-        ? `Transfer to ${name(t.toAgentId)} (${t.mode}): ${t.status}`
+        ? `Transfer to ${name(t.toAgentId)} (${t.mode}): ${t.status}${phoneTargetLine(t)}`
         : `Transfer from ${name(t.fromAgentId)} (${t.mode}): ${t.status}`));
   }
+  const callerHeld = held || (t && t.mode !== 'conference' && ['initiated', 'ringing', 'accepted', 'briefing'].includes(t.status) &&
+    !(t.mode === 'cold' && t.status === 'accepted'));
+  if (callerHeld && owner) {
+    rows.push(h('p.hold-note#caller-hold', { role: 'status' }, phone
+      ? (t ? `The caller is on hold in the phone conference, hearing hold music, while we connect them to ${name(t.toAgentId)}.`
+        : 'The caller is on hold in the phone conference, hearing hold music.')
+      : (t ? 'The caller is in the hold room with music: "Please hold, we are connecting you to a specialist."'
+        : 'The caller is in the hold room with music: "You are on hold."')));
+  }
+  if (c.callerMuted) rows.push(h('p.small#caller-muted', { role: 'status' }, 'The caller is muted.'));
   const controls = [];
   if (owner && !t) {
     controls.push(button('hold', held ? 'Resume ' : 'Hold ', 'H', A.hold));
@@ -464,6 +560,7 @@ function renderActive() {
     controls.push(button('cancel', 'Cancel transfer ', 'X', A.cancel));
   }
   controls.push(button('mute', S.muted ? 'Unmute ' : 'Mute ', 'M', A.mute));
+  if (owner) controls.push(button('mute-caller', c.callerMuted ? 'Unmute caller ' : 'Mute caller ', 'U', A.muteCaller));
   if (owner) controls.push(button('hangup', 'Hang up', null, A.hangup, { cls: 'danger' }));
   rows.push(h('div.actions', {}, controls));
   const summaryText = (c.summary && c.summary.summaryText) || (c.transfer && c.transfer.summaryText);
@@ -488,7 +585,9 @@ function renderActive() {
   }, h('label.visually-hidden', { for: 'line' }, 'Add a transcript line'),
   h('input#line', { placeholder: 'Add a note to the transcript…', maxlength: 4000 }),
   h('button', { type: 'submit' }, 'Add')));
-  const people = [...c.parties].map(([who, space]) => h('li', {}, `${who} — ${space}`));
+  const people = [...c.parties].map(([who, space]) => h('li', {},
+    isCaller(c, who) ? `caller ${c.callerName || who}${phone ? ' (phone)' : ''}` : `${name(who)}${isPhoneAgent(who) ? ' (phone)' : ''}`,
+    ` — ${space}`));
   if (people.length) rows.push(h('h4', {}, 'Who is where'), h('ul.people', {}, people));
   // Keep focus where it was across re-renders.
   const focused = document.activeElement && document.activeElement.id;
@@ -598,7 +697,9 @@ document.addEventListener('keydown', (e) => {
   if (typing(e) || !S.session || $('transfer-dialog').open) return;
   const key = e.key.toLowerCase();
   const first = offers()[0];
-  const map = { a: () => A.accept(first), d: () => A.decline(first), h: A.hold, m: A.mute, t: A.transfer, c: A.complete, x: A.cancel };
+  const map = {
+    a: () => A.accept(first), d: () => A.decline(first), h: A.hold, m: A.mute, u: A.muteCaller, t: A.transfer, c: A.complete, x: A.cancel,
+  };
   if (map[key]) {
     e.preventDefault();
     map[key]();

@@ -109,6 +109,14 @@ function onEvent(ev) {
       showHold(d.space === 'hold');
       state.media.follow(ev.callId, d);
       break;
+    case 'participant.muted':
+    case 'participant.unmuted': {
+      // The agent muted (or unmuted) this caller: the page mutes its own microphone.
+      const muted = ev.type === 'participant.muted';
+      state.media.setMuted(muted).then(() => showMuted(muted));
+      $('muted-note').hidden = !muted;
+      break;
+    }
     case 'call.ended':
       ended(d.reason);
       break;
@@ -215,12 +223,17 @@ async function hangup() {
   }
 }
 
+function showMuted(muted) {
+  $('mute').setAttribute('aria-pressed', String(muted));
+  $('mute').firstChild.textContent = muted ? 'Unmute ' : 'Mute ';
+}
+
 async function toggleMute() {
   if (state.ended) return;
   const muted = !state.media.muted;
   await state.media.setMuted(muted);
-  $('mute').setAttribute('aria-pressed', String(muted));
-  $('mute').firstChild.textContent = muted ? 'Unmute ' : 'Mute ';
+  showMuted(muted);
+  if (!muted) $('muted-note').hidden = true;
 }
 
 $('start-form').addEventListener('submit', start);

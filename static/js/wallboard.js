@@ -29,6 +29,7 @@ function apply(ev) {
     case 'call.created':
       c.callerName = d.callerName;
       c.reason = d.reason;
+      c.channel = d.channel;
       c.createdAt = c.createdAt || ev.at;
       break;
     case 'call.offered':
@@ -77,7 +78,8 @@ function renderAll() {
     ? h('table', {},
       h('thead', {}, h('tr', {}, h('th', {}, 'Caller'), h('th', {}, 'Reason'), h('th', {}, 'Status'), h('th', {}, 'Agent'), h('th', {}, 'Duration'))),
       h('tbody', {}, [...S.calls.values()].map((c) => h('tr', { dataset: { callId: c.callId } },
-        h('td', {}, c.callerName || '—'), h('td', {}, c.reason || ''),
+        h('td', {}, c.callerName || '—', c.channel === 'phone' ? [' ', h('span.pill.phone', {}, 'phone')] : null),
+        h('td', {}, c.reason || ''),
         h('td', {}, h(`span.pill.${c.status}`, {}, c.status.replace('_', ' ')), c.openTransferId ? ' ⇄' : ''),
         h('td', {}, c.ownerId || (c.offeredTo ? `→ ${c.offeredTo}` : '')),
         h('td.timer', { dataset: { since: c.createdAt } }, elapsed(c.createdAt))))))

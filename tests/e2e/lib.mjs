@@ -1,5 +1,6 @@
-// Shared by the end-to-end scripts: launching Debian's Chromium, the livekit-client test
-// double (swapped in with Playwright routing), request recording, screenshots and waits.
+// Shared by the end-to-end scripts: launching Debian's Chromium, the livekit-client and
+// Twilio Voice SDK test doubles (swapped in with Playwright routing), the Twilio fake's
+// test surface (phone calls, its state), request recording, screenshots and waits.
 import { mkdirSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -79,14 +80,69 @@ export class Room {
 }
 `;
 
+// The test double of the vendored @twilio/voice-sdk (a classic script defining
+// globalThis.Twilio): the API surface the pages use (new Device(token), device.connect({params})
+// → Call with mute/disconnect, disconnectAll, destroy). Instead of WebRTC it calls the Twilio
+// fake's POST /test/client/connect with the real Access Token the page received and the
+// connect params, so the fake checks the token (signature, API key, account, expiry, identity,
+// voice grant, TwiML App) and runs our TwiML App's voice URL; disconnect() hangs the leg up.
+// globalThis.__tw is {callSid, conference, muted} while connected, null after.
+const twilioDouble = (fakeUrl) => `
+(function (root) {
+  const FAKE = ${JSON.stringify(fakeUrl)};
+  const post = (path, body) => fetch(FAKE + path, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body),
+  });
+  class Call {
+    constructor(sid, params) { this.sid = sid; this.params = params; this.muted = false; }
+    on() { return this; }
+    mute(m) {
+      this.muted = !!m;
+      if (root.__tw && root.__tw.callSid === this.sid) root.__tw.muted = this.muted;
+    }
+    isMuted() { return this.muted; }
+    disconnect() {
+      if (!this.sid) return;
+      const callSid = this.sid;
+      this.sid = null;
+      if (root.__tw && root.__tw.callSid === callSid) root.__tw = null;
+      post('/test/client/disconnect', { callSid });
+    }
+  }
+  class Device {
+    constructor(token, options) { this.token = token; this.options = options; this.calls = []; }
+    on() { return this; }
+    async connect({ params } = {}) {
+      const strings = {};
+      for (const [k, v] of Object.entries(params || {})) if (v !== undefined && v !== null) strings[k] = String(v);
+      const res = await post('/test/client/connect', { token: this.token, params: strings });
+      if (!res.ok) throw new Error('Twilio refused the connection (' + res.status + '): ' + (await res.text()));
+      const { callSid } = await res.json();
+      const call = new Call(callSid, strings);
+      this.calls.push(call);
+      root.__tw = { callSid, conference: strings.conference, muted: false };
+      (root.__twJoins ||= []).push(strings.conference);
+      return call;
+    }
+    disconnectAll() { for (const c of this.calls) c.disconnect(); }
+    destroy() {}
+  }
+  root.Twilio = { Device, Call };
+})(globalThis);
+`;
+
 /**
- * A browser context (one person) with its page: the LiveKit SDK swapped for the double, and
- * every HTTP request of the page recorded as {t, method, url}.
+ * A browser context (one person) with its page: the LiveKit SDK and the Twilio Voice SDK
+ * swapped for the doubles, and every HTTP request of the page recorded as {t, method, url}.
  */
 export async function person(browser, name, viewport = { width: 1280, height: 720 }) {
   const context = await browser.newContext({ viewport });
   await context.route('**/vendor/livekit-client/livekit-client.esm.mjs', (route) =>
     route.fulfill({ status: 200, contentType: 'application/javascript', body: LIVEKIT_DOUBLE }),
+  );
+  const voiceDouble = twilioDouble(env('TWILIO_FAKE_URL'));
+  await context.route('**/vendor/twilio-voice-sdk/twilio.min.js', (route) =>
+    route.fulfill({ status: 200, contentType: 'application/javascript', body: voiceDouble }),
   );
   const page = await context.newPage();
   const requests = [];
@@ -170,6 +226,52 @@ export function assertNoRepeats(people, from, to) {
     if (repeated.length) {
       throw new Error(`${p.name} repeated HTTP requests (polling?): ${repeated.map(([k, n]) => `${k} ×${n}`).join(', ')}`);
     }
+  }
+}
+
+// --- The Twilio fake's test surface (the test drives phones and reads the fake's state) ----
+
+/** Calls the Twilio fake's test surface; throws with its answer on a non-2xx. */
+export async function twilio(method, path, body) {
+  const res = await fetch(`${env('TWILIO_FAKE_URL')}${path}`, {
+    method,
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`Twilio fake ${method} ${path}: ${res.status} ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+
+/** The fake's calls, conferences (participants with label, hold, muted) and errors. */
+export const twilioState = () => twilio('GET', '/test/state');
+
+/** The live conference named `name`, or undefined. */
+export function conferenceOf(state, name) {
+  return state.conferences.filter((c) => c.friendlyName === name && c.status !== 'completed').pop();
+}
+
+/** The participant labelled `label` in the live conference `name`, or undefined. */
+export function participantOf(state, name, label) {
+  const c = conferenceOf(state, name);
+  return c && c.participants.find((p) => p.label === label);
+}
+
+/**
+ * Waits until `probe(state)` returns something truthy for the Twilio fake's state (the test
+ * reads the fake; the pages never poll). Fails with `what` and the last state.
+ */
+export async function twilioUntil(what, probe) {
+  const deadline = Date.now() + WAIT;
+  let last = null;
+  for (;;) {
+    last = await twilioState();
+    const found = probe(last);
+    if (found) return found;
+    if (Date.now() > deadline) {
+      throw new Error(`Twilio fake: ${what} never happened; state:\n${JSON.stringify(last, null, 1)}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
   }
 }
 

@@ -1206,3 +1206,187 @@ async fn a_participant_added_through_rest_rings_then_can_be_cancelled_by_removal
     .await;
     assert_eq!(app.values("/b", "CallStatus"), ["canceled"]);
 }
+
+/// POSTs JSON to the fake's test surface; returns the status and the JSON answer.
+async fn test_post(fake: &FakeTwilio, path: &str, body: Value) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("{}{path}", fake.base_url()))
+        .json(&body)
+        .send()
+        .await
+        .expect("test surface request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn test_state(fake: &FakeTwilio) -> Value {
+    reqwest::get(format!("{}/test/state", fake.base_url()))
+        .await
+        .expect("GET /test/state")
+        .json()
+        .await
+        .expect("state JSON")
+}
+
+#[actix_web::test]
+async fn the_test_surface_places_connects_hangs_up_and_shows_the_state_over_http() {
+    let (fake, app, _rest) = setup().await;
+    app.twiml("/voice", &caller_twiml(&app));
+    app.twiml("/wait", "<Response><Pause length=\"600\"/></Response>");
+    app.twiml("/client", AGENT_TWIML);
+
+    // A phone call to an owned number; another number is refused.
+    let (status, body) = test_post(
+        &fake,
+        "/test/inbound",
+        json!({"from": "+15557654321", "to": NUMBER}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let caller = body["callSid"].as_str().expect("callSid").to_owned();
+    let (status, _) = test_post(
+        &fake,
+        "/test/inbound",
+        json!({"from": "+15557654321", "to": "+15559999999"}),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _) = test_post(&fake, "/test/inbound", json!({"from": 1})).await;
+    assert_eq!(status, 400);
+
+    // A browser leg: the Access Token is checked like client_connect (a bad one is refused and
+    // creates no call), the params reach the TwiML App's voice URL.
+    let bad = access_token(
+        &fake,
+        Some("not-the-secret"),
+        json!({}),
+        Some("twilio-fpa;v=1"),
+    );
+    let (status, body) = test_post(
+        &fake,
+        "/test/client/connect",
+        json!({"token": bad, "params": {"callId": "c-1"}}),
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
+    let no_grant = access_token(
+        &fake,
+        None,
+        json!({"grants": {"identity": "alice"}}),
+        Some("twilio-fpa;v=1"),
+    );
+    let (status, _) = test_post(
+        &fake,
+        "/test/client/connect",
+        json!({"token": no_grant, "params": {}}),
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(fake.calls().len(), 1, "refused tokens create no call");
+    let (status, body) = test_post(
+        &fake,
+        "/test/client/connect",
+        json!({"token": good_token(&fake), "params": {"callId": "c-1", "conference": "call-1"}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let agent = body["callSid"].as_str().expect("callSid").to_owned();
+    fake.wait_for("call-1 to start", WAIT, |f| {
+        f.conference("call-1").filter(|c| c.status == "in-progress")
+    })
+    .await;
+    let client = &app.hits("/client")[0];
+    assert_eq!(client.param("From"), Some("client:alice"));
+    assert_eq!(client.param("callId"), Some("c-1"));
+    assert_eq!(client.param("conference"), Some("call-1"));
+    // CORS for the page's double (another origin).
+    let preflight = reqwest::Client::new()
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/test/client/connect", fake.base_url()),
+        )
+        .send()
+        .await
+        .expect("preflight");
+    assert_eq!(
+        preflight
+            .headers()
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok()),
+        Some("*")
+    );
+
+    // The state names every leg and where it is.
+    let st = test_state(&fake).await;
+    let conf = st["conferences"]
+        .as_array()
+        .expect("conferences")
+        .iter()
+        .find(|c| c["friendlyName"] == "call-1")
+        .expect("call-1 listed")
+        .clone();
+    assert_eq!(conf["status"], "in-progress");
+    let labels: Vec<(&str, &str, bool, bool)> = conf["participants"]
+        .as_array()
+        .expect("participants")
+        .iter()
+        .map(|p| {
+            (
+                p["label"].as_str().unwrap_or_default(),
+                p["callSid"].as_str().unwrap_or_default(),
+                p["hold"].as_bool().unwrap_or(true),
+                p["muted"].as_bool().unwrap_or(true),
+            )
+        })
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            ("caller", caller.as_str(), false, false),
+            ("agent", agent.as_str(), false, false)
+        ]
+    );
+    let calls = st["calls"].as_array().expect("calls");
+    let leg = calls.iter().find(|c| c["sid"] == agent.as_str()).unwrap();
+    assert_eq!(leg["from"], "client:alice");
+    assert_eq!(leg["params"]["ApplicationSid"], APP);
+    assert_eq!(leg["conference"], "call-1");
+    let phone = calls.iter().find(|c| c["sid"] == caller.as_str()).unwrap();
+    assert_eq!(phone["heard"][0]["kind"], "say");
+    assert_eq!(phone["heard"][0]["what"], "Please hold & wait");
+
+    // The phone hangs up, then the browser (only client legs can be disconnected): both end.
+    let (status, body) =
+        test_post(&fake, "/test/hangup", json!({"callSid": caller.as_str()})).await;
+    assert_eq!((status, &body["hungUp"]), (200, &json!(true)));
+    fake.wait_for_call_status(&caller, "completed", WAIT).await;
+    let (status, body) =
+        test_post(&fake, "/test/hangup", json!({"callSid": caller.as_str()})).await;
+    assert_eq!(
+        (status, &body["hungUp"]),
+        (200, &json!(false)),
+        "an ended call cannot hang up again"
+    );
+    let (status, _) = test_post(
+        &fake,
+        "/test/client/disconnect",
+        json!({"callSid": caller.as_str()}),
+    )
+    .await;
+    assert_eq!(status, 404, "a phone leg is not a client leg");
+    let (status, body) = test_post(
+        &fake,
+        "/test/client/disconnect",
+        json!({"callSid": agent.as_str()}),
+    )
+    .await;
+    assert_eq!((status, &body["hungUp"]), (200, &json!(true)));
+    fake.wait_for_call_status(&agent, "completed", WAIT).await;
+    let st = test_state(&fake).await;
+    assert!(st["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["status"] == "completed"));
+    assert_eq!(st["errors"], json!([]));
+}

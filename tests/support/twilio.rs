@@ -18,6 +18,14 @@
 //! * **Callbacks** (call `StatusCallback`, conference `statusCallback`) are form-encoded and
 //!   signed with `X-Twilio-Signature`, delivered asynchronously in order per call / conference,
 //!   retried on a non-2xx answer, each attempt recorded in [`FakeTwilio::callback_log`].
+//! * **Test-only HTTP surface** (not Twilio's API; for browser tests driven from Node, like
+//!   the LiveKit fake's `/test/join`): `POST /test/client/connect {token, params}` →
+//!   `{callSid}` (a browser's `device.connect`, the Access Token checked as by
+//!   [`FakeTwilio::client_connect`]), `POST /test/client/disconnect {callSid}`,
+//!   `POST /test/inbound {from, to}` → `{callSid}` (a phone call to an owned number),
+//!   `POST /test/hangup {callSid}` (the far end hangs up) and `GET /test/state` (calls,
+//!   conferences with their participants' labels, hold and mute, application errors). CORS
+//!   is open so a page of another port can call them.
 //! * **Fault switches**: REST latency, the next N requests of a route answering 429/500/503,
 //!   callbacks duplicated, delayed, dropped or delivered in reverse, a shorter TwiML timeout.
 //!
@@ -753,6 +761,13 @@ impl FakeTwilio {
                     let bound = HttpServer::new(move || {
                         App::new()
                             .app_data(data.clone())
+                            .service(web::resource("/test/client/connect").to(test_client_connect))
+                            .service(
+                                web::resource("/test/client/disconnect").to(test_client_disconnect),
+                            )
+                            .service(web::resource("/test/inbound").to(test_inbound))
+                            .service(web::resource("/test/hangup").to(test_hangup))
+                            .service(web::resource("/test/state").to(test_state))
                             .default_service(web::to(rest_entry))
                     })
                     .workers(1)
@@ -841,39 +856,13 @@ impl FakeTwilio {
     /// # Panics
     /// If `to` is not an owned number.
     pub fn inbound_call(&self, from: &str, to: &str) -> String {
-        let st = self.shared.lock();
-        let url = st
-            .cfg
-            .numbers
-            .get(to)
-            .cloned()
-            .unwrap_or_else(|| panic!("fake Twilio: {to} is not an owned number"));
-        let status_cb = st
-            .number_status_callbacks
-            .get(to)
-            .map(|url| StatusCallback {
-                url: url.clone(),
-                method: "POST".to_owned(),
-                events: HashSet::new(),
-            });
-        self.answer_inbound(st, from, to, status_cb, Vec::new(), url)
-    }
-
-    /// Creates an inbound call (ringing) and starts it on the voice URL `url`.
-    fn answer_inbound(
-        &self,
-        mut st: MutexGuard<'_, State>,
-        from: &str,
-        to: &str,
-        status_cb: Option<StatusCallback>,
-        extra: Vec<(String, String)>,
-        url: String,
-    ) -> String {
-        let (sid, rx) = st.new_call(from, to, from, "inbound", "ringing", status_cb, extra);
-        drop(st);
-        let start = Start::Inbound(Doc::post(url));
-        let shared = Arc::clone(&self.shared);
-        self.rt.spawn(run_call(shared, sid.clone(), rx, start));
+        let (sid, rx, start) = self
+            .shared
+            .lock()
+            .prepare_inbound_call(from, to)
+            .unwrap_or_else(|e| panic!("fake Twilio: {e}"));
+        self.rt
+            .spawn(run_call(Arc::clone(&self.shared), sid.clone(), rx, start));
         sid
     }
 
@@ -885,28 +874,17 @@ impl FakeTwilio {
         access_token: &str,
         params: &[(&str, &str)],
     ) -> Result<String, ClientConnectError> {
-        let st = self.shared.lock();
-        let (identity, app_sid) = verify_access_token(&st.cfg, access_token)?;
-        let url = st
-            .cfg
-            .apps
-            .get(&app_sid)
-            .cloned()
-            .ok_or_else(|| ClientConnectError::UnknownApplication(app_sid.clone()))?;
-        let from = format!("client:{identity}");
-        let to = params
+        let params: Vec<(String, String)> = params
             .iter()
-            .find(|(k, _)| *k == "To")
-            .map(|(_, v)| (*v).to_owned())
-            .unwrap_or_default();
-        let mut extra = vec![("ApplicationSid".to_owned(), app_sid)];
-        extra.extend(
-            params
-                .iter()
-                .filter(|(k, _)| *k != "To")
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-        );
-        Ok(self.answer_inbound(st, &from, &to, None, extra, url))
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let (sid, rx, start) = self
+            .shared
+            .lock()
+            .prepare_client_call(access_token, &params)?;
+        self.rt
+            .spawn(run_call(Arc::clone(&self.shared), sid.clone(), rx, start));
+        Ok(sid)
     }
 
     /// The browser leg `call_sid` hangs up.
@@ -1181,6 +1159,50 @@ impl State {
         );
         self.call_order.push(sid.clone());
         (sid, rx)
+    }
+
+    /// Creates an inbound call from `from` to the owned number `to` (ringing), to be run on
+    /// the number's voice URL; `Err` names a number the account does not own.
+    fn prepare_inbound_call(&mut self, from: &str, to: &str) -> Result<PreparedCall, String> {
+        let url = self
+            .cfg
+            .numbers
+            .get(to)
+            .cloned()
+            .ok_or_else(|| format!("{to} is not an owned number"))?;
+        let status_cb = self
+            .number_status_callbacks
+            .get(to)
+            .map(|url| StatusCallback {
+                url: url.clone(),
+                method: "POST".to_owned(),
+                events: HashSet::new(),
+            });
+        let (sid, rx) = self.new_call(from, to, from, "inbound", "ringing", status_cb, Vec::new());
+        Ok((sid, rx, Start::Inbound(Doc::post(url))))
+    }
+
+    /// Checks a Voice SDK Access Token like Twilio and creates the client leg (`From =
+    /// client:<identity>`, the custom `params` and `ApplicationSid` as voice parameters), to
+    /// be run on the granted TwiML App's voice URL.
+    fn prepare_client_call(
+        &mut self,
+        access_token: &str,
+        params: &[(String, String)],
+    ) -> Result<PreparedCall, ClientConnectError> {
+        let (identity, app_sid) = verify_access_token(&self.cfg, access_token)?;
+        let url = self
+            .cfg
+            .apps
+            .get(&app_sid)
+            .cloned()
+            .ok_or_else(|| ClientConnectError::UnknownApplication(app_sid.clone()))?;
+        let from = format!("client:{identity}");
+        let to = param(params, "To").unwrap_or_default().to_owned();
+        let mut extra = vec![("ApplicationSid".to_owned(), app_sid)];
+        extra.extend(params.iter().filter(|(k, _)| k != "To").cloned());
+        let (sid, rx) = self.new_call(&from, &to, &from, "inbound", "ringing", None, extra);
+        Ok((sid, rx, Start::Inbound(Doc::post(url))))
     }
 
     fn control(&self, sid: &str, msg: Control) -> bool {
@@ -2048,6 +2070,9 @@ enum Start {
     Inbound(Doc),
 }
 
+/// A call created and ready to run: its SID, its control channel and how it starts.
+type PreparedCall = (String, mpsc::UnboundedReceiver<Control>, Start);
+
 /// What a verb leads to.
 enum Flow {
     Next,
@@ -2571,6 +2596,243 @@ impl Runner {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The test-only HTTP surface (not Twilio's API): for browser tests driven from Node
+
+/// CORS for the Voice SDK test double: the page (the switchboard's origin) calls the fake
+/// from another port.
+fn with_cors(mut res: HttpResponse) -> HttpResponse {
+    use actix_web::http::header::{HeaderName, HeaderValue};
+    let h = res.headers_mut();
+    for (name, value) in [
+        ("access-control-allow-origin", "*"),
+        ("access-control-allow-methods", "GET, POST, OPTIONS"),
+        ("access-control-allow-headers", "content-type"),
+    ] {
+        h.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
+    }
+    res
+}
+
+/// A JSON error of the test surface: `{error}` with `status`.
+fn test_error(status: u16, message: impl fmt::Display) -> HttpResponse {
+    let code = actix_web::http::StatusCode::from_u16(status)
+        .unwrap_or(actix_web::http::StatusCode::BAD_REQUEST);
+    HttpResponse::build(code).json(json!({ "error": message.to_string() }))
+}
+
+/// Parses a test request's JSON body (POST only); `Err` is the answer to send.
+fn test_body<T: serde::de::DeserializeOwned>(
+    req: &HttpRequest,
+    body: &[u8],
+    expected: &str,
+) -> Result<T, Box<HttpResponse>> {
+    if req.method() != actix_web::http::Method::POST {
+        return Err(Box::new(HttpResponse::MethodNotAllowed().finish()));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| Box::new(test_error(400, format!("expected {expected}: {e}"))))
+}
+
+/// Runs a prepared call on the fake's runtime (the handlers run on it).
+fn run_prepared(shared: &Arc<Shared>, (sid, rx, start): PreparedCall) -> String {
+    tokio::spawn(run_call(Arc::clone(shared), sid.clone(), rx, start));
+    sid
+}
+
+/// `POST /test/client/connect` body: what the Voice SDK test double sends.
+#[derive(Debug, Deserialize)]
+struct TestConnectBody {
+    /// The Access Token the page received from the switchboard.
+    token: String,
+    /// `device.connect({params})`.
+    #[serde(default)]
+    params: BTreeMap<String, String>,
+}
+
+/// `POST /test/client/connect {token, params}`: a browser's `device.connect({params})`, as
+/// [`FakeTwilio::client_connect`] (the Access Token is checked like Twilio: signature, API
+/// key, account, expiry, identity, voice grant, TwiML App; then the App's voice URL runs).
+/// 200 `{callSid}`, or 401/403 `{error}` for a refused token.
+async fn test_client_connect(
+    req: HttpRequest,
+    body: web::Bytes,
+    shared: web::Data<Shared>,
+) -> HttpResponse {
+    if req.method() == actix_web::http::Method::OPTIONS {
+        return with_cors(HttpResponse::NoContent().finish());
+    }
+    let shared = shared.into_inner();
+    let res = match test_body::<TestConnectBody>(&req, &body, "{token, params}") {
+        Err(res) => *res,
+        Ok(b) => {
+            let params: Vec<(String, String)> = b.params.into_iter().collect();
+            let prepared = shared.lock().prepare_client_call(&b.token, &params);
+            match prepared {
+                Ok(prepared) => {
+                    HttpResponse::Ok().json(json!({ "callSid": run_prepared(&shared, prepared) }))
+                }
+                Err(e @ ClientConnectError::Expired)
+                | Err(e @ ClientConnectError::BadSignature(_)) => test_error(401, e),
+                Err(e) => test_error(403, e),
+            }
+        }
+    };
+    with_cors(res)
+}
+
+/// `POST /test/client/disconnect` and `/test/hangup` body.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TestCallBody {
+    call_sid: String,
+}
+
+/// `POST /test/client/disconnect {callSid}`: the browser leg hangs up (the double's
+/// `disconnect()`). 200 `{hungUp}`: false when the call was unknown or already over.
+async fn test_client_disconnect(
+    req: HttpRequest,
+    body: web::Bytes,
+    shared: web::Data<Shared>,
+) -> HttpResponse {
+    if req.method() == actix_web::http::Method::OPTIONS {
+        return with_cors(HttpResponse::NoContent().finish());
+    }
+    let res = match test_body::<TestCallBody>(&req, &body, "{callSid}") {
+        Err(res) => *res,
+        Ok(b) => {
+            let st = shared.lock();
+            let client = st
+                .calls
+                .get(&b.call_sid)
+                .is_some_and(|c| c.info.from.starts_with("client:"));
+            if client {
+                let hung_up = st.control(&b.call_sid, Control::HangUp { by_api: false });
+                HttpResponse::Ok().json(json!({ "hungUp": hung_up }))
+            } else {
+                test_error(404, format!("{} is not a client leg", b.call_sid))
+            }
+        }
+    };
+    with_cors(res)
+}
+
+/// `POST /test/inbound` body.
+#[derive(Debug, Deserialize)]
+struct TestInboundBody {
+    from: String,
+    to: String,
+}
+
+/// `POST /test/inbound {from, to}`: a phone call arrives at the owned number `to`, as
+/// [`FakeTwilio::inbound_call`]. 200 `{callSid}`; 404 when `to` is not owned.
+async fn test_inbound(
+    req: HttpRequest,
+    body: web::Bytes,
+    shared: web::Data<Shared>,
+) -> HttpResponse {
+    let shared = shared.into_inner();
+    let res = match test_body::<TestInboundBody>(&req, &body, "{from, to}") {
+        Err(res) => *res,
+        Ok(b) => {
+            let prepared = shared.lock().prepare_inbound_call(&b.from, &b.to);
+            match prepared {
+                Ok(prepared) => {
+                    HttpResponse::Ok().json(json!({ "callSid": run_prepared(&shared, prepared) }))
+                }
+                Err(e) => test_error(404, e),
+            }
+        }
+    };
+    with_cors(res)
+}
+
+/// `POST /test/hangup {callSid}`: the far end of any call hangs up, as
+/// [`FakeTwilio::hang_up`]. 200 `{hungUp}`.
+async fn test_hangup(
+    req: HttpRequest,
+    body: web::Bytes,
+    shared: web::Data<Shared>,
+) -> HttpResponse {
+    let res = match test_body::<TestCallBody>(&req, &body, "{callSid}") {
+        Err(res) => *res,
+        Ok(b) => {
+            let hung_up = shared
+                .lock()
+                .control(&b.call_sid, Control::HangUp { by_api: false });
+            HttpResponse::Ok().json(json!({ "hungUp": hung_up }))
+        }
+    };
+    with_cors(res)
+}
+
+fn heard_json(h: &Heard) -> Value {
+    let (kind, what) = match h {
+        Heard::Say(t) => ("say", t.as_str()),
+        Heard::Play(u) => ("play", u.as_str()),
+        Heard::WaitMusic(u) => ("waitMusic", u.as_str()),
+        Heard::HoldMusic(u) => ("holdMusic", u.as_str()),
+        Heard::Announcement(a) => ("announcement", a.as_str()),
+        Heard::Beep => ("beep", ""),
+        Heard::ApplicationError => ("applicationError", ""),
+    };
+    json!({ "kind": kind, "what": what })
+}
+
+/// `GET /test/state`: every call and conference as JSON, for browser tests to assert where
+/// every leg is: `{calls: [{sid, from, to, direction, status, conference, params, heard}],
+/// conferences: [{sid, friendlyName, status, participants: [{callSid, label, hold, muted,
+/// status}]}], errors: [{callSid, url, message}]}`.
+async fn test_state(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
+    if req.method() == actix_web::http::Method::OPTIONS {
+        return with_cors(HttpResponse::NoContent().finish());
+    }
+    let st = shared.lock();
+    let calls: Vec<Value> = st
+        .call_order
+        .iter()
+        .filter_map(|sid| st.calls.get(sid))
+        .map(|c| {
+            let i = &c.info;
+            let params: serde_json::Map<String, Value> = i
+                .extra_params
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+                .collect();
+            json!({
+                "sid": i.sid, "from": i.from, "to": i.to, "direction": i.direction,
+                "status": i.status, "conference": i.conference, "params": params,
+                "heard": i.heard.iter().map(heard_json).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let conferences: Vec<Value> = st
+        .conferences
+        .iter()
+        .map(|c| {
+            let i = &c.info;
+            json!({
+                "sid": i.sid, "friendlyName": i.friendly_name, "status": i.status,
+                "participants": i.participants.iter().map(|p| json!({
+                    "callSid": p.call_sid, "label": p.label, "hold": p.hold,
+                    "muted": p.muted, "status": p.status,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let errors: Vec<Value> = st
+        .errors
+        .iter()
+        .map(|e| json!({ "callSid": e.call_sid, "url": e.url, "message": e.message }))
+        .collect();
+    with_cors(HttpResponse::Ok().json(json!({
+        "calls": calls, "conferences": conferences, "errors": errors,
+    })))
 }
 
 // ---------------------------------------------------------------------------------------------
