@@ -275,6 +275,12 @@ pub enum Observation {
     SummaryStored {
         /// Its id.
         summary_id: String,
+        /// Its text, pushed with `summary.updated` so agents need no request.
+        #[serde(default)]
+        summary_text: String,
+        /// Its structured briefing (as agents may see it), pushed likewise.
+        #[serde(default)]
+        briefing: Value,
     },
     /// Twilio reported that one of the call's conferences started (its SID is needed for
     /// participant updates).
@@ -1776,14 +1782,18 @@ fn observe(tx: &mut Tx, obs: Observation) {
             );
         }
         Observation::AgentGone { agent_id } => tx.agent_gone(&agent_id),
-        Observation::SummaryStored { summary_id } => {
+        Observation::SummaryStored {
+            summary_id,
+            summary_text,
+            briefing,
+        } => {
             if tx.m.call.last_summary_id.as_deref() != Some(summary_id.as_str()) {
                 tx.m.call.last_summary_id = Some(summary_id.clone());
                 let agents = tx.agents_only();
                 tx.emit(
                     "summary.updated",
                     agents,
-                    json!({ "summaryId": summary_id }),
+                    json!({ "summaryId": summary_id, "summaryText": summary_text, "briefing": briefing }),
                 );
             }
         }

@@ -153,6 +153,8 @@ pub fn refresh_summary(state: &AppState, call_id: &str, now: bool) {
                     &s.call_id,
                     Input::Observe(Observation::SummaryStored {
                         summary_id: s.summary_id.clone(),
+                        summary_text: s.summary_text.clone(),
+                        briefing: crate::summary::briefing_view(&s),
                     }),
                     None,
                 )
@@ -258,6 +260,8 @@ async fn create_summary(
                 &body.call_id,
                 Input::Observe(Observation::SummaryStored {
                     summary_id: summary.summary_id.clone(),
+                    summary_text: summary.summary_text.clone(),
+                    briefing: crate::summary::briefing_view(&summary),
                 }),
                 None,
             )

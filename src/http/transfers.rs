@@ -165,6 +165,8 @@ async fn initiate(
                 &body.call_id,
                 Input::Observe(Observation::SummaryStored {
                     summary_id: summary.summary_id.clone(),
+                    summary_text: summary.summary_text.clone(),
+                    briefing: crate::summary::briefing_view(&summary),
                 }),
                 None,
             )
@@ -185,7 +187,7 @@ async fn initiate(
         summary_text: summary.summary_text.clone(),
         note: body.note,
         to_number,
-        briefing: briefing_for_b(&summary),
+        briefing: crate::summary::briefing_view(&summary),
     };
     let m = state
         .execute(
@@ -378,23 +380,4 @@ async fn act(
         _ => return super::meta::not_found(req).await,
     };
     answer(req, state, transfer_id, body, cmd, by_target).await
-}
-
-/// The structured part of a summary that `transfer.offered` carries to B (the summary is
-/// written from masked transcripts, so nothing here needs masking again).
-fn briefing_for_b(summary: &crate::model::Summary) -> serde_json::Value {
-    serde_json::json!({
-        "summaryId": summary.summary_id,
-        "source": summary.source,
-        "version": summary.version,
-        "reason": summary.reason,
-        "customerDetails": summary.customer_details,
-        "tried": summary.tried,
-        "promised": summary.promised,
-        "nextStep": summary.next_step,
-        "sentiment": summary.sentiment,
-        "urgency": summary.urgency,
-        "whisperText": summary.whisper_text,
-        "script": summary.script,
-    })
 }

@@ -527,3 +527,23 @@ impl Summaries {
 
 #[cfg(test)]
 mod tests;
+
+/// A summary's structured briefing as agents are shown it (pushed with `transfer.offered` and
+/// `summary.updated`; summaries are written from masked transcripts, so nothing here needs
+/// masking again).
+pub fn briefing_view(summary: &Summary) -> serde_json::Value {
+    serde_json::json!({
+        "summaryId": summary.summary_id,
+        "source": summary.source,
+        "version": summary.version,
+        "reason": summary.reason,
+        "customerDetails": summary.customer_details,
+        "tried": summary.tried,
+        "promised": summary.promised,
+        "nextStep": summary.next_step,
+        "sentiment": summary.sentiment,
+        "urgency": summary.urgency,
+        "whisperText": summary.whisper_text,
+        "script": summary.script,
+    })
+}

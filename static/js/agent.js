@@ -212,7 +212,19 @@ function onEvent(ev) {
       }
       break;
     case 'summary.updated':
-      loadSummary(c, d.summaryId);
+      // The summary comes with the event; only an event without it (a replay from before
+      // summaries were pushed) makes the page fetch it.
+      if (typeof d.summaryText === 'string' && d.summaryText) {
+        c.summary = { ...(d.briefing || {}), summaryId: d.summaryId, summaryText: d.summaryText };
+      } else {
+        loadSummary(c, d.summaryId);
+      }
+      break;
+    case 'transcript.appended':
+      // Live transcript: pushed, never polled; a line this page added itself is not doubled.
+      if (c.transcript !== null && !(c.transcript || []).some((x) => x.transcriptId === d.transcriptId)) {
+        c.transcript = [...(c.transcript || []), { ...d }];
+      }
       break;
     default:
       break;
@@ -483,12 +495,28 @@ function renderOffers() {
           isPhoneCall(c) ? h('span.pill.phone', {}, `phone ${c.info.callerNumber || ''}`) : null),
         h('dt', {}, 'Reason'), h('dd', {}, t.reason || c.reason || '—'),
         h('dt', {}, 'Summary'), h('dd.summary-text', {}, t.summaryText || 'No summary yet.'),
+        ...briefingRows(t.briefing),
         h('dt', {}, 'Note'), h('dd.note', {}, t.note || '—')),
       t.expiresAt ? h('p.muted.small', {}, `answer by ${clock(t.expiresAt)}`) : null,
       h('div.actions', {},
         button('accept-transfer', 'Accept ', i === 0 ? 'A' : null, () => A.accept(o), { cls: 'primary' }),
         button('decline-transfer', 'Decline ', i === 0 ? 'D' : null, () => A.decline(o))));
   }));
+}
+
+/** The structured briefing pushed with `transfer.offered` (no request needed). */
+function briefingRows(b) {
+  if (!b || typeof b !== 'object') return [];
+  const list = (xs) => (Array.isArray(xs) && xs.length ? xs.join('; ') : '—');
+  const rows = [
+    ['Why', b.reason || '—', 'briefing-reason'],
+    ['Customer', list(b.customerDetails), 'briefing-customer'],
+    ['Tried', list(b.tried), 'briefing-tried'],
+    ['Promised', list(b.promised), 'briefing-promised'],
+    ['Next step', b.nextStep || '—', 'briefing-next'],
+    ['Mood', [b.sentiment, b.urgency && `urgency ${b.urgency}`].filter(Boolean).join(', ') || '—', 'briefing-mood'],
+  ];
+  return rows.flatMap(([label, text, id]) => [h('dt', {}, label), h(`dd#${id}`, {}, text)]);
 }
 
 /** For a transfer to a phone specialist: where their phone call is. */
@@ -576,7 +604,7 @@ function renderActive() {
       if (!text) return;
       api('POST', '/api/transcripts', { token: S.token, body: { callId: c.callId, text, speaker: S.me } })
         .then((chunk) => {
-          c.transcript = [...(c.transcript || []), chunk];
+          if (!(c.transcript || []).some((x) => x.transcriptId === chunk.transcriptId)) c.transcript = [...(c.transcript || []), chunk];
           input.value = '';
           renderAll();
         })

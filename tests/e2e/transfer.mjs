@@ -119,6 +119,19 @@ try {
   await see(bob, '#offer-transfer .summary-text', /\S/);
   await see(bob, '#offer-transfer .note', 'VIP customer, refund approved');
   await see(bob, '#offer-transfer', 'Ann Example');
+  // The structured briefing came with the offer (no request by Bob's page).
+  await see(bob, '#offer-transfer #briefing-reason', /\S/);
+  await see(bob, '#offer-transfer #briefing-next', /\S/);
+  // A transcript line spoken now (posted by a speech-to-text service, here management) is
+  // pushed to Alice's console live: transcript.appended, no polling.
+  const callId = await bob.page.locator('#offer-transfer').getAttribute('data-call-id');
+  const said = await fetch(`${BASE()}/api/transcripts`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ callId, speaker: 'caller', text: 'Please hurry, I am at the airport.', source: 'whisper' }),
+  });
+  if (said.status !== 201) throw new Error(`transcript: ${said.status} ${await said.text()}`);
+  await see(alice, '#transcript', 'at the airport');
   await see(wall, '#transfers tr', 'bob');
   await screenshots('transfer-offered', caller, alice, bob, wall);
   log('transfer offered to bob');

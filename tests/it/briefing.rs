@@ -257,7 +257,14 @@ async fn a_hanging_provider_never_blocks_the_transfer() {
     let briefing = &offer["data"]["briefing"];
     assert_eq!(briefing["summaryId"], offer["data"]["summaryId"]);
     assert_eq!(briefing["source"], "offline");
-    for field in ["reason", "nextStep", "sentiment", "urgency", "whisperText", "script"] {
+    for field in [
+        "reason",
+        "nextStep",
+        "sentiment",
+        "urgency",
+        "whisperText",
+        "script",
+    ] {
         assert!(!briefing[field].is_null(), "briefing.{field}: {briefing:#}");
     }
     assert!(briefing["customerDetails"].is_array() && briefing["tried"].is_array());

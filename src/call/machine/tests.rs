@@ -780,6 +780,8 @@ fn caller_hangup_ends_the_call_and_releases_everyone() {
         1_200,
         Input::Observe(Observation::SummaryStored {
             summary_id: "sum-9".into(),
+            summary_text: String::new(),
+            briefing: Value::Null,
         }),
     );
 }
@@ -895,6 +897,8 @@ fn summary_updates_reach_the_agents_only_once() {
     let stored = |id: &str| {
         Input::Observe(Observation::SummaryStored {
             summary_id: id.into(),
+            summary_text: String::new(),
+            briefing: Value::Null,
         })
     };
     let step = apply(&m, 1_500, stored("sum-2"));
@@ -2309,6 +2313,8 @@ fn the_caller_never_sees_the_summary_or_the_consult_room() {
                 T_ANSWER + 3,
                 Input::Observe(Observation::SummaryStored {
                     summary_id: "sum-2".into(),
+                    summary_text: String::new(),
+                    briefing: Value::Null,
                 }),
             ));
             if mode != TransferMode::Cold {
@@ -2685,6 +2691,8 @@ impl Run {
             }
             Op::Summary(i) => Input::Observe(Observation::SummaryStored {
                 summary_id: format!("sum-{i}"),
+                summary_text: String::new(),
+                briefing: Value::Null,
             }),
         }
     }
@@ -3164,7 +3172,7 @@ fn observation_expectation(m: &CallMachine, now: Millis, obs: &Observation) -> E
             Some(due) if *due <= now => Expect::Anything,
             _ => Expect::Nothing,
         },
-        Observation::SummaryStored { summary_id } => {
+        Observation::SummaryStored { summary_id, .. } => {
             if m.call.last_summary_id.as_deref() == Some(summary_id.as_str()) {
                 Expect::Nothing
             } else {
