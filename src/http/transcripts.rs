@@ -141,6 +141,15 @@ async fn append_with_id(
     Ok(t)
 }
 
+/// The observation telling a call of its new summary (pushed whole with `summary.updated`).
+pub fn summary_stored(summary: &Summary) -> Observation {
+    Observation::SummaryStored {
+        summary_id: summary.summary_id.clone(),
+        summary_text: summary.summary_text.clone(),
+        briefing: crate::summary::briefing_view(summary),
+    }
+}
+
 /// Starts a background refresh of the call's summary (`now`: without the debounce); each
 /// summary it stores is told to the call actor (`summary.updated`, `lastSummaryId`).
 pub fn refresh_summary(state: &AppState, call_id: &str, now: bool) {
@@ -149,15 +158,7 @@ pub fn refresh_summary(state: &AppState, call_id: &str, now: bool) {
         let st = st.clone();
         async move {
             let r = st
-                .execute(
-                    &s.call_id,
-                    Input::Observe(Observation::SummaryStored {
-                        summary_id: s.summary_id.clone(),
-                        summary_text: s.summary_text.clone(),
-                        briefing: crate::summary::briefing_view(&s),
-                    }),
-                    None,
-                )
+                .execute(&s.call_id, Input::Observe(summary_stored(&s)), None)
                 .await;
             if let Err(e) = r {
                 tracing::warn!(call_id = %s.call_id, error = %e, "could not tell the call of its new summary");
@@ -258,11 +259,7 @@ async fn create_summary(
         state
             .execute(
                 &body.call_id,
-                Input::Observe(Observation::SummaryStored {
-                    summary_id: summary.summary_id.clone(),
-                    summary_text: summary.summary_text.clone(),
-                    briefing: crate::summary::briefing_view(&summary),
-                }),
+                Input::Observe(summary_stored(&summary)),
                 None,
             )
             .await?;

@@ -10,7 +10,7 @@ use super::{
     check_id, check_text, idempotency_key, principal, ApiError, AppState, Body, OptionalBody,
     Principal,
 };
-use crate::call::machine::{Actor, Command, Input, Observation};
+use crate::call::machine::{Actor, Command, Input};
 use crate::call::registry::PresenceList;
 use crate::media::livekit::ParticipantRole;
 use crate::model::{
@@ -163,11 +163,7 @@ async fn initiate(
         state
             .execute(
                 &body.call_id,
-                Input::Observe(Observation::SummaryStored {
-                    summary_id: summary.summary_id.clone(),
-                    summary_text: summary.summary_text.clone(),
-                    briefing: crate::summary::briefing_view(&summary),
-                }),
+                Input::Observe(super::transcripts::summary_stored(&summary)),
                 None,
             )
             .await?;

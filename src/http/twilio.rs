@@ -330,6 +330,18 @@ async fn whisper(
             "This transfer is no longer needed. Goodbye.",
         )));
     }
+    let briefing = briefing_text(&state, &m).await;
+    Ok(prompt(&bridge, &briefing, call_id, transfer_id, agent_id))
+}
+
+/// The briefing (if any) and the 1-or-2 question, answered at `/twilio/gather`.
+fn prompt(
+    bridge: &TwilioBridge,
+    briefing: &str,
+    call_id: &str,
+    transfer_id: &str,
+    agent_id: &str,
+) -> HttpResponse {
     let query = [
         ("callId", call_id),
         ("transferId", transfer_id),
@@ -338,14 +350,13 @@ async fn whisper(
     let action = bridge.url("/twilio/gather", &query);
     let mut no_input_query = query.to_vec();
     no_input_query.push(("noInput", "1"));
-    let no_input = bridge.url("/twilio/gather", &no_input_query);
-    Ok(twiml_response(twiml::whisper_gather(
-        &briefing_text(&state, &m).await,
+    twiml_response(twiml::whisper_gather(
+        briefing,
         "Press 1 to take the call, or 2 to decline.",
         &action,
         GATHER_TIMEOUT_SECS,
-        &no_input,
-    )))
+        &bridge.url("/twilio/gather", &no_input_query),
+    ))
 }
 
 /// `POST /twilio/gather`: 1 accepts (the answer joins the specialist where the machine
@@ -421,24 +432,8 @@ async fn gather(
             .await?;
             goodbye("Thank you. Your colleague keeps the call. Goodbye.")
         }
-        _ => {
-            // Another key: ask again.
-            let query = [
-                ("callId", call_id),
-                ("transferId", transfer_id),
-                ("agentId", agent_id),
-            ];
-            let action = bridge.url("/twilio/gather", &query);
-            let mut no_input_query = query.to_vec();
-            no_input_query.push(("noInput", "1"));
-            Ok(twiml_response(twiml::whisper_gather(
-                "",
-                "Press 1 to take the call, or 2 to decline.",
-                &action,
-                GATHER_TIMEOUT_SECS,
-                &bridge.url("/twilio/gather", &no_input_query),
-            )))
-        }
+        // Another key: ask again.
+        _ => Ok(prompt(&bridge, "", call_id, transfer_id, agent_id)),
     }
 }
 

@@ -193,11 +193,7 @@ impl TwilioBridge {
             hold_url: hold.then(|| self.url("/twilio/music", &[])),
             ..UpdateParticipant::default()
         };
-        self.inner
-            .client
-            .update_participant(conference_sid, label, &req)
-            .await?;
-        Ok(())
+        self.update_participant(conference_sid, label, &req).await
     }
 
     /// Mutes or unmutes a conference participant.
@@ -211,11 +207,20 @@ impl TwilioBridge {
             muted: Some(muted),
             ..UpdateParticipant::default()
         };
+        self.update_participant(conference_sid, label, &req).await
+    }
+
+    async fn update_participant(
+        &self,
+        conference_sid: &str,
+        label: &str,
+        req: &UpdateParticipant,
+    ) -> Result<(), TwilioError> {
         self.inner
             .client
-            .update_participant(conference_sid, label, &req)
-            .await?;
-        Ok(())
+            .update_participant(conference_sid, label, req)
+            .await
+            .map(|_| ())
     }
 
     /// Ends a leg: cancels it while it may still ring (falling back to hanging up if it was
