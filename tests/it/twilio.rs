@@ -911,3 +911,32 @@ async fn call_transcripts(app: &TestApp, call_id: &str, n: usize) -> Vec<Value> 
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+#[actix_web::test]
+async fn a_phone_caller_hanging_up_while_waiting_in_the_queue_ends_the_call() {
+    let app = twilio_app(30.0).await;
+    // Nobody is online: the caller waits with music.
+    let caller_sid = fake(&app).inbound_call(CALLER_NUMBER, TWILIO_NUMBER);
+    let call_id = format!("call-{}", caller_sid.to_ascii_lowercase());
+    call_until(&app, &call_id, "queued", |v| v["status"] == "queued").await;
+    fake(&app)
+        .wait_for("wait music", WAIT, |f| {
+            f.heard(&caller_sid)
+                .iter()
+                .any(|h| matches!(h, Heard::WaitMusic(_)))
+                .then_some(())
+        })
+        .await;
+    fake(&app).hang_up(&caller_sid);
+    let call = call_until(&app, &call_id, "ended", |v| v["status"] == "ended").await;
+    assert_eq!(call["endReason"], "caller_hangup");
+    // An agent coming online later is offered nothing.
+    let token = app.agent("late").await;
+    let mut late = app.connect("late", &token, None).await;
+    late.settle(Duration::from_millis(300)).await;
+    assert!(
+        !late.types().iter().any(|t| t == "call.offered"),
+        "{:?}",
+        late.types()
+    );
+}
