@@ -5,6 +5,7 @@
 mod support;
 
 mod browser;
+mod chaos;
 mod dynamo;
 mod failures;
 mod flows;

@@ -4,4 +4,5 @@
 pub mod app;
 pub mod dynamo;
 pub mod livekit;
+pub mod load;
 pub mod twilio;
