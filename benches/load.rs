@@ -39,8 +39,8 @@ use serde_json::{json, Value};
 use support::app::{server_env, TestOptions};
 use support::livekit::{FakeLiveKit, FakeOptions};
 use support::load::{
-    free_port, run_chaos, Api, CallUnderLoad, ChaosOptions, Client, Poller, Rng, Samples, Seen,
-    ServerProcess, SharedSeen, Timings,
+    cpu_time_of, free_port, run_chaos, Api, CallUnderLoad, ChaosOptions, Client, Poller, Rng,
+    Samples, Seen, ServerProcess, SharedSeen, Timings,
 };
 
 /// Options from the command line: `--name value` pairs.
@@ -167,6 +167,14 @@ impl Rig {
     }
 }
 
+/// The server binary: the release build next to this bench, or `SWITCHBOARD_LOAD_BINARY`
+/// (to compare two builds with the same harness).
+fn server_binary() -> PathBuf {
+    std::env::var_os("SWITCHBOARD_LOAD_BINARY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_switchboard")))
+}
+
 fn mib(kib: u64) -> f64 {
     (kib as f64 / 1024.0 * 10.0).round() / 10.0
 }
@@ -178,6 +186,7 @@ fn write_result(scenario: &str, args: &Args, mut result: Value) {
     result["scenario"] = json!(scenario);
     result["command"] = json!(format!("cargo bench --bench load -- {}", args.line));
     result["at"] = json!(chrono::Utc::now().to_rfc3339());
+    result["server_binary"] = json!(server_binary().display().to_string());
     result["cores"] = json!(std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0));
@@ -205,6 +214,7 @@ async fn transfers(args: &Args) {
     let errors: Rc<RefCell<Vec<String>>> = Rc::default();
     let done = Rc::new(RefCell::new(0usize));
     let cpu0 = rig.server.cpu_time();
+    let own_cpu0 = cpu_time_of(std::process::id());
     let started = Instant::now();
     let per_call = if rate > 0.0 {
         Some(Duration::from_secs_f64(concurrency as f64 / rate))
@@ -247,6 +257,7 @@ async fn transfers(args: &Args) {
     }
     let wall = started.elapsed();
     let cpu = rig.server.cpu_time().saturating_sub(cpu0);
+    let own_cpu = cpu_time_of(std::process::id()).saturating_sub(own_cpu0);
     let n = *done.borrow();
     let t = timings.borrow();
     let errs = errors.borrow();
@@ -265,6 +276,7 @@ async fn transfers(args: &Args) {
             "complete_to_caller_move": t.moved.summary(),
             "api_request": rig.api.latency.borrow().summary(),
             "server_cpu_cores": cpu.as_secs_f64() / wall.as_secs_f64(),
+            "harness_cpu_cores": own_cpu.as_secs_f64() / wall.as_secs_f64(),
             "server_rss_mib": mib(rig.server.rss_kib()),
             "server_peak_rss_mib": mib(rig.server.peak_rss_kib()),
             "ws_frames_received": rig.seen.borrow().frames,
@@ -478,7 +490,7 @@ async fn chaos(args: &Args) {
         seed
     };
     let outcome = run_chaos(ChaosOptions {
-        binary: PathBuf::from(env!("CARGO_BIN_EXE_switchboard")),
+        binary: server_binary(),
         transfers: args.num("transfers", 500.0) as usize,
         calls: args.num("calls", 20.0) as usize,
         kills: args.num("kills", 25.0) as usize,

@@ -118,21 +118,25 @@ impl ServerProcess {
 
     /// CPU time used so far (user + system).
     pub fn cpu_time(&self) -> Duration {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
-        // Fields after the command name (which is in parentheses and may contain spaces).
-        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        // utime and stime are fields 14 and 15 of stat; index 11 and 12 after the name.
-        let total = ticks(11) + ticks(12);
-        Duration::from_millis(total * 1000 / clock_ticks())
+        cpu_time_of(self.pid())
     }
+}
+
+/// CPU time (user + system) process `pid` used so far (this process: `std::process::id()`).
+pub fn cpu_time_of(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may contain spaces).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of stat; index 11 and 12 after the name.
+    let total = ticks(11) + ticks(12);
+    Duration::from_millis(total * 1000 / clock_ticks())
 }
 
 impl Drop for ServerProcess {
@@ -1460,8 +1464,13 @@ pub async fn run_chaos(opts: ChaosOptions) -> ChaosOutcome {
     let share = (opts.transfers / (opts.kills + 1)).max(1);
     let mut next_kill = share / 2 + rng.below(share as u64) as usize;
     while *initiated.borrow() < opts.transfers || kills < opts.kills {
-        tokio::time::sleep(Duration::from_millis(50 + rng.below(150))).await;
-        if opts.faults && *initiated.borrow() < opts.transfers {
+        tokio::time::sleep(Duration::from_millis(20 + rng.below(60))).await;
+        let burst = if opts.faults && *initiated.borrow() < opts.transfers {
+            1 + rng.below(3)
+        } else {
+            0
+        };
+        for _ in 0..burst {
             let kind = match rng.below(7) {
                 0 => {
                     livekit.webhook_faults(1, 0, 0, Duration::ZERO);
