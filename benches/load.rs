@@ -114,9 +114,7 @@ impl Rig {
         };
         let mut env = server_env(&opts, &livekit, data.path(), &format!("127.0.0.1:{port}"));
         env.insert("SWITCHBOARD_OUTBOX".into(), "1024".into());
-        let server =
-            ServerProcess::start(&PathBuf::from(env!("CARGO_BIN_EXE_switchboard")), env, port)
-                .await;
+        let server = ServerProcess::start(&server_binary(), env, port).await;
         livekit.set_webhook_url(Some(format!("http://127.0.0.1:{port}/livekit/webhook")));
         Rig {
             server,
