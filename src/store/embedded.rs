@@ -296,7 +296,8 @@ type CommitJob = (
 );
 
 /// The writer thread: group-commits what is waiting until every store handle is dropped. It
-/// holds the database weakly, so dropping the last handle closes the file.
+/// holds the database weakly, and lets go of it before answering, so once the last handle is
+/// dropped after its last answer the file is closed (and may be opened again at once).
 fn group_commit_loop(db: std::sync::Weak<Database>, rx: std::sync::mpsc::Receiver<CommitJob>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
@@ -306,32 +307,41 @@ fn group_commit_loop(db: std::sync::Weak<Database>, rx: std::sync::mpsc::Receive
                 Err(_) => break,
             }
         }
-        match db.upgrade() {
+        let answers = match db.upgrade() {
             Some(db) => commit_group(&db, batch),
-            None => {
-                for (_, answer) in batch {
-                    let _ = answer.send(Err(StoreError::backend(
-                        "commit_call",
-                        "the store was closed",
-                    )));
-                }
-                return;
-            }
+            None => batch
+                .into_iter()
+                .map(|(_, answer)| {
+                    let closed = StoreError::backend("commit_call", "the store was closed");
+                    (answer, Err(closed))
+                })
+                .collect(),
+        };
+        for (answer, outcome) in answers {
+            let _ = answer.send(outcome);
         }
     }
 }
 
+/// An answer to send once the database is let go of.
+type Answer = (
+    tokio::sync::oneshot::Sender<Result<u64, StoreError>>,
+    Result<u64, StoreError>,
+);
+
 /// One transaction for a group of commits: each checked, those that pass applied, one commit.
-fn commit_group(db: &Database, batch: Vec<CommitJob>) {
+/// Returns each commit's answer.
+fn commit_group(db: &Database, batch: Vec<CommitJob>) -> Vec<Answer> {
     const OP: &str = "commit_call";
-    let fail_all = |batch: Vec<CommitJob>, why: &str| {
-        for (_, answer) in batch {
-            let _ = answer.send(Err(StoreError::backend(OP, why.to_owned())));
-        }
+    let fail_all = |batch: Vec<CommitJob>, why: String| -> Vec<Answer> {
+        batch
+            .into_iter()
+            .map(|(_, answer)| (answer, Err(StoreError::backend(OP, why.clone()))))
+            .collect()
     };
     let txn = match db.begin_write() {
         Ok(txn) => txn,
-        Err(e) => return fail_all(batch, &format!("beginning write transaction: {e}")),
+        Err(e) => return fail_all(batch, format!("beginning write transaction: {e}")),
     };
     let mut outcomes = Vec::with_capacity(batch.len());
     for (commit, _) in &batch {
@@ -347,16 +357,18 @@ fn commit_group(db: &Database, batch: Vec<CommitJob>) {
                 if let Err(abort) = txn.abort() {
                     tracing::warn!(error = %abort, "aborting write transaction failed");
                 }
-                return fail_all(batch, &format!("group aborted: {e}"));
+                return fail_all(batch, format!("group aborted: {e}"));
             }
         }
     }
     if let Err(e) = txn.commit() {
-        return fail_all(batch, &format!("committing write transaction: {e}"));
+        return fail_all(batch, format!("committing write transaction: {e}"));
     }
-    for ((_, answer), outcome) in batch.into_iter().zip(outcomes) {
-        let _ = answer.send(outcome);
-    }
+    batch
+        .into_iter()
+        .map(|(_, answer)| answer)
+        .zip(outcomes)
+        .collect()
 }
 
 impl std::fmt::Debug for EmbeddedStore {
