@@ -1043,6 +1043,85 @@ async fn webhook_faults_and_answers_are_recorded() {
     assert_eq!(lk.webhooks_pending(), 0);
 }
 
+/// The chaos switches: a webhook dropped, one delivered twice, one held back so a later one
+/// overtakes it; Twirp calls failing with 429/500/503 and then succeeding; Twirp latency.
+#[actix_web::test]
+async fn chaos_switches_drop_duplicate_reorder_and_fail() {
+    let lk = fake();
+    let receiver = Receiver::start(KEY, SECRET).await;
+    lk.set_webhook_url(Some(receiver.url.clone()));
+    let joined_in_c = |r: &Receiver| -> Vec<String> {
+        r.events()
+            .into_iter()
+            .filter(|e| e.room.as_ref().map(|r| r.name.as_str()) == Some("c-1"))
+            .map(|e| {
+                format!(
+                    "{}:{}",
+                    e.event,
+                    e.participant.map(|p| p.identity).unwrap_or_default()
+                )
+            })
+            .collect()
+    };
+
+    // Dropped: room_started never arrives, participant_joined does.
+    lk.webhook_faults(1, 0, 0, Duration::ZERO);
+    lk.join(&lk.client_token("c-1", "a")).expect("join");
+    assert!(lk.wait_for_webhooks_idle(IDLE).await);
+    assert_eq!(joined_in_c(&receiver), ["participant_joined:a"]);
+
+    // Duplicated: the same event (same id) arrives twice.
+    lk.webhook_faults(0, 1, 0, Duration::ZERO);
+    lk.join(&lk.client_token("c-1", "b")).expect("join");
+    assert!(lk.wait_for_webhooks_idle(IDLE).await);
+    let b: Vec<String> = receiver
+        .events()
+        .into_iter()
+        .filter(|e| e.participant.as_ref().map(|p| p.identity.as_str()) == Some("b"))
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(b.len(), 2);
+    assert_eq!(b[0], b[1]);
+
+    // Reordered: c's event is held back, d's (later) arrives first.
+    lk.webhook_faults(0, 0, 1, Duration::from_millis(300));
+    lk.join(&lk.client_token("c-1", "c")).expect("join");
+    lk.join(&lk.client_token("c-1", "d")).expect("join");
+    assert!(lk.wait_for_webhooks_idle(IDLE).await);
+    let got = joined_in_c(&receiver);
+    assert_eq!(
+        &got[got.len() - 2..],
+        ["participant_joined:d", "participant_joined:c"]
+    );
+
+    // Twirp failures, one per code, then the service answers again.
+    let client = admin(&lk);
+    lk.fail_next_twirp(&["resource_exhausted", "internal", "unavailable"]);
+    for code in ["resource_exhausted", "internal", "unavailable"] {
+        let err = client.list_rooms(vec![]).await.unwrap_err();
+        assert_eq!(code_of(&err), code);
+    }
+    assert!(client.list_rooms(vec![]).await.is_ok());
+    let statuses: Vec<u16> = lk.requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses[statuses.len() - 4..], [429, 500, 503, 200]);
+
+    // Latency on every Twirp answer.
+    lk.set_api_latency(Duration::from_millis(250));
+    let started = Instant::now();
+    assert!(client.list_rooms(vec![]).await.is_ok());
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    lk.set_api_latency(Duration::ZERO);
+
+    // Logs off (load runs): nothing more is recorded, the fake still works.
+    lk.set_record(false);
+    let before = (lk.requests().len(), lk.events().len());
+    assert!(client.list_rooms(vec![]).await.is_ok());
+    lk.join(&lk.client_token("c-2", "e")).expect("join");
+    assert!(lk.wait_for_webhooks_idle(IDLE).await);
+    assert_eq!((lk.requests().len(), lk.events().len()), before);
+    assert!(lk.is_in_room("c-2", "e"));
+}
+
 #[actix_web::test]
 async fn twirp_wire_format_and_errors_match_the_server() {
     let lk = fake();

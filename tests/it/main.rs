@@ -6,6 +6,7 @@ mod support;
 
 mod briefing;
 mod browser;
+mod chaos;
 mod dynamo;
 mod failures;
 mod flows;

@@ -115,6 +115,24 @@ pub struct FakeSettings {
     pub cloud_mode: bool,
     /// How auth failures are answered.
     pub auth_errors: AuthErrorMode,
+    /// Chaos: the next webhooks to drop (generated and logged, never POSTed).
+    pub drop_next_webhooks: usize,
+    /// Chaos: the next webhooks to POST twice (same body and signature).
+    pub duplicate_next_webhooks: usize,
+    /// Chaos: the next webhooks to take out of their room's lane and deliver after
+    /// [`FakeSettings::reorder_delay`], so later events of the room overtake them.
+    pub reorder_next_webhooks: usize,
+    /// How long a reordered webhook is held back.
+    pub reorder_delay: Duration,
+    /// Chaos: the next Twirp calls to fail, each with this Twirp code (`resource_exhausted`
+    /// = 429, `internal` = 500, `unavailable` = 503).
+    pub fail_next_twirp: Vec<&'static str>,
+    /// Chaos: delay before every Twirp answer (a delay past the client's timeout is a timeout).
+    pub api_latency: Duration,
+    /// When false, the logs ([`FakeState::requests`], [`FakeState::events`],
+    /// [`FakeState::webhook_deliveries`], redeliverable webhooks) are not kept: a load run's
+    /// memory stays flat.
+    pub record: bool,
 }
 
 impl Default for FakeSettings {
@@ -126,6 +144,13 @@ impl Default for FakeSettings {
             api_down: false,
             cloud_mode: false,
             auth_errors: AuthErrorMode::Server,
+            drop_next_webhooks: 0,
+            duplicate_next_webhooks: 0,
+            reorder_next_webhooks: 0,
+            reorder_delay: Duration::from_millis(300),
+            fail_next_twirp: Vec::new(),
+            api_latency: Duration::ZERO,
+            record: true,
         }
     }
 }
@@ -421,6 +446,41 @@ impl FakeLiveKit {
     /// When `down`, every Twirp call answers 503 `unavailable`.
     pub fn set_api_down(&self, down: bool) {
         lock(&self.state).settings.api_down = down;
+    }
+
+    /// Chaos switches: drop the next `drop` webhooks, POST the next `duplicate` twice, hold
+    /// the next `reorder` back (by `reorder_delay`) so later ones overtake them.
+    pub fn webhook_faults(
+        &self,
+        drop: usize,
+        duplicate: usize,
+        reorder: usize,
+        reorder_delay: Duration,
+    ) {
+        let mut st = lock(&self.state);
+        st.settings.drop_next_webhooks += drop;
+        st.settings.duplicate_next_webhooks += duplicate;
+        st.settings.reorder_next_webhooks += reorder;
+        st.settings.reorder_delay = reorder_delay;
+    }
+
+    /// Chaos switch: the next Twirp calls fail, one per code in `codes` (`resource_exhausted`
+    /// = 429, `internal` = 500, `unavailable` = 503, ...).
+    pub fn fail_next_twirp(&self, codes: &[&'static str]) {
+        lock(&self.state)
+            .settings
+            .fail_next_twirp
+            .extend_from_slice(codes);
+    }
+
+    /// Chaos switch: every Twirp answer waits `latency` first.
+    pub fn set_api_latency(&self, latency: Duration) {
+        lock(&self.state).settings.api_latency = latency;
+    }
+
+    /// Turns the request, event and delivery logs off (load runs) or on.
+    pub fn set_record(&self, record: bool) {
+        lock(&self.state).settings.record = record;
     }
 
     /// When on, `MoveParticipant`/`ForwardParticipant` work as on LiveKit Cloud; when off (the
@@ -970,7 +1030,9 @@ impl FakeState {
             room_end_reason: end as i32,
             ..Default::default()
         };
-        self.events.push(event.clone());
+        if self.settings.record {
+            self.events.push(event.clone());
+        }
         if !self.settings.webhooks_enabled {
             return;
         }
@@ -992,7 +1054,17 @@ impl FakeState {
             body,
             authorization,
         };
-        self.sent.insert(out.id.clone(), out.clone());
+        if self.settings.record {
+            self.sent.insert(out.id.clone(), out.clone());
+        }
+        if self.settings.drop_next_webhooks > 0 {
+            self.settings.drop_next_webhooks -= 1;
+            return;
+        }
+        if self.settings.duplicate_next_webhooks > 0 {
+            self.settings.duplicate_next_webhooks -= 1;
+            self.enqueue(out.clone());
+        }
         self.enqueue(out);
     }
 
@@ -1021,6 +1093,26 @@ async fn dispatch_webhooks(
         .unwrap_or_default();
     let mut lanes: HashMap<String, mpsc::UnboundedSender<Outgoing>> = HashMap::new();
     while let Some(out) = inbox.recv().await {
+        let held_back = {
+            let mut st = lock(&state);
+            if st.settings.reorder_next_webhooks > 0 {
+                st.settings.reorder_next_webhooks -= 1;
+                Some(st.settings.reorder_delay)
+            } else {
+                None
+            }
+        };
+        if let Some(delay) = held_back {
+            // Out of its lane: the room's later events overtake it.
+            let (tx, rx) = mpsc::unbounded_channel();
+            let _ = tx.send(out);
+            let (client, state) = (client.clone(), Arc::clone(&state));
+            actix_rt::spawn(async move {
+                tokio::time::sleep(delay).await;
+                deliver_lane(rx, client, state).await;
+            });
+            continue;
+        }
         let lane = lanes.entry(out.room.clone()).or_insert_with(|| {
             let (tx, rx) = mpsc::unbounded_channel();
             actix_rt::spawn(deliver_lane(rx, client.clone(), Arc::clone(&state)));
@@ -1065,6 +1157,10 @@ async fn deliver_lane(
             Err(e) => (None, Some(e.to_string())),
         };
         let mut st = lock(&state);
+        st.webhooks_pending = st.webhooks_pending.saturating_sub(1);
+        if !st.settings.record {
+            continue;
+        }
         st.webhook_deliveries.push(WebhookDelivery {
             id: out.id,
             event: out.event,
@@ -1075,7 +1171,6 @@ async fn deliver_lane(
             body: out.body,
             authorization: out.authorization,
         });
-        st.webhooks_pending = st.webhooks_pending.saturating_sub(1);
     }
 }
 
@@ -1343,16 +1438,27 @@ async fn twirp_entry(
         .strip_prefix(ROOM_SERVICE_PREFIX)
         .map(str::to_owned)
         .unwrap_or_else(|| path.clone());
+    let latency = lock(&state).settings.api_latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     let mut st = lock(&state);
     let mut room = String::new();
-    let reply = st.handle_twirp(&req, &body, &mut room);
+    let reply = if st.settings.fail_next_twirp.is_empty() {
+        st.handle_twirp(&req, &body, &mut room)
+    } else {
+        let code = st.settings.fail_next_twirp.remove(0);
+        TwirpError::new(code, "injected fault").into()
+    };
     let (response, status, code) = http_response(reply);
-    st.requests.push(TwirpRequestRecord {
-        method,
-        room,
-        status,
-        code,
-    });
+    if st.settings.record {
+        st.requests.push(TwirpRequestRecord {
+            method,
+            room,
+            status,
+            code,
+        });
+    }
     response
 }
 

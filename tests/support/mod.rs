@@ -6,4 +6,5 @@ pub mod app;
 pub mod dynamo;
 pub mod livekit;
 pub mod llm;
+pub mod load;
 pub mod twilio;
