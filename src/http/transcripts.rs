@@ -59,6 +59,9 @@ fn agents_only(who: &Principal) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The most transcript text one call may hold, in characters (chunks are at most 10,000).
+pub const MAX_TRANSCRIPT_CHARS: usize = 200_000;
+
 async fn create_transcript(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -73,6 +76,24 @@ async fn create_transcript(
         return Err(ApiError::Conflict {
             code: "call_ended",
             message: format!("call {} has ended", body.call_id),
+        });
+    }
+    // Bounded per call: a client cannot grow a call's transcript (and its summary input)
+    // without limit.
+    let stored: usize = state
+        .store
+        .list_transcripts_by_call(&body.call_id)
+        .await?
+        .iter()
+        .map(|t| t.text.chars().count())
+        .sum();
+    if stored + body.text.chars().count() > MAX_TRANSCRIPT_CHARS {
+        return Err(ApiError::Conflict {
+            code: "transcript_too_long",
+            message: format!(
+                "call {} already holds {stored} transcript characters; at most {MAX_TRANSCRIPT_CHARS} per call",
+                body.call_id
+            ),
         });
     }
     let speaker = match (&who, body.speaker) {
