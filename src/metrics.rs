@@ -34,6 +34,16 @@ pub const PROVIDERS: [&str; 4] = ["livekit", "twilio", "llm", "store"];
 /// Every call status a live call can have (ended calls are not live).
 const LIVE_STATUSES: [&str; 5] = ["queued", "ringing", "active", "on_hold", "transferring"];
 
+/// The terminal statuses of a transfer (its outcomes).
+const OUTCOMES: [&str; 6] = [
+    "completed",
+    "cancelled",
+    "declined",
+    "timed_out",
+    "failed",
+    "abandoned",
+];
+
 /// Transfers whose start is remembered for the duration histogram, at most.
 const MAX_OPEN_TRANSFERS: usize = 100_000;
 
@@ -142,6 +152,12 @@ impl Metrics {
         for p in ["livekit", "twilio"] {
             webhook_failures.with_label_values(&[p]);
         }
+        for outcome in OUTCOMES {
+            transfer_duration.with_label_values(&[outcome]);
+            for mode in ["warm", "cold", "conference"] {
+                transfers.with_label_values(&[outcome, mode]);
+            }
+        }
         for s in LIVE_STATUSES {
             live_calls.with_label_values(&[s]);
         }
@@ -178,7 +194,7 @@ impl Metrics {
             "initiated" if open.len() < MAX_OPEN_TRANSFERS => {
                 open.insert(transfer_id.to_string(), event.at);
             }
-            "completed" | "cancelled" | "declined" | "timed_out" | "failed" | "abandoned" => {
+            outcome if OUTCOMES.contains(&outcome) => {
                 let mode = event
                     .data
                     .get("mode")

@@ -8,6 +8,7 @@ mod browser;
 mod dynamo;
 mod failures;
 mod flows;
+mod hostile;
 mod livekit_fake;
 mod races;
 mod recovery;
