@@ -204,6 +204,12 @@ impl CallActor {
                 .map(|t| t.transfer_id.as_str()),
         );
         let _entered = span.clone().entered();
+        tracing::debug!(
+            status = step.machine.call.status.as_str(),
+            events = step.events.len(),
+            effects = step.effects.len(),
+            "call step carried out"
+        );
         // Join tokens go only into what is pushed live: never into the stored event log
         // (no credentials at rest, none replayed after they expire; a client that missed
         // a move asks `POST /api/tokens`).

@@ -256,7 +256,10 @@ async fn metrics_count_transfers_sessions_calls_and_forged_webhooks() {
     // carol stays connected while we scrape.
     let _carol = app.connect("carol", &agent, None).await;
     let after = scrape(&app).await;
-    assert!(sample(&after, completed) >= completed_before + 1.0, "{after}");
+    assert!(
+        sample(&after, completed) >= completed_before + 1.0,
+        "{after}"
+    );
     assert!(
         sample(
             &after,
@@ -277,7 +280,12 @@ async fn metrics_count_transfers_sessions_calls_and_forged_webhooks() {
         .sum();
     assert!(live >= 1.0, "{after}");
     assert!(sample(&after, "switchboard_websocket_sessions{party=\"agent\"}") >= 1.0);
-    assert!(sample(&after, "switchboard_push_latency_seconds_count{party=\"agent\"}") >= 1.0);
+    assert!(
+        sample(
+            &after,
+            "switchboard_push_latency_seconds_count{party=\"agent\"}"
+        ) >= 1.0
+    );
     for p in ["livekit", "twilio", "llm", "store"] {
         sample(
             &after,

@@ -9,6 +9,7 @@ mod dynamo;
 mod failures;
 mod flows;
 mod hostile;
+mod lifecycle;
 mod livekit_fake;
 mod races;
 mod recovery;
