@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod authz;
 mod browser;
 mod dynamo;
 mod failures;
