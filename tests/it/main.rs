@@ -15,6 +15,7 @@ mod livekit_fake;
 mod races;
 mod recovery;
 mod resources;
+mod schemathesis;
 mod security;
 mod twilio;
 mod twilio_fake;
