@@ -806,6 +806,15 @@ fn parse_client_text(text: &str) -> (Value, Result<Incoming, ClientError>) {
     (id, parsed)
 }
 
+/// Parses a client text frame as a session does: `Ok(None)` for a ping, the message, or
+/// the `error` the client would get (public for the fuzz targets).
+pub fn parse_client_message(text: &str) -> Result<Option<ClientMessage>, ClientError> {
+    match parse_client_text(text).1? {
+        Incoming::Ping => Ok(None),
+        Incoming::Message(msg) => Ok(Some(msg)),
+    }
+}
+
 /// `{"type":"error","id":..,"code":..,"message":..}`.
 fn error_frame(id: &Value, err: &ClientError) -> Value {
     json!({ "type": "error", "id": id, "code": err.code, "message": err.message })

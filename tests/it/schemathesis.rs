@@ -31,6 +31,8 @@ async fn schemathesis_finds_no_server_error_and_no_response_off_the_schema() {
         // Reproducible in CI; raise --max-examples locally for a deeper search.
         .args(["--max-examples", "25", "--seed", "20261123", "--workers", "1"])
         .args(["--no-color"])
+        // Its cache directory (.schemathesis/) goes to the test's data directory.
+        .current_dir(app.data_dir.path())
         .kill_on_drop(true)
         .output();
     let out = match tokio::time::timeout(Duration::from_secs(600), run).await {
