@@ -23,7 +23,10 @@ fuzz_target!(|data: &[u8]| {
     let good = sign(token, url, &form);
     if token.is_empty() {
         // Anyone can compute an HMAC with an empty key: an unset token verifies nothing.
-        assert!(!verify(token, url, &form, &good), "an empty token verifies nothing");
+        assert!(
+            !verify(token, url, &form, &good),
+            "an empty token verifies nothing"
+        );
         return;
     }
     assert!(
