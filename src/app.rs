@@ -62,6 +62,7 @@ pub struct Application {
     port: u16,
     server: Server,
     state: AppState,
+    shutdown: crate::shutdown::Shutdown,
 }
 
 /// Reads the session secret kept in the data directory, creating it on first start, so
@@ -140,7 +141,8 @@ impl Application {
         config: Config,
         listener: TcpListener,
     ) -> Result<Application, StartupError> {
-        let store = open_store(&config).await?;
+        let store: Arc<dyn Store> =
+            Arc::new(crate::metrics::MeteredStore(open_store(&config).await?));
         let secret = session_secret(&config)?;
         let keys = SessionKeys::new(&secret, config.session_ttl.as_secs() as i64);
         let hub = Hub::new(config.outbox_capacity);
@@ -178,10 +180,12 @@ impl Application {
             summaries: crate::summary::Summaries::new(store.clone(), &config.llm)
                 .map_err(StartupError::Summaries)?,
         };
+        let shutdown = crate::shutdown::Shutdown::new();
         let ws = web::Data::new(WsContext {
             hub,
             keys,
             handler: http::sessions::Sessions::new(state.clone()),
+            shutdown: shutdown.clone(),
         });
         let port = listener
             .local_addr()
@@ -212,6 +216,7 @@ impl Application {
                 .configure(http::livekit_webhook::routes)
                 .configure(http::twilio::routes)
                 .configure(http::wallboard::routes)
+                .configure(crate::metrics::routes)
                 .service(web::resource("/ws").route(web::get().to(ws_route)));
             if static_dir.is_dir() {
                 app = app.service(
@@ -227,6 +232,9 @@ impl Application {
             }
             app.default_service(web::to(http::meta::not_found))
         })
+        // Signals are handled by `main` through [`Application::stopper`].
+        .disable_signals()
+        .shutdown_timeout(crate::shutdown::SHUTDOWN_TIMEOUT.as_secs())
         .listen(listener)
         .map_err(|source| StartupError::Bind {
             addr: config.addr.to_string(),
@@ -244,6 +252,7 @@ impl Application {
             port,
             server,
             state,
+            shutdown,
         })
     }
 
@@ -255,6 +264,12 @@ impl Application {
     /// The app's shared state (for tests and admin commands).
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// Stops this server gracefully (see [`crate::shutdown`]); `main` calls it on SIGTERM
+    /// and SIGINT.
+    pub fn stopper(&self) -> crate::shutdown::Stopper {
+        crate::shutdown::Stopper::new(self.server.handle(), self.shutdown.clone())
     }
 
     /// Serves until the server is stopped.

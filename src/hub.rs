@@ -61,6 +61,7 @@ pub struct OutFrame {
     call_id: Option<String>,
     seq: u64,
     text: Arc<str>,
+    published: std::time::Instant,
 }
 
 impl OutFrame {
@@ -69,7 +70,13 @@ impl OutFrame {
             call_id,
             seq,
             text: text.into(),
+            published: std::time::Instant::now(),
         }
+    }
+
+    /// When the hub published the frame (for the push latency metric).
+    pub fn published(&self) -> std::time::Instant {
+        self.published
     }
 
     /// The call the event belongs to, or `None` for agent-level events.
@@ -321,6 +328,7 @@ impl Hub {
     /// Sends a call's event to the sessions in its audience: the call's caller if
     /// `audience.caller`, and each agent of `audience.agents` (each agent once).
     pub fn publish(&self, event: &Event) {
+        crate::metrics::metrics().observe_event(event);
         let wire = WireRef {
             seq: event.seq,
             call_id: Some(&event.call_id),
@@ -435,6 +443,15 @@ impl Hub {
             dropped: self.inner.dropped.load(Ordering::Relaxed),
             overflow_disconnects: self.inner.overflow_disconnects.load(Ordering::Relaxed),
         }
+    }
+
+    /// Open sessions of agents and of callers, for the metrics.
+    pub fn session_counts(&self) -> (usize, usize) {
+        let maps = self.lock();
+        (
+            maps.agents.values().map(Vec::len).sum(),
+            maps.callers.values().map(Vec::len).sum(),
+        )
     }
 
     fn lock(&self) -> MutexGuard<'_, Maps> {

@@ -11,6 +11,8 @@
 //! - [`summary`]: call summaries (LLM or offline), kept fresh in the background; redaction.
 //! - [`twilio`]: Twilio REST client, webhook signatures, Access Tokens and TwiML rendering.
 //! - [`auth`]: session tokens and API keys. [`config`]: settings. [`app`]: startup.
+//! - [`metrics`]: `GET /metrics` (Prometheus). [`shutdown`]: graceful stop on SIGTERM/SIGINT.
+//!   [`logging`]: text or JSON logs, and the span of each call.
 
 #![warn(missing_docs)]
 
@@ -20,8 +22,11 @@ pub mod call;
 pub mod config;
 pub mod http;
 pub mod hub;
+pub mod logging;
 pub mod media;
+pub mod metrics;
 pub mod model;
+pub mod shutdown;
 pub mod store;
 pub mod summary;
 pub mod twilio;

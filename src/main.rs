@@ -27,12 +27,13 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // Read `.env` first so that RUST_LOG set there applies too.
     let _ = dotenvy::dotenv();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,actix_server=warn".into()),
-        )
-        .init();
+    match switchboard::logging::LogFormat::from_env() {
+        Ok(format) => switchboard::logging::init(format),
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    }
     match cli.command.unwrap_or(Cmd::Serve) {
         Cmd::Serve => serve(),
         Cmd::InitTables => init_tables(),
@@ -104,7 +105,19 @@ fn serve() -> std::process::ExitCode {
     };
     let result = actix_web::rt::System::new().block_on(async move {
         let app = Application::build(config).await.map_err(|e| chain(&e))?;
-        app.run_until_stopped().await.map_err(|e| e.to_string())
+        let stopper = app.stopper();
+        actix_web::rt::spawn(async move {
+            match switchboard::shutdown::signal().await {
+                Ok(name) => {
+                    tracing::info!(signal = name, "shutting down: finishing in-flight requests");
+                    stopper.stop().await;
+                }
+                Err(e) => tracing::error!(error = %e, "cannot listen for signals"),
+            }
+        });
+        app.run_until_stopped().await.map_err(|e| e.to_string())?;
+        tracing::info!("stopped");
+        Ok::<(), String>(())
     });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

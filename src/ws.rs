@@ -29,6 +29,15 @@
 //! with a policy-violation close "outbox overflow"), every socket write to
 //! [`CLIENT_TIMEOUT`] and every handler call to a timeout. A bad client message earns an
 //! `error` frame, never a closed socket.
+//!
+//! Limits against hostile clients: a party (one agent, or the caller of one call) holds at
+//! most [`MAX_SESSIONS_PER_PARTY`] sessions (one more is refused before the upgrade with
+//! `429 too_many_sessions`); a session may send [`MESSAGE_BURST`] messages at once and
+//! [`MESSAGES_PER_SEC`] a second after that (faster, and it is closed with 1008 "message
+//! rate exceeded").
+//!
+//! When the server shuts down ([`crate::shutdown`]), every session is closed with 1012
+//! "server restarting; reconnect", and new sessions are refused with `503`.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -61,6 +70,14 @@ pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(15);
 /// The largest client frame, and the largest client message after reassembling
 /// continuation frames, in bytes.
 pub const MAX_FRAME_SIZE: usize = 64 * 1024;
+
+/// The most WebSocket sessions one party (an agent, or the caller of one call) may hold.
+pub const MAX_SESSIONS_PER_PARTY: usize = 8;
+
+/// How many client messages a session may send at once (the token bucket's size)...
+pub const MESSAGE_BURST: f64 = 60.0;
+/// ...and how many a second after that (its refill rate).
+pub const MESSAGES_PER_SEC: f64 = 20.0;
 
 /// How many `callId:seq` pairs `?since=` may hold.
 pub const MAX_SINCE_ENTRIES: usize = 256;
@@ -275,6 +292,8 @@ pub struct WsContext {
     pub keys: SessionKeys,
     /// The app's side of sessions.
     pub handler: Arc<dyn SessionHandler>,
+    /// Set when the server shuts down: sessions close with 1012 and new ones are refused.
+    pub shutdown: crate::shutdown::Shutdown,
 }
 
 /// The route: `GET /ws?token=..&since=..` (token also accepted as `Authorization: Bearer`).
@@ -343,6 +362,10 @@ async fn serve(
             return Ok(error_response(StatusCode::BAD_REQUEST, &err));
         }
     };
+    if ctx.shutdown.is_triggered() {
+        let err = ClientError::new("shutting_down", "the server is restarting; reconnect");
+        return Ok(error_response(StatusCode::SERVICE_UNAVAILABLE, &err));
+    }
     let Some(token) = presented_token(&req, &query) else {
         let err = ClientError::unauthorized("a session token is required (?token= or Bearer)");
         return Ok(error_response(StatusCode::UNAUTHORIZED, &err));
@@ -359,6 +382,17 @@ async fn serve(
         Ok(since) => since,
         Err(err) => return Ok(error_response(StatusCode::BAD_REQUEST, &err)),
     };
+    let open = match &party {
+        PartyRef::Agent { agent_id } => ctx.hub.agent_session_count(agent_id),
+        PartyRef::Caller { call_id } => ctx.hub.caller_session_count(call_id),
+    };
+    if open >= MAX_SESSIONS_PER_PARTY {
+        let err = ClientError::new(
+            "too_many_sessions",
+            format!("at most {MAX_SESSIONS_PER_PARTY} sessions per party; close one first"),
+        );
+        return Ok(error_response(StatusCode::TOO_MANY_REQUESTS, &err));
+    }
     match timeout(timing.handler_timeout, ctx.handler.authorize(&party)).await {
         Ok(Ok(())) => {}
         Ok(Err(err)) => {
@@ -403,6 +437,10 @@ enum Exit {
     SocketGone,
     /// The replay failed; the client was told and should reconnect.
     ReplayFailed,
+    /// The client sent messages faster than [`MESSAGES_PER_SEC`] after a [`MESSAGE_BURST`].
+    RateExceeded,
+    /// The server is shutting down; the client should reconnect.
+    Shutdown,
 }
 
 impl Exit {
@@ -426,6 +464,11 @@ impl Exit {
             Exit::HeartbeatTimeout => reason(CloseCode::Policy, "heartbeat timeout"),
             Exit::WriteTimeout => reason(CloseCode::Policy, "client too slow"),
             Exit::ReplayFailed => reason(CloseCode::Error, "replay failed"),
+            Exit::RateExceeded => reason(CloseCode::Policy, "message rate exceeded"),
+            Exit::Shutdown => reason(
+                CloseCode::Other(crate::shutdown::RESTART_CLOSE_CODE),
+                crate::shutdown::RESTART_CLOSE_REASON,
+            ),
         })
     }
 }
@@ -450,6 +493,7 @@ async fn run_session(
         outbox,
         timing,
         handler: Arc::clone(&ctx.handler),
+        shutdown: ctx.shutdown.clone(),
     };
     let Err(exit) = conn.drive(&mut stream).await;
     let Conn {
@@ -482,6 +526,37 @@ struct Conn {
     outbox: Outbox,
     timing: Timing,
     handler: Arc<dyn SessionHandler>,
+    shutdown: crate::shutdown::Shutdown,
+}
+
+/// A token bucket of client messages: [`MESSAGE_BURST`] at once, [`MESSAGES_PER_SEC`] after.
+#[derive(Debug)]
+struct RateLimit {
+    tokens: f64,
+    last: Instant,
+}
+
+impl RateLimit {
+    fn new() -> Self {
+        RateLimit {
+            tokens: MESSAGE_BURST,
+            last: Instant::now(),
+        }
+    }
+
+    /// Takes one token; false when the bucket is empty.
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.last).as_secs_f64() * MESSAGES_PER_SEC;
+        self.tokens = (self.tokens + refill).min(MESSAGE_BURST);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// Awaits a socket write, giving up when the hub lets go of the session or the write does
@@ -534,8 +609,15 @@ impl Conn {
         );
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_seen = Instant::now();
+        let mut rate = RateLimit::new();
+        let party_kind = match &self.party {
+            PartyRef::Agent { .. } => "agent",
+            PartyRef::Caller { .. } => "caller",
+        };
+        let shutdown = self.shutdown.clone();
         loop {
             tokio::select! {
+                _ = shutdown.wait() => return Err(Exit::Shutdown),
                 frame = self.outbox.recv() => {
                     let frame = frame.map_err(Exit::Hub)?;
                     // Published after registering, so newer than anything the client had
@@ -546,10 +628,20 @@ impl Conn {
                         .is_some_and(|&floor| frame.seq() <= floor);
                     if !already_sent {
                         self.send(frame.text()).await?;
+                        crate::metrics::metrics()
+                            .observe_push(party_kind, frame.published().elapsed());
                     }
                 }
                 msg = stream.recv() => {
                     last_seen = Instant::now();
+                    if matches!(
+                        msg,
+                        Some(Ok(AggregatedMessage::Text(_) | AggregatedMessage::Binary(_)
+                            | AggregatedMessage::Ping(_)))
+                    ) && !rate.take()
+                    {
+                        return Err(Exit::RateExceeded);
+                    }
                     match msg {
                         Some(Ok(AggregatedMessage::Text(text))) => self.on_text(&text).await?,
                         Some(Ok(AggregatedMessage::Binary(_))) => {
@@ -731,6 +823,15 @@ fn parse_client_text(text: &str) -> (Value, Result<Incoming, ClientError>) {
     (id, parsed)
 }
 
+/// Parses a client text frame as a session does: `Ok(None)` for a ping, the message, or
+/// the `error` the client would get (public for the fuzz targets).
+pub fn parse_client_message(text: &str) -> Result<Option<ClientMessage>, ClientError> {
+    match parse_client_text(text).1? {
+        Incoming::Ping => Ok(None),
+        Incoming::Message(msg) => Ok(Some(msg)),
+    }
+}
+
 /// `{"type":"error","id":..,"code":..,"message":..}`.
 fn error_frame(id: &Value, err: &ClientError) -> Value {
     json!({ "type": "error", "id": id, "code": err.code, "message": err.message })
@@ -868,6 +969,7 @@ mod tests {
                 hub: hub.clone(),
                 keys: keys.clone(),
                 handler: recorder.clone(),
+                shutdown: crate::shutdown::Shutdown::new(),
             });
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let addr = listener.local_addr().unwrap();

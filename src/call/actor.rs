@@ -195,6 +195,21 @@ impl CallActor {
 
     /// Publishes the events and carries out the effects of a persisted step.
     fn carry_out(&mut self, step: &Step, ctx: &mut Context<Self>) {
+        use tracing::Instrument;
+        let span = crate::logging::call_span(
+            &self.call_id,
+            step.machine
+                .transfer
+                .as_ref()
+                .map(|t| t.transfer_id.as_str()),
+        );
+        let _entered = span.clone().entered();
+        tracing::debug!(
+            status = step.machine.call.status.as_str(),
+            events = step.events.len(),
+            effects = step.effects.len(),
+            "call step carried out"
+        );
         // Join tokens go only into what is pushed live: never into the stored event log
         // (no credentials at rest, none replayed after they expire; a client that missed
         // a move asks `POST /api/tokens`).
@@ -224,7 +239,7 @@ impl CallActor {
                         if let Err(e) = deps.livekit.ensure_room(&room).await {
                             tracing::warn!(%room, error = %e, "LiveKit room not created; clients create it on join");
                         }
-                    });
+                    }.instrument(span.clone()));
                 }
                 Effect::CloseRoom { room } => {
                     let deps = self.deps.clone();
@@ -235,7 +250,7 @@ impl CallActor {
                         if let Err(e) = deps.livekit.delete_room(&room).await {
                             tracing::warn!(%room, error = %e, "LiveKit room not deleted; its empty timeout will close it");
                         }
-                    });
+                    }.instrument(span.clone()));
                 }
                 Effect::RemoveParticipant { room, identity } => {
                     let lk = self.deps.livekit.clone();
@@ -244,9 +259,9 @@ impl CallActor {
                         if let Err(e) = lk.remove_participant(&room, &identity).await {
                             tracing::debug!(%room, %identity, error = %e, "participant not removed");
                         }
-                    });
+                    }.instrument(span.clone()));
                 }
-                twilio_effect => self.carry_out_twilio(twilio_effect.clone(), ctx),
+                twilio_effect => self.carry_out_twilio(twilio_effect.clone(), span.clone(), ctx),
             }
         }
         self.report(request_agent);
@@ -262,7 +277,7 @@ impl CallActor {
     /// Carries out an effect on the Twilio plane and feeds what Twilio answered back into the
     /// machine: a dialled leg's SID, a refused dial, or a successful move (confirmation that
     /// does not wait for the conference callback).
-    fn carry_out_twilio(&mut self, effect: Effect, ctx: &mut Context<Self>) {
+    fn carry_out_twilio(&mut self, effect: Effect, span: tracing::Span, ctx: &mut Context<Self>) {
         let Some(bridge) = self.deps.twilio.clone() else {
             tracing::error!(call_id = %self.call_id, ?effect, "a phone leg needs Twilio, which is not configured");
             return;
@@ -285,6 +300,7 @@ impl CallActor {
             room,
             at: now_ms(),
         };
+        use tracing::Instrument;
         actix::spawn(async move {
             match effect {
                 Effect::Dial {
@@ -409,7 +425,7 @@ impl CallActor {
                 | Effect::RemoveParticipant { .. }
                 | Effect::RequestAgent => {}
             }
-        });
+        }.instrument(span));
     }
 
     fn remember(&mut self, key: Option<String>, m: &Arc<CallMachine>) {

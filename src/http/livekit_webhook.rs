@@ -31,11 +31,17 @@ async fn receive(
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| ApiError::Forbidden("missing LiveKit webhook signature".into()))?;
-    let body = std::str::from_utf8(&body)
-        .map_err(|_| ApiError::Forbidden("webhook body is not UTF-8".into()))?;
+        .ok_or_else(|| {
+            crate::metrics::metrics().webhook_verification_failed("livekit");
+            ApiError::Forbidden("missing LiveKit webhook signature".into())
+        })?;
+    let body = std::str::from_utf8(&body).map_err(|_| {
+        crate::metrics::metrics().webhook_verification_failed("livekit");
+        ApiError::Forbidden("webhook body is not UTF-8".into())
+    })?;
     let activity = state.livekit.verify_webhook(body, auth).map_err(|e| {
         tracing::warn!(error = %e, "LiveKit webhook rejected");
+        crate::metrics::metrics().webhook_verification_failed("livekit");
         ApiError::Forbidden("invalid LiveKit webhook signature".into())
     })?;
     let (Some(call_id), Some(identity)) = (call_of_room(&activity.room), activity.identity.clone())

@@ -462,7 +462,8 @@ impl<T> std::ops::Deref for Body<T> {
     }
 }
 
-fn read_object<T: serde::de::DeserializeOwned>(
+/// Reads a JSON object body exactly as [`Body`] does (public for the fuzz targets).
+pub fn read_object<T: serde::de::DeserializeOwned>(
     content_type: Option<String>,
     bytes: &[u8],
 ) -> Result<T, ApiError> {

@@ -15,6 +15,10 @@ use crate::model::{new_id, CallStatus, Summary, Transcript, TranscriptSource};
 /// Longest transcript chunk, in characters.
 pub const MAX_TRANSCRIPT_CHARS: usize = 10_000;
 
+/// The most transcript text one call may hold, in characters: no client (or provider) can
+/// grow a call's transcript, and its summaries' input, without limit.
+pub const MAX_CALL_TRANSCRIPT_CHARS: usize = 200_000;
+
 /// Routes of these resources.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/api/transcripts").route(web::post().to(create_transcript)));
@@ -113,6 +117,21 @@ async fn append_with_id(
         return Err(ApiError::Conflict {
             code: "call_ended",
             message: format!("call {call_id} has ended"),
+        });
+    }
+    let stored: usize = state
+        .store
+        .list_transcripts_by_call(call_id)
+        .await?
+        .iter()
+        .map(|t| t.text.chars().count())
+        .sum();
+    if stored + text.chars().count() > MAX_CALL_TRANSCRIPT_CHARS {
+        return Err(ApiError::Conflict {
+            code: "transcript_too_long",
+            message: format!(
+                "call {call_id} already holds {stored} transcript characters; at most {MAX_CALL_TRANSCRIPT_CHARS} per call"
+            ),
         });
     }
     let t = Transcript {

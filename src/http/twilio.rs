@@ -92,7 +92,10 @@ fn verify(
         .headers()
         .get("x-twilio-signature")
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| ApiError::Forbidden("missing X-Twilio-Signature".into()))?;
+        .ok_or_else(|| {
+            crate::metrics::metrics().webhook_verification_failed("twilio");
+            ApiError::Forbidden("missing X-Twilio-Signature".into())
+        })?;
     let path_and_query = req
         .uri()
         .path_and_query()
@@ -106,6 +109,7 @@ fn verify(
     };
     if !signature::verify(bridge.config().auth_token.expose(), &url, &form, header) {
         tracing::warn!(path = %req.path(), "Twilio webhook with a wrong signature rejected");
+        crate::metrics::metrics().webhook_verification_failed("twilio");
         return Err(ApiError::Forbidden("invalid X-Twilio-Signature".into()));
     }
     let query = form_urlencoded::parse(req.query_string().as_bytes())

@@ -234,7 +234,14 @@ where
                 backoff *= 2;
                 attempt += 1;
             }
-            Err(source) => return Err(LiveKitError::Service { operation, source }),
+            Err(source) => {
+                let e = LiveKitError::Service { operation, source };
+                // "Not found" answers a delete of what is already gone; not a failure.
+                if !is_not_found(&e) {
+                    crate::metrics::metrics().provider_error("livekit");
+                }
+                return Err(e);
+            }
         }
     }
 }

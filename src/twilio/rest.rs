@@ -775,8 +775,23 @@ impl TwilioClient {
         serde_json::from_slice(&body).map_err(|source| TwilioError::Decode { what, source })
     }
 
-    /// Sends one request with the retry rules of the module docs; the body of a 2xx.
+    /// [`Self::send_retrying`], counting a failure in the `twilio` provider errors metric.
     async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        form: Option<Form>,
+        repeat: Repeat,
+    ) -> Result<Vec<u8>, TwilioError> {
+        let res = self.send_retrying(method, path, form, repeat).await;
+        if res.is_err() {
+            crate::metrics::metrics().provider_error("twilio");
+        }
+        res
+    }
+
+    /// Sends one request with the retry rules of the module docs; the body of a 2xx.
+    async fn send_retrying(
         &self,
         method: Method,
         path: &str,

@@ -4,16 +4,20 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod authz;
 mod briefing;
 mod browser;
 mod chaos;
 mod dynamo;
 mod failures;
 mod flows;
+mod hostile;
+mod lifecycle;
 mod livekit_fake;
 mod races;
 mod recovery;
 mod resources;
+mod schemathesis;
 mod security;
 mod twilio;
 mod twilio_fake;

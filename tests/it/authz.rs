@@ -1,0 +1,388 @@
+//! The authorisation matrix: anonymous, caller, agent (the call's owner), other agent and
+//! admin × every endpoint and the WebSocket subscription, each cell asserted.
+
+use serde_json::{json, Value};
+
+use crate::flows::active_call;
+use crate::support::app::{spawn_app_with, TestApp, TestOptions};
+
+const KEY: &str = "authz-matrix-key";
+
+/// Who asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Who {
+    Anonymous,
+    Caller,
+    Agent,
+    OtherAgent,
+    Admin,
+}
+
+const EVERYONE: [Who; 5] = [
+    Who::Anonymous,
+    Who::OtherAgent,
+    Who::Caller,
+    Who::Agent,
+    Who::Admin,
+];
+
+struct World {
+    app: TestApp,
+    caller: String,
+    agent: String,
+    other: String,
+}
+
+impl World {
+    async fn send(&self, who: Who, method: &str, path: &str, body: Option<Value>) -> u16 {
+        let url = format!("{}{}", self.app.address, path);
+        let mut req = self.app.http.request(method.parse().unwrap(), url);
+        req = match who {
+            Who::Anonymous => req,
+            Who::Caller => req.bearer_auth(&self.caller),
+            Who::Agent => req.bearer_auth(&self.agent),
+            Who::OtherAgent => req.bearer_auth(&self.other),
+            Who::Admin => req.header("x-api-key", KEY),
+        };
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        req.send().await.expect("request sent").status().as_u16()
+    }
+}
+
+/// Opens `/ws` as `who`; the HTTP status of the upgrade (101 when it succeeds).
+async fn ws_status(w: &World, who: Who) -> u16 {
+    let url = format!("ws://127.0.0.1:{}/ws", w.app.port);
+    let mut req = awc::Client::new().ws(url);
+    req = match who {
+        Who::Anonymous => req,
+        Who::Caller => req.bearer_auth(&w.caller),
+        Who::Agent => req.bearer_auth(&w.agent),
+        Who::OtherAgent => req.bearer_auth(&w.other),
+        Who::Admin => req.header("x-api-key", KEY),
+    };
+    match req.connect().await {
+        Ok((resp, _)) => resp.status().as_u16(),
+        Err(awc::error::WsClientError::InvalidResponseStatus(s)) => s.as_u16(),
+        Err(e) => panic!("websocket connect failed: {e}"),
+    }
+}
+
+/// Every endpoint × every party. Rows run in order (a row's cells left to right: anonymous,
+/// other agent, caller, agent, admin), so the refusals come before the one that changes
+/// state; the call is alice's ("agent"), bob is the other agent, carol the transfer target.
+#[actix_web::test]
+async fn every_endpoint_and_the_websocket_refuse_or_serve_each_party_as_documented() {
+    let app = spawn_app_with(TestOptions {
+        api_key: Some(KEY.into()),
+        ..Default::default()
+    })
+    .await;
+    let c = active_call(&app, "alice").await;
+    let other = app.agent("bob").await;
+    let carol = app.agent("carol").await;
+    let _carol_ws = app.connect("carol", &carol, None).await;
+    let w = World {
+        caller: c.caller.token.clone(),
+        agent: c.owner_token.clone(),
+        other,
+        app,
+    };
+    let call = c.call_id.clone();
+    let r = w
+        .app
+        .post(
+            "/api/transcripts",
+            None,
+            json!({"callId": call, "text": "hello"}),
+        )
+        .await;
+    let tx = r.body["transcriptId"].as_str().unwrap().to_string();
+    let r = w
+        .app
+        .post("/api/summaries", None, json!({"callId": call}))
+        .await;
+    let su = r.body["summaryId"].as_str().unwrap().to_string();
+    let r = w
+        .app
+        .post("/api/rooms", None, json!({"roomName": "authz-room"}))
+        .await;
+    let room = r.body["roomId"].as_str().unwrap().to_string();
+
+    // The WebSocket: any valid session token; the management key is not one.
+    let ws: Vec<u16> = {
+        let mut row = vec![];
+        for who in EVERYONE {
+            row.push(ws_status(&w, who).await);
+        }
+        row
+    };
+    assert_eq!(ws, [401, 101, 101, 101, 401], "GET /ws");
+
+    let empty = || Some(json!({}));
+    type Row = (&'static str, String, Option<Value>, [u16; 5]);
+    let mut rows: Vec<Row> = vec![
+        ("GET", "/health".into(), None, [200; 5]),
+        ("GET", "/api/openapi.json".into(), None, [200; 5]),
+        ("GET", "/metrics".into(), None, [401, 403, 403, 403, 200]),
+        (
+            "GET",
+            "/api/wallboard".into(),
+            None,
+            [401, 403, 403, 403, 200],
+        ),
+        ("GET", "/api/agents".into(), None, [401, 200, 403, 200, 200]),
+        (
+            "POST",
+            "/api/agents".into(),
+            Some(json!({"agentId": "zed", "name": "Zed"})),
+            [401, 403, 403, 403, 201],
+        ),
+        (
+            "GET",
+            "/api/agents/alice".into(),
+            None,
+            [401, 200, 403, 200, 200],
+        ),
+        (
+            "PATCH",
+            "/api/agents/alice".into(),
+            Some(json!({"name": "Alice"})),
+            [401, 403, 403, 200, 200],
+        ),
+        (
+            "POST",
+            "/api/agents/alice/token".into(),
+            empty(),
+            [401, 403, 403, 403, 200],
+        ),
+        (
+            "POST",
+            "/api/calls".into(),
+            Some(json!({"callerName": "X", "reason": "y"})),
+            [401, 403, 403, 403, 201],
+        ),
+        (
+            "GET",
+            "/api/calls/agent/alice".into(),
+            None,
+            [401, 403, 403, 200, 200],
+        ),
+        (
+            "GET",
+            format!("/api/calls/{call}"),
+            None,
+            [401, 403, 200, 200, 200],
+        ),
+        (
+            "PATCH",
+            format!("/api/calls/{call}"),
+            Some(json!({"reason": "billing"})),
+            [401, 403, 403, 200, 200],
+        ),
+        // Transfers are listed per agent (bob sees his, none); callers see none.
+        (
+            "GET",
+            "/api/transfers".into(),
+            None,
+            [401, 200, 403, 200, 200],
+        ),
+        (
+            "POST",
+            "/api/transcripts".into(),
+            Some(json!({"callId": call, "text": "more"})),
+            [401, 403, 201, 201, 201],
+        ),
+        (
+            "GET",
+            format!("/api/transcripts/call/{call}"),
+            None,
+            [401, 403, 200, 200, 200],
+        ),
+        (
+            "GET",
+            format!("/api/transcripts/{tx}"),
+            None,
+            [401, 403, 200, 200, 200],
+        ),
+        // Summaries are for agents only.
+        (
+            "POST",
+            "/api/summaries".into(),
+            Some(json!({"callId": call, "summaryText": "s"})),
+            [401, 403, 403, 201, 201],
+        ),
+        (
+            "GET",
+            format!("/api/summaries/call/{call}"),
+            None,
+            [401, 403, 403, 200, 200],
+        ),
+        (
+            "GET",
+            format!("/api/summaries/{su}"),
+            None,
+            [401, 403, 403, 200, 200],
+        ),
+        (
+            "POST",
+            "/api/rooms".into(),
+            empty(),
+            [401, 403, 403, 403, 201],
+        ),
+        (
+            "GET",
+            format!("/api/rooms/{room}"),
+            None,
+            [401, 403, 403, 403, 200],
+        ),
+        (
+            "PATCH",
+            format!("/api/rooms/{room}"),
+            Some(json!({"status": "open"})),
+            [401, 403, 403, 403, 200],
+        ),
+        (
+            "GET",
+            format!("/api/rooms/{room}/participants"),
+            None,
+            [401, 403, 403, 403, 200],
+        ),
+        // Management must name the agent a token is for (400 without).
+        (
+            "POST",
+            "/api/tokens".into(),
+            Some(json!({"callId": call})),
+            [401, 403, 200, 200, 400],
+        ),
+        (
+            "POST",
+            format!("/api/calls/{call}/mute"),
+            empty(),
+            [401, 403, 403, 200, 200],
+        ),
+        (
+            "POST",
+            format!("/api/calls/{call}/unmute"),
+            empty(),
+            [401, 403, 403, 200, 200],
+        ),
+        (
+            "POST",
+            format!("/api/calls/{call}/hold"),
+            empty(),
+            [401, 403, 403, 200, 200],
+        ),
+        (
+            "POST",
+            format!("/api/calls/{call}/resume"),
+            empty(),
+            [401, 403, 403, 200, 200],
+        ),
+        // The call is alice's already: her accept repeats what happened (200); for bob it
+        // is a conflict (nobody offered it to him), as is declining a call one has taken;
+        // management must name the agent (400).
+        (
+            "POST",
+            format!("/api/calls/{call}/accept"),
+            empty(),
+            [401, 409, 403, 200, 400],
+        ),
+        (
+            "POST",
+            format!("/api/calls/{call}/decline"),
+            empty(),
+            [401, 409, 403, 409, 400],
+        ),
+        // Alice starts a transfer to carol; management must name agent A (400).
+        (
+            "POST",
+            "/api/transfers/initiate".into(),
+            Some(json!({"callId": call, "agentBId": "carol", "mode": "warm"})),
+            [401, 403, 403, 201, 400],
+        ),
+    ];
+    let mut failures = vec![];
+    let run = |rows: Vec<Row>| {
+        let w = &w;
+        let mut out = vec![];
+        async move {
+            for (method, path, body, expected) in rows {
+                let mut got = [0u16; 5];
+                for (i, who) in EVERYONE.iter().enumerate() {
+                    got[i] = w.send(*who, method, &path, body.clone()).await;
+                }
+                if got != expected {
+                    out.push(format!(
+                        "{method} {path}: expected {expected:?}, got {got:?}"
+                    ));
+                }
+            }
+            out
+        }
+    };
+    failures.extend(run(std::mem::take(&mut rows)).await);
+    // The transfer alice started (the only one).
+    let r = w.app.get("/api/transfers", None).await;
+    let t = r.body.as_array().map(|a| a.as_slice()).unwrap_or_default();
+    assert_eq!(t.len(), 1, "{:?}", r.body);
+    let t = t[0]["transferId"].as_str().unwrap().to_string();
+    let rows: Vec<Row> = vec![
+        // A caller is not told a transfer exists (404); bob may not see it.
+        (
+            "GET",
+            format!("/api/transfers/{t}"),
+            None,
+            [401, 403, 404, 200, 200],
+        ),
+        // Only the target (carol) accepts; management may on her behalf.
+        (
+            "POST",
+            format!("/api/transfers/{t}/accept"),
+            empty(),
+            [401, 403, 404, 403, 200],
+        ),
+        // Accepted: too late to decline.
+        (
+            "POST",
+            format!("/api/transfers/{t}/decline"),
+            empty(),
+            [401, 403, 404, 403, 409],
+        ),
+        // Alice completes; management's repeat is answered with the same outcome.
+        (
+            "POST",
+            format!("/api/transfers/{t}/complete"),
+            empty(),
+            [401, 403, 404, 200, 200],
+        ),
+        // Completed: nothing left to cancel.
+        (
+            "POST",
+            format!("/api/transfers/{t}/cancel"),
+            empty(),
+            [401, 403, 404, 409, 409],
+        ),
+        // Carol owns the call now: alice may no longer hold it.
+        (
+            "POST",
+            format!("/api/calls/{call}/hold"),
+            empty(),
+            [401, 403, 403, 403, 200],
+        ),
+        // The caller hangs up; repeats of an ended call's hang-up answer as the first did.
+        (
+            "POST",
+            format!("/api/calls/{call}/hangup"),
+            empty(),
+            [401, 403, 200, 200, 200],
+        ),
+    ];
+    failures.extend(run(rows).await);
+    assert!(
+        failures.is_empty(),
+        "authorisation matrix:\n{}",
+        failures.join("\n")
+    );
+}
