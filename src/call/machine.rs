@@ -1678,6 +1678,18 @@ fn observe(tx: &mut Tx, obs: Observation) {
             conference,
             conference_sid,
         } => {
+            // A consult conference whose transfer already ended (Twilio told us its SID too
+            // late for the end of the transfer to close it) is ended now.
+            let finished_consult =
+                tx.m.transfer
+                    .as_ref()
+                    .is_some_and(|t| t.transfer_room == conference && t.status.is_terminal());
+            if finished_consult {
+                tx.effects.push(Effect::EndConference {
+                    conference: conference.clone(),
+                    conference_sid: Some(conference_sid.clone()),
+                });
+            }
             tx.m.conferences.insert(conference, conference_sid);
         }
         Observation::PhoneAnswered { party, call_sid } => {

@@ -623,3 +623,35 @@ fn mute_reaches_a_phone_leg_through_the_conference_and_a_browser_through_its_eve
         "not_placed",
     );
 }
+
+#[test]
+fn a_consult_conference_reported_after_its_transfer_ended_is_ended_then() {
+    let (m, _) = web_caller_phone_b_ringing(TransferMode::Warm);
+    let m = apply(&m, T_DONE, by(A, Command::CancelTransfer)).machine;
+    assert_eq!(transfer(&m).status, TransferStatus::Cancelled);
+    let step = apply(
+        &m,
+        T_DONE + 10,
+        observe(Observation::ConferenceStarted {
+            conference: CONSULT.into(),
+            conference_sid: "CFlate".into(),
+        }),
+    );
+    assert_eq!(
+        twilio_effects(&step),
+        [&Effect::EndConference {
+            conference: CONSULT.into(),
+            conference_sid: Some("CFlate".into()),
+        }]
+    );
+    // The main conference starting is no reason to end anything.
+    let step = apply(
+        &m,
+        T_DONE + 20,
+        observe(Observation::ConferenceStarted {
+            conference: MAIN.into(),
+            conference_sid: "CFmain".into(),
+        }),
+    );
+    assert!(twilio_effects(&step).is_empty());
+}
