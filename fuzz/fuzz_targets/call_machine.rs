@@ -111,6 +111,7 @@ fn input(u: &mut Unstructured, m: &CallMachine, now: i64) -> arbitrary::Result<I
                     summary_text: "summary".into(),
                     note: None,
                     to_number: None,
+                    briefing: json!({ "reason": "fuzz" }),
                 },
             )
         }
@@ -165,6 +166,8 @@ fn input(u: &mut Unstructured, m: &CallMachine, now: i64) -> arbitrary::Result<I
         }
         23 => Input::Observe(Observation::SummaryStored {
             summary_id: "sum-1".into(),
+            summary_text: "summary".into(),
+            briefing: json!({ "reason": "fuzz" }),
         }),
         _ => Input::Observe(Observation::DialFailed {
             party: party(u)?,

@@ -62,17 +62,18 @@ fuzz_target!(|data: &[u8]| {
         status_callback: d,
         status_callback_events: "start end join leave hold",
         say_first: (flags & 32 != 0).then_some(e),
+        transcription_callback: (flags & 64 != 0).then_some(d),
     });
     let with_say = flags & 32 != 0;
-    assert_eq!(
-        elements(&join),
-        if with_say {
-            vec!["Response", "Say", "Dial", "Conference"]
-        } else {
-            vec!["Response", "Dial", "Conference"]
-        },
-        "{join}"
-    );
+    let mut expected = vec!["Response"];
+    if flags & 64 != 0 {
+        expected.extend(["Start", "Transcription"]);
+    }
+    if with_say {
+        expected.push("Say");
+    }
+    expected.extend(["Dial", "Conference"]);
+    assert_eq!(elements(&join), expected, "{join}");
     let gather = twiml::whisper_gather(a, b, c, u32::from(flags), d);
     let names = elements(&gather);
     assert!(names.contains(&"Gather".to_string()), "{gather}");
