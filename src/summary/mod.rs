@@ -301,6 +301,7 @@ impl Summaries {
                 Ok(d) => (d, p.source(), p.model(), None),
                 Err(e) => {
                     tracing::warn!(call_id = %call.call_id, error = %e, reason = %e.label(), "LLM summary failed; using the offline summariser");
+                    crate::metrics::metrics().provider_error("llm");
                     (
                         offline::summarize(call, &transcripts),
                         SummarySource::Offline,

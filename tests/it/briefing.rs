@@ -177,7 +177,12 @@ async fn server_errors_are_retried_then_fall_back_to_offline() {
     let app = spawn_app_with(opts(llm.env(false, 5.0, 2), 30.0)).await;
     let c = active_call(&app, "alice").await;
     say(&app, &c, "caller", "My router keeps dropping.").await;
+    let errors_before = switchboard::metrics::metrics().provider_errors("llm");
     let s = generate_now(&app, &c).await;
+    assert!(
+        switchboard::metrics::metrics().provider_errors("llm") > errors_before,
+        "the provider's failure is counted in /metrics"
+    );
     assert_eq!(s["source"], "offline");
     assert_eq!(s["model"], "offline-extractive");
     assert_eq!(s["fallbackReason"], "status_500");
