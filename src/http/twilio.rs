@@ -455,12 +455,12 @@ async fn status(
     let party = Party::Agent(agent_id.to_string());
     let obs = match call_status {
         "queued" | "initiated" | "ringing" | "in-progress" | "answered" => Observation::Dialed {
-            party: party.clone(),
+            party,
             call_sid: call_sid.clone(),
         },
         "completed" | "busy" | "no-answer" | "failed" | "canceled" => Observation::PhoneLegEnded {
             party,
-            call_sid: Some(call_sid),
+            call_sid: Some(call_sid.clone()),
             status: call_status.to_string(),
         },
         other => {
@@ -475,7 +475,7 @@ async fn status(
         Ok(_) => Ok(ok()),
         // The call is over: a leg still up is a leftover.
         Err(ApiError::Conflict { .. }) | Err(ApiError::NotFound { .. }) if live_leg => {
-            let sid = p.required("CallSid")?.to_string();
+            let sid = call_sid;
             actix::spawn(async move {
                 if let Err(e) = bridge.hangup(&sid, true).await {
                     tracing::warn!(call_sid = %sid, error = %e, "leftover leg not hung up");

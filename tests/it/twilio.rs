@@ -210,6 +210,18 @@ async fn assert_openapi_accepts_every_request(app: &TestApp) -> usize {
     requests.len()
 }
 
+/// A completes the transfer (200 expected).
+async fn complete(app: &TestApp, id: &str, token: &str) {
+    let r = app
+        .post(
+            &format!("/api/transfers/{id}/complete"),
+            Some(token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "complete: {:?}", r.body);
+}
+
 fn spoken(app: &TestApp, sid: &str) -> String {
     fake(app)
         .heard(sid)
@@ -258,14 +270,7 @@ async fn warm_transfer_of_a_phone_caller_to_a_phone_specialist() {
         })
         .await;
 
-    let r = app
-        .post(
-            &format!("/api/transfers/{id}/complete"),
-            Some(&c.owner_token),
-            json!({}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
+    complete(&app, &id, &c.owner_token).await;
     c.owner.expect("participant.released").await;
     // Caller (resumed) and B together in the main conference; A gone; consult ended.
     in_conference(&app, &c.main, &c.caller_id, false).await;
@@ -315,14 +320,7 @@ async fn warm_transfer_of_a_web_caller_to_a_phone_specialist() {
     assert_eq!(a_mv["data"]["plane"], "twilio");
     in_conference(&app, &consult, SPECIALIST, false).await;
     transfer_until(&app, &id, "briefing").await;
-    let r = app
-        .post(
-            &format!("/api/transfers/{id}/complete"),
-            Some(&c.owner_token),
-            json!({}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
+    complete(&app, &id, &c.owner_token).await;
     // The web caller now joins the main conference as a Voice SDK client leg, with B.
     let mv = c.caller.follow_move().await;
     assert_eq!(
@@ -374,14 +372,7 @@ async fn warm_transfer_of_a_phone_caller_to_a_web_agent() {
     assert_eq!(r.status, 200, "{:?}", r.body);
     bob.follow_move().await;
     transfer_until(&app, &id, "briefing").await;
-    let r = app
-        .post(
-            &format!("/api/transfers/{id}/complete"),
-            Some(&c.owner_token),
-            json!({}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
+    complete(&app, &id, &c.owner_token).await;
     let b_mv = bob.follow_move().await;
     assert_eq!(
         (
@@ -437,14 +428,7 @@ async fn cold_and_conference_transfers_to_a_phone_specialist() {
     in_conference(&app, &c.main, SPECIALIST, false).await;
     in_conference(&app, &c.main, &c.caller_id, false).await;
     in_conference(&app, &c.main, "alice", false).await;
-    let r = app
-        .post(
-            &format!("/api/transfers/{id}/complete"),
-            Some(&c.owner_token),
-            json!({}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
+    complete(&app, &id, &c.owner_token).await;
     fake(&app)
         .wait_for("alice left the three-way", WAIT, |f| {
             (!labels_of(f, &c.main).contains(&"alice".to_string())).then_some(())
@@ -781,14 +765,7 @@ async fn duplicated_and_reordered_callbacks_change_nothing() {
     let id = started["transferId"].as_str().unwrap().to_string();
     c.owner.follow_move().await;
     transfer_until(&app, &id, "briefing").await;
-    let r = app
-        .post(
-            &format!("/api/transfers/{id}/complete"),
-            Some(&c.owner_token),
-            json!({}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
+    complete(&app, &id, &c.owner_token).await;
     in_conference(&app, &c.main, SPECIALIST, false).await;
     in_conference(&app, &c.main, &c.caller_id, false).await;
     let store = app.store.as_ref().expect("in-process store");

@@ -48,6 +48,22 @@ fn observe(o: Observation) -> Input {
     Input::Observe(o)
 }
 
+/// Twilio created B's call.
+fn dialed() -> Input {
+    observe(Observation::Dialed {
+        party: party(B),
+        call_sid: B_SID.into(),
+    })
+}
+
+/// B answered and Twilio asks for the whisper.
+fn answered() -> Input {
+    observe(Observation::PhoneAnswered {
+        party: party(B),
+        call_sid: B_SID.into(),
+    })
+}
+
 fn leg_ended(p: Party, sid: Option<&str>, status: &str) -> Input {
     observe(Observation::PhoneLegEnded {
         party: p,
@@ -191,25 +207,9 @@ fn warm_transfer_to_a_phone_specialist_ends_with_caller_and_b_in_the_main_confer
         }),
     )
     .machine;
-    let m = apply(
-        &m,
-        T_INIT + 30,
-        observe(Observation::Dialed {
-            party: party(B),
-            call_sid: B_SID.into(),
-        }),
-    )
-    .machine;
+    let m = apply(&m, T_INIT + 30, dialed()).machine;
     // B answers: Twilio asks for the whisper; B presses 1.
-    let m = apply(
-        &m,
-        T_ANSWER - 500,
-        observe(Observation::PhoneAnswered {
-            party: party(B),
-            call_sid: B_SID.into(),
-        }),
-    )
-    .machine;
+    let m = apply(&m, T_ANSWER - 500, answered()).machine;
     let step = apply(&m, T_ANSWER, by(B, Command::AcceptTransfer));
     assert_eq!(transfer(&step.machine).status, TransferStatus::Briefing);
     assert!(
@@ -289,15 +289,7 @@ fn phone_target_failures_while_ringing_return_the_caller_to_a() {
     ];
     for (status, outcome, reason) in cases {
         let (m, _) = web_caller_phone_b_ringing(TransferMode::Warm);
-        let m = apply(
-            &m,
-            T_INIT + 30,
-            observe(Observation::Dialed {
-                party: party(B),
-                call_sid: B_SID.into(),
-            }),
-        )
-        .machine;
+        let m = apply(&m, T_INIT + 30, dialed()).machine;
         let step = apply(&m, T_ANSWER, leg_ended(party(B), Some(B_SID), status));
         let m = &step.machine;
         assert_eq!(transfer(m).status, outcome, "{status}");
@@ -351,15 +343,7 @@ fn a_failed_dial_request_rolls_back() {
 #[test]
 fn cancelling_while_b_rings_cancels_b_call_even_when_twilio_answers_the_dial_late() {
     let (m, _) = web_caller_phone_b_ringing(TransferMode::Warm);
-    let with_sid = apply(
-        &m,
-        T_INIT + 30,
-        observe(Observation::Dialed {
-            party: party(B),
-            call_sid: B_SID.into(),
-        }),
-    )
-    .machine;
+    let with_sid = apply(&m, T_INIT + 30, dialed()).machine;
     let step = apply(&with_sid, T_DONE, by(A, Command::CancelTransfer));
     assert_eq!(transfer(&step.machine).status, TransferStatus::Cancelled);
     assert!(twilio_effects(&step).contains(&&Effect::HangupPhone {
@@ -371,14 +355,7 @@ fn cancelling_while_b_rings_cancels_b_call_even_when_twilio_answers_the_dial_lat
     assert!(!twilio_effects(&step)
         .iter()
         .any(|e| matches!(e, Effect::HangupPhone { .. })));
-    let late = apply(
-        &step.machine,
-        T_DONE + 10,
-        observe(Observation::Dialed {
-            party: party(B),
-            call_sid: B_SID.into(),
-        }),
-    );
+    let late = apply(&step.machine, T_DONE + 10, dialed());
     assert_eq!(
         twilio_effects(&late),
         [&Effect::HangupPhone {
@@ -397,15 +374,7 @@ fn cancelling_while_b_rings_cancels_b_call_even_when_twilio_answers_the_dial_lat
 #[test]
 fn b_hanging_up_during_the_briefing_returns_the_caller_to_a() {
     let (m, _) = web_caller_phone_b_ringing(TransferMode::Warm);
-    let m = apply(
-        &m,
-        T_ANSWER - 500,
-        observe(Observation::PhoneAnswered {
-            party: party(B),
-            call_sid: B_SID.into(),
-        }),
-    )
-    .machine;
+    let m = apply(&m, T_ANSWER - 500, answered()).machine;
     let m = apply(&m, T_ANSWER, by(B, Command::AcceptTransfer)).machine;
     // An older leg's callback (another SID) is ignored.
     assert_noop(
@@ -439,24 +408,8 @@ fn a_phone_caller_hanging_up_while_held_ends_b_leg_and_releases_a() {
         label: CALLER.into(),
         hold: true,
     }));
-    let m = apply(
-        &step.machine,
-        T_INIT + 30,
-        observe(Observation::Dialed {
-            party: party(B),
-            call_sid: B_SID.into(),
-        }),
-    )
-    .machine;
-    let m = apply(
-        &m,
-        T_ANSWER,
-        observe(Observation::PhoneAnswered {
-            party: party(B),
-            call_sid: B_SID.into(),
-        }),
-    )
-    .machine;
+    let m = apply(&step.machine, T_INIT + 30, dialed()).machine;
+    let m = apply(&m, T_ANSWER, answered()).machine;
     let step = apply(
         &m,
         T_ANSWER + 10,
@@ -497,15 +450,7 @@ fn a_phone_caller_hanging_up_while_held_ends_b_leg_and_releases_a() {
 fn cold_transfer_of_a_phone_caller_to_a_phone_specialist() {
     let m = active_phone_call();
     let m = apply(&m, T_INIT, by(A, phone_initiate(TransferMode::Cold))).machine;
-    let m = apply(
-        &m,
-        T_ANSWER - 10,
-        observe(Observation::PhoneAnswered {
-            party: party(B),
-            call_sid: B_SID.into(),
-        }),
-    )
-    .machine;
+    let m = apply(&m, T_ANSWER - 10, answered()).machine;
     let step = apply(&m, T_ANSWER, by(B, Command::AcceptTransfer));
     let m = &step.machine;
     assert_eq!(transfer(m).status, TransferStatus::Completed);
@@ -539,15 +484,7 @@ fn cold_transfer_of_a_phone_caller_to_a_phone_specialist() {
 #[test]
 fn a_phone_arrival_that_never_comes_is_handled_by_the_deadline() {
     let (m, _) = web_caller_phone_b_ringing(TransferMode::Warm);
-    let m = apply(
-        &m,
-        T_INIT + 1,
-        observe(Observation::PhoneAnswered {
-            party: party(B),
-            call_sid: B_SID.into(),
-        }),
-    )
-    .machine;
+    let m = apply(&m, T_INIT + 1, answered()).machine;
     let m = apply(&m, T_ANSWER, by(B, Command::AcceptTransfer)).machine;
     assert!(m.timers.contains_key(&TimerKey::Arrival(party(B))));
     let step = apply(&m, T_ANSWER + MOVE, fire(TimerKey::Arrival(party(B))));
