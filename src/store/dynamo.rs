@@ -830,7 +830,7 @@ impl DynamoStore {
 
         // Whether it is open (for recovery).
         let open_key = HashMap::from([("callId".to_owned(), s(call_id))]);
-        if call.status == CallStatus::Ended {
+        if call.status.is_terminal() {
             let del = Delete::builder()
                 .table_name(&t.open_calls)
                 .set_key(Some(open_key))
@@ -1239,7 +1239,7 @@ impl Store for DynamoStore {
             .load_calls(&ids)
             .await?
             .into_iter()
-            .filter(|c| c.call.status != CallStatus::Ended)
+            .filter(|c| !c.call.status.is_terminal())
             .collect();
         calls.sort_by(|a, b| {
             (a.call.created_at, &a.call.call_id).cmp(&(b.call.created_at, &b.call.call_id))

@@ -525,7 +525,7 @@ fn apply_commit(txn: &WriteTransaction, commit: &CallCommit) -> Result<u64, Stor
         .or_backend(|| format!("{OP}: writing call {call_id}"))?;
 
     let mut unfinished = open_table!(txn, UNFINISHED_CALLS, OP);
-    if commit.call.status == CallStatus::Ended {
+    if commit.call.status.is_terminal() {
         unfinished
             .remove(call_id)
             .or_backend(|| format!("{OP}: unindexing finished call {call_id}"))?;

@@ -422,7 +422,7 @@ impl Summaries {
         let Some(stored) = store.get_call(call_id).await? else {
             return Ok(None);
         };
-        if stored.call.status == CallStatus::Ended {
+        if stored.call.status.is_terminal() {
             return Ok(None);
         }
         let count = store.list_transcripts_by_call(call_id).await?.len();
