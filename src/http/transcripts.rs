@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::calls::visible_call;
 use super::{check_id, check_text, principal, ApiError, AppState, Body, Principal};
 use crate::call::machine::{Input, Observation};
-use crate::model::{new_id, CallStatus, Summary, Transcript, TranscriptSource};
+use crate::model::{new_id, Summary, Transcript, TranscriptSource};
 
 /// Longest transcript chunk, in characters.
 pub const MAX_TRANSCRIPT_CHARS: usize = 10_000;

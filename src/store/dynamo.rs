@@ -68,9 +68,7 @@ use self::codec::{codec_err, from_item, get_i64, get_s, get_u64, item_size, n, s
 pub use self::tables::{TableAction, TableNames, TableReport, TABLE_VARS};
 use super::{CallCommit, Store, StoreError, StoredCall};
 use crate::config::Secret;
-use crate::model::{
-    Agent, Call, CallStatus, Event, Room, Summary, Transcript, Transfer, TransferStatus,
-};
+use crate::model::{Agent, Call, Event, Room, Summary, Transcript, Transfer, TransferStatus};
 
 /// DynamoDB's limit of writes in one `TransactWriteItems`.
 pub const MAX_TRANSACTION_ITEMS: usize = 100;

@@ -48,9 +48,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{CallCommit, Store, StoreError, StoredCall};
-use crate::model::{
-    Agent, Call, CallStatus, Event, Room, Summary, Transcript, Transfer, TransferStatus,
-};
+use crate::model::{Agent, Call, Event, Room, Summary, Transcript, Transfer, TransferStatus};
 
 /// The name of the database file inside the data directory.
 pub const DB_FILE_NAME: &str = "switchboard.redb";

@@ -19,7 +19,7 @@ use chrono::Utc;
 
 use crate::config::LlmConfig;
 use crate::model::{
-    new_id, Call, CallStatus, Sentiment, Summary, SummarySource, TokenUsage, Transcript, Urgency,
+    new_id, Call, Sentiment, Summary, SummarySource, TokenUsage, Transcript, Urgency,
 };
 use crate::store::{Store, StoreError};
 
