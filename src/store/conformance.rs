@@ -270,6 +270,7 @@ pub mod fixtures {
             expected_version: None,
             transfers: vec![],
             events: vec![],
+            open: !call.status.is_terminal(),
         }
     }
 
@@ -281,6 +282,7 @@ pub mod fixtures {
             expected_version: Some(version),
             transfers: vec![],
             events: vec![],
+            open: !call.status.is_terminal(),
         }
     }
 }
@@ -469,6 +471,7 @@ pub async fn call_create_starts_at_version_one(store: &dyn Store) {
             expected_version: None,
             transfers: vec![],
             events: vec![],
+            open: !call.status.is_terminal(),
         })
         .await
         .expect("commit_call create");
