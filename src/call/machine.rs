@@ -1887,7 +1887,7 @@ fn observe(tx: &mut Tx, obs: Observation) {
     if tx.m.call.status.is_terminal() {
         return outbound::after_end(tx, obs);
     }
-    let Some(obs) = outbound::observe_live(tx, obs) else {
+    let Err(obs) = outbound::observe_live(tx, obs) else {
         return;
     };
     match obs {

@@ -230,8 +230,8 @@ pub(super) fn create(call: Call, plan: OutboundPlan, timeouts: Timeouts, now: Mi
 }
 
 /// Observations only outbound calls receive, while the call is live. Returns the
-/// observation back when it is not one of them.
-pub(super) fn observe_live(tx: &mut Tx, obs: Observation) -> Option<Observation> {
+/// observation back (`Err`) when it is not one of them.
+pub(super) fn observe_live(tx: &mut Tx, obs: Observation) -> Result<(), Observation> {
     match obs {
         Observation::SipAnswered { sip_call_id } => {
             if matches!(tx.m.call.status, CallStatus::Dialing | CallStatus::Ringing) {
@@ -313,12 +313,12 @@ pub(super) fn observe_live(tx: &mut Tx, obs: Observation) -> Option<Observation>
         }
         other => return recording(tx, other),
     }
-    None
+    Ok(())
 }
 
 /// Recording observations and the end-of-call notice: they also arrive after the call ended.
-/// Returns the observation back when it is not one of them.
-pub(super) fn recording(tx: &mut Tx, obs: Observation) -> Option<Observation> {
+/// Returns the observation back (`Err`) when it is not one of them.
+pub(super) fn recording(tx: &mut Tx, obs: Observation) -> Result<(), Observation> {
     match obs {
         Observation::RecordingStarted { egress_id } => {
             let ended = tx.m.call.status.is_terminal();
@@ -339,14 +339,14 @@ pub(super) fn recording(tx: &mut Tx, obs: Observation) -> Option<Observation> {
             error,
         } => {
             let Some(r) = tx.m.call.recording.as_mut() else {
-                return None;
+                return Ok(());
             };
             if r.egress_id.as_deref().is_some_and(|e| e != egress_id) || r.status.is_terminal() {
-                return None; // another egress, or already settled
+                return Ok(()); // another egress, or already settled
             }
             let (before, after) = (r.status, status);
             if before == after && r.location == location {
-                return None;
+                return Ok(());
             }
             r.egress_id = Some(egress_id.clone());
             r.status = status;
@@ -374,10 +374,10 @@ pub(super) fn recording(tx: &mut Tx, obs: Observation) -> Option<Observation> {
         }
         Observation::RecordingRefused { error } => {
             let Some(r) = tx.m.call.recording.as_mut() else {
-                return None;
+                return Ok(());
             };
             if r.status.is_terminal() {
-                return None;
+                return Ok(());
             }
             r.status = RecordingStatus::Failed;
             r.error = Some(error.clone());
@@ -394,25 +394,25 @@ pub(super) fn recording(tx: &mut Tx, obs: Observation) -> Option<Observation> {
             key: TimerKey::Finish,
         } => {
             let Some(due) = tx.m.timers.get(&TimerKey::Finish).copied() else {
-                return None;
+                return Ok(());
             };
             if tx.now < due || !tx.m.call.status.is_terminal() {
-                return None;
+                return Ok(());
             }
             // Asked again later unless the actor confirms it was queued.
             tx.m.timers
                 .insert(TimerKey::Finish, tx.now + NOTIFY_RETRY_MS);
             tx.effects.push(Effect::NotifyEnded);
         }
-        other => return Some(other),
+        other => return Err(other),
     }
-    None
+    Ok(())
 }
 
 /// What may still happen after the call ended: recordings settling, the notice, and
 /// resources LiveKit reports too late (a dispatch or an answer after the end).
 pub(super) fn after_end(tx: &mut Tx, obs: Observation) {
-    let Some(obs) = recording(tx, obs) else {
+    let Err(obs) = recording(tx, obs) else {
         return;
     };
     match obs {
