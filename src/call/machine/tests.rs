@@ -3454,3 +3454,6 @@ fn transcript_chunks_reach_the_agents_only() {
 
 #[path = "phone_tests.rs"]
 mod phone;
+
+#[path = "outbound_tests.rs"]
+mod outbound_calls;
