@@ -2624,3 +2624,45 @@ async fn fault_switches_apply_to_the_new_services() {
         "started dropped, updated twice"
     );
 }
+
+#[actix_web::test]
+async fn the_official_python_sdk_drives_sip_dispatch_and_egress() {
+    let lk = fake();
+    lk.script_sip(
+        "+15550004860",
+        SipScript::Reject {
+            status: 486,
+            reason: "Busy Here".to_owned(),
+        },
+    );
+    let (code, stdout, stderr) = python_check(&["drive-services", &lk.url(), KEY, SECRET], "");
+    assert_eq!(code, 0, "the Python SDK failed against the fake: {stderr}");
+    let out: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert!(out["trunk"].as_str().expect("trunk").starts_with("ST_"));
+    assert_eq!(out["answered"]["identity"], "py-callee");
+    assert_eq!(out["answered"]["room"], "py-sip");
+    assert_eq!(out["busy"]["type"], "SipCallError", "{}", out["busy"]);
+    assert_eq!(out["busy"]["metadata"]["sip_status_code"], "486");
+    assert_eq!(out["busy"]["metadata"]["sip_status"], "Busy Here");
+    assert_eq!(out["dispatch"]["listed"], serde_json::json!(["py-agent"]));
+    assert_eq!(out["egress"]["stoppedStatus"], "EGRESS_ENDING");
+    assert_eq!(
+        out["egress"]["locations"],
+        serde_json::json!(["s3://py-bucket/py/rec.ogg"])
+    );
+    // What the SDK sent, as the fake saw it.
+    assert!(lk.sip_trunks().is_empty(), "the SDK deleted its trunk");
+    assert!(lk.dispatches("py-sip").is_empty());
+    assert!(lk.is_in_room("py-sip", "py-callee"));
+    assert!(!lk.is_in_room("py-sip", "py-busy"));
+    let requests = lk.egress_requests();
+    assert_eq!(requests.len(), 1);
+    assert!(requests[0].audio_only);
+    let failures: Vec<_> = lk
+        .requests()
+        .into_iter()
+        .filter(|r| r.status != 200)
+        .map(|r| (r.method, r.status))
+        .collect();
+    assert_eq!(failures, [("CreateSIPParticipant".to_owned(), 429)]);
+}
