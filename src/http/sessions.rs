@@ -51,6 +51,7 @@ async fn livekit_token(
             a.clone(),
             ParticipantRole::Agent,
         ),
+        (Principal::Org(_), _) => return Err(Principal::org_forbidden()),
         (Principal::Admin, None) => {
             return Err(ApiError::invalid(
                 "agentId",
