@@ -221,6 +221,7 @@ impl Application {
                 .configure(crate::metrics::routes)
                 .configure(http::keys::routes)
                 .configure(http::assistants::routes)
+                .configure(http::trunks::routes)
                 .service(web::resource("/ws").route(web::get().to(ws_route)));
             if static_dir.is_dir() {
                 app = app.service(

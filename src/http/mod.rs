@@ -11,6 +11,7 @@ pub mod rooms;
 pub mod sessions;
 pub mod transcripts;
 pub mod transfers;
+pub mod trunks;
 pub mod twilio;
 pub mod wallboard;
 
@@ -89,6 +90,9 @@ pub enum ApiError {
     /// A dependency is down; nothing was changed (503).
     #[error("{0}")]
     Unavailable(String),
+    /// A dependency answered, but refused or failed in a way the client cannot fix (502).
+    #[error("{0}")]
+    BadGateway(String),
     /// Our fault (500); details are logged, never returned.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -119,6 +123,7 @@ impl ApiError {
             ApiError::BadRequest { code, .. } => code,
             ApiError::Conflict { code, .. } => code,
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::BadGateway(_) => "bad_gateway",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -142,6 +147,7 @@ impl ResponseError for ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

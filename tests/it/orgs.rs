@@ -455,3 +455,159 @@ async fn assistants_belong_to_one_organisation_and_are_validated_and_versioned()
     let (s, _) = send(&app, Some(a_key), "DELETE", &path, None).await;
     assert_eq!(s, 404);
 }
+
+fn trunk_body() -> Value {
+    json!({
+        "name": "Twilio trunk",
+        "address": "acme.pstn.twilio.com",
+        "numbers": ["+15550100100"],
+        "authUsername": "acme-user",
+        "authPassword": "trunk-password-7f3a",
+        "transport": "tcp",
+    })
+}
+
+#[actix_web::test]
+async fn sip_trunks_go_to_livekit_with_the_password_which_is_never_stored_or_returned() {
+    let app = root_app().await;
+    let acme = make_key(&app, ROOT, "Acme", "ada", "admin").await;
+    let globex = make_key(&app, ROOT, "Globex", "gina", "member").await;
+    let (a_key, g_key) = (text(&acme, "apiKey"), text(&globex, "apiKey"));
+    for (method, path) in [
+        ("GET", "/api/sip/trunks"),
+        ("POST", "/api/sip/trunks"),
+        ("GET", "/api/sip/trunks/trunk-x"),
+        ("DELETE", "/api/sip/trunks/trunk-x"),
+    ] {
+        let (s, _) = send(&app, None, method, path, Some(trunk_body())).await;
+        assert_eq!(s, 401, "{method} {path}");
+        let (s, _) = send(
+            &app,
+            Some("sbk_000000000000000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+            method,
+            path,
+            Some(trunk_body()),
+        )
+        .await;
+        assert_eq!(s, 401, "{method} {path}");
+    }
+
+    let (s, t) = send(
+        &app,
+        Some(a_key),
+        "POST",
+        "/api/sip/trunks",
+        Some(trunk_body()),
+    )
+    .await;
+    assert_eq!(s, 201, "{t}");
+    assert_eq!(t["orgId"], "acme");
+    assert_eq!(t["hasPassword"], true);
+    assert_eq!(t["transport"], "tcp");
+    assert!(!t.to_string().contains("trunk-password-7f3a"), "{t}");
+    let lk_id = text(&t, "livekitTrunkId").to_string();
+    // The password reached LiveKit (the fake keeps the trunk as LiveKit would).
+    let in_lk = app
+        .livekit
+        .sip_trunks()
+        .into_iter()
+        .find(|x| x.sip_trunk_id == lk_id)
+        .expect("trunk in LiveKit");
+    assert_eq!(in_lk.auth_password, "trunk-password-7f3a");
+    assert_eq!(in_lk.auth_username, "acme-user");
+    assert_eq!(in_lk.address, "acme.pstn.twilio.com");
+    assert_eq!(in_lk.numbers, vec!["+15550100100".to_string()]);
+    let id = text(&t, "trunkId").to_string();
+    let path = format!("/api/sip/trunks/{id}");
+
+    // Never returned, never stored.
+    let (_, got) = send(&app, Some(a_key), "GET", &path, None).await;
+    assert_eq!(got, t);
+    let (_, listed) = send(&app, Some(ROOT), "GET", "/api/sip/trunks", None).await;
+    assert!(!listed.to_string().contains("trunk-password-7f3a"));
+    let file = std::fs::read(app.data_dir.path().join("switchboard.redb")).unwrap();
+    assert!(
+        !file.windows(19).any(|w| w == b"trunk-password-7f3a"),
+        "password in the store file"
+    );
+
+    // Another organisation: 404 and not listed.
+    for method in ["GET", "DELETE"] {
+        let (s, _) = send(&app, Some(g_key), method, &path, None).await;
+        assert_eq!(s, 404, "{method}");
+    }
+    let (_, g_list) = send(&app, Some(g_key), "GET", "/api/sip/trunks", None).await;
+    assert_eq!(g_list, json!([]));
+
+    // Validation names the field.
+    for (field, value, named) in [
+        ("address", json!("sip:acme@pstn.example"), "address"),
+        ("address", json!("https://pstn.example/x"), "address"),
+        ("numbers", json!(["5550100"]), "numbers"),
+        ("numbers", json!([]), "numbers"),
+        ("transport", json!("sctp"), "transport"),
+        ("name", json!(""), "name"),
+    ] {
+        let mut b = trunk_body();
+        b[field] = value.clone();
+        let (s, r) = send(&app, Some(a_key), "POST", "/api/sip/trunks", Some(b)).await;
+        assert_eq!(s, 400, "{field}={value}: {r}");
+        assert_eq!(r["code"], "invalid_field");
+        assert!(text(&r, "message").starts_with(named), "{r}");
+    }
+
+    // LiveKit refusing: 400 with its reason, or 502; down: 503. Nothing is stored.
+    let before = app.livekit.sip_trunks().len();
+    app.livekit.fail_next_twirp(&["invalid_argument"]);
+    let (s, r) = send(
+        &app,
+        Some(a_key),
+        "POST",
+        "/api/sip/trunks",
+        Some(trunk_body()),
+    )
+    .await;
+    assert_eq!(
+        (s, r["code"].as_str()),
+        (400, Some("livekit_refused")),
+        "{r}"
+    );
+    app.livekit.fail_next_twirp(&["permission_denied"]);
+    let (s, r) = send(
+        &app,
+        Some(a_key),
+        "POST",
+        "/api/sip/trunks",
+        Some(trunk_body()),
+    )
+    .await;
+    assert_eq!((s, r["code"].as_str()), (502, Some("bad_gateway")), "{r}");
+    app.livekit.set_api_down(true);
+    let (s, r) = send(
+        &app,
+        Some(a_key),
+        "POST",
+        "/api/sip/trunks",
+        Some(trunk_body()),
+    )
+    .await;
+    assert_eq!((s, r["code"].as_str()), (503, Some("unavailable")), "{r}");
+    // Deleting while LiveKit is down keeps the trunk.
+    let (s, _) = send(&app, Some(a_key), "DELETE", &path, None).await;
+    assert_eq!(s, 503);
+    app.livekit.set_api_down(false);
+    assert_eq!(app.livekit.sip_trunks().len(), before);
+    let (_, mine) = send(&app, Some(a_key), "GET", "/api/sip/trunks", None).await;
+    assert_eq!(mine.as_array().unwrap().len(), 1, "{mine}");
+
+    // Delete: gone from LiveKit and from here.
+    let (s, _) = send(&app, Some(a_key), "DELETE", &path, None).await;
+    assert_eq!(s, 204);
+    assert!(app
+        .livekit
+        .sip_trunks()
+        .iter()
+        .all(|x| x.sip_trunk_id != lk_id));
+    let (s, _) = send(&app, Some(a_key), "GET", &path, None).await;
+    assert_eq!(s, 404);
+}
