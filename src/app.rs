@@ -208,6 +208,8 @@ impl Application {
                     http::meta::method_not_allowed,
                 ))
                 .wrap(actix_web::middleware::Logger::new("%m %U %s %Dms").exclude("/health"))
+                // Organisation API keys (src/org.rs) are looked up before the handlers run.
+                .wrap(actix_web::middleware::from_fn(http::resolve_org_key))
                 .app_data(data.clone())
                 .app_data(ws.clone())
                 .configure(http::configure_extractors)
@@ -222,6 +224,9 @@ impl Application {
                 .configure(http::twilio::routes)
                 .configure(http::wallboard::routes)
                 .configure(crate::metrics::routes)
+                .configure(http::keys::routes)
+                .configure(http::assistants::routes)
+                .configure(http::trunks::routes)
                 .service(web::resource("/ws").route(web::get().to(ws_route)));
             if static_dir.is_dir() {
                 app = app.service(

@@ -614,7 +614,7 @@ fn store_config(get: &dyn Fn(&str) -> Option<String>) -> Result<StoreConfig, Con
                 .unwrap_or_else(|| (*default).to_owned())
         })
         .collect();
-    let mut names = [""; 9];
+    let mut names = [""; TABLE_VARS.len()];
     for (i, ((var, _), value)) in TABLE_VARS.iter().zip(&values).enumerate() {
         check_table_name(&format!("{prefix}{value}"))
             .map_err(|message| ConfigError::Invalid { name: var, message })?;

@@ -13,6 +13,7 @@
 //! - [`auth`]: session tokens and API keys. [`config`]: settings. [`app`]: startup.
 //! - [`metrics`]: `GET /metrics` (Prometheus). [`shutdown`]: graceful stop on SIGTERM/SIGINT.
 //!   [`logging`]: text or JSON logs, and the span of each call.
+//! - [`org`]: organisations' API keys, AI assistants (and their prompt templates), SIP trunks.
 
 #![warn(missing_docs)]
 
@@ -26,6 +27,7 @@ pub mod logging;
 pub mod media;
 pub mod metrics;
 pub mod model;
+pub mod org;
 pub mod shutdown;
 pub mod store;
 pub mod summary;

@@ -375,6 +375,69 @@ impl Store for MeteredStore {
     async fn events_since(&self, call_id: &str, after_seq: u64) -> Result<Vec<Event>, StoreError> {
         counted(self.0.events_since(call_id, after_seq).await)
     }
+    // ---- Organisations (src/org.rs) ----
+    async fn create_api_key(&self, key: &crate::org::ApiKeyRecord) -> Result<(), StoreError> {
+        counted(self.0.create_api_key(key).await)
+    }
+    async fn get_api_key(
+        &self,
+        key_id: &str,
+    ) -> Result<Option<crate::org::ApiKeyRecord>, StoreError> {
+        counted(self.0.get_api_key(key_id).await)
+    }
+    async fn list_api_keys(
+        &self,
+        org_id: Option<&str>,
+    ) -> Result<Vec<crate::org::ApiKeyRecord>, StoreError> {
+        counted(self.0.list_api_keys(org_id).await)
+    }
+    async fn revoke_api_key(
+        &self,
+        key_id: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<crate::org::ApiKeyRecord, StoreError> {
+        counted(self.0.revoke_api_key(key_id, at).await)
+    }
+    async fn create_assistant(
+        &self,
+        a: &crate::org::Assistant,
+    ) -> Result<crate::org::Assistant, StoreError> {
+        counted(self.0.create_assistant(a).await)
+    }
+    async fn get_assistant(&self, id: &str) -> Result<Option<crate::org::Assistant>, StoreError> {
+        counted(self.0.get_assistant(id).await)
+    }
+    async fn list_assistants(
+        &self,
+        org_id: Option<&str>,
+    ) -> Result<Vec<crate::org::Assistant>, StoreError> {
+        counted(self.0.list_assistants(org_id).await)
+    }
+    async fn update_assistant(
+        &self,
+        a: &crate::org::Assistant,
+    ) -> Result<crate::org::Assistant, StoreError> {
+        counted(self.0.update_assistant(a).await)
+    }
+    async fn delete_assistant(&self, id: &str) -> Result<bool, StoreError> {
+        counted(self.0.delete_assistant(id).await)
+    }
+    async fn create_sip_trunk(&self, t: &crate::org::SipTrunk) -> Result<(), StoreError> {
+        counted(self.0.create_sip_trunk(t).await)
+    }
+    async fn get_sip_trunk(&self, id: &str) -> Result<Option<crate::org::SipTrunk>, StoreError> {
+        counted(self.0.get_sip_trunk(id).await)
+    }
+    async fn list_sip_trunks(
+        &self,
+        org_id: Option<&str>,
+    ) -> Result<Vec<crate::org::SipTrunk>, StoreError> {
+        counted(self.0.list_sip_trunks(org_id).await)
+    }
+    async fn delete_sip_trunk(&self, id: &str) -> Result<bool, StoreError> {
+        counted(self.0.delete_sip_trunk(id).await)
+    }
+    // ---- end of organisations ----
 }
 
 #[cfg(test)]

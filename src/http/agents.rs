@@ -126,6 +126,7 @@ async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespon
         Principal::Caller(_) => {
             return Err(ApiError::Forbidden("callers cannot list agents".into()))
         }
+        Principal::Org(_) => return Err(Principal::org_forbidden()),
     }
     let presence = presence(&state).await;
     let agents: Vec<AgentView> = state

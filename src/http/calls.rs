@@ -139,6 +139,7 @@ pub fn can_see(who: &Principal, m: &CallMachine) -> bool {
         Principal::Admin => true,
         Principal::Agent(a) => m.involves_agent(a),
         Principal::Caller(c) => *c == m.call.call_id,
+        Principal::Org(_) => false,
     }
 }
 
@@ -171,6 +172,7 @@ pub fn acting_agent(who: &Principal, named: Option<&str>, field: &str) -> Result
             "is required with the management key",
         )),
         (Principal::Caller(_), _) => Err(ApiError::Forbidden("callers cannot do this".into())),
+        (Principal::Org(_), _) => Err(Principal::org_forbidden()),
     }
 }
 
@@ -315,6 +317,7 @@ async fn patch(
         Principal::Caller(_) => {
             return Err(ApiError::Forbidden("callers cannot change the call".into()))
         }
+        Principal::Org(_) => return Err(Principal::org_forbidden()),
     };
     let _ = m;
     let cmd = Command::UpdateDetails {
@@ -442,6 +445,7 @@ async fn hangup(
         Principal::Agent(a) => Actor::Agent(a.clone()),
         Principal::Caller(c) if *c == call_id => Actor::Caller,
         Principal::Caller(_) => return Err(ApiError::not_found("call", call_id)),
+        Principal::Org(_) => return Err(Principal::org_forbidden()),
     };
     let m = state
         .execute(

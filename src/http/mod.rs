@@ -2,13 +2,16 @@
 //! to JSON `{code, message}`, and the routes of each resource.
 
 pub mod agents;
+pub mod assistants;
 pub mod calls;
+pub mod keys;
 pub mod livekit_webhook;
 pub mod meta;
 pub mod rooms;
 pub mod sessions;
 pub mod transcripts;
 pub mod transfers;
+pub mod trunks;
 pub mod twilio;
 pub mod wallboard;
 
@@ -16,7 +19,7 @@ use std::sync::Arc;
 
 use actix::Addr;
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::auth::SessionKeys;
@@ -87,6 +90,9 @@ pub enum ApiError {
     /// A dependency is down; nothing was changed (503).
     #[error("{0}")]
     Unavailable(String),
+    /// A dependency answered, but refused or failed in a way the client cannot fix (502).
+    #[error("{0}")]
+    BadGateway(String),
     /// Our fault (500); details are logged, never returned.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -117,6 +123,7 @@ impl ApiError {
             ApiError::BadRequest { code, .. } => code,
             ApiError::Conflict { code, .. } => code,
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::BadGateway(_) => "bad_gateway",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -140,6 +147,7 @@ impl ResponseError for ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -214,9 +222,49 @@ pub enum Principal {
     Agent(String),
     /// A caller with a session token; reaches one call only.
     Caller(String),
+    /// An organisation's API key (`sbk_...`): its own keys, assistants and trunks only.
+    Org(OrgKey),
+}
+
+/// A verified organisation API key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgKey {
+    /// The key's id.
+    pub key_id: String,
+    /// Its organisation.
+    pub org_id: String,
+    /// What it may do there.
+    pub role: crate::org::KeyRole,
 }
 
 impl Principal {
+    /// The organisation of an organisation key; `None` for everyone else (the root key
+    /// included: it belongs to no organisation).
+    pub fn org_id(&self) -> Option<&str> {
+        match self {
+            Principal::Org(k) => Some(&k.org_id),
+            _ => None,
+        }
+    }
+
+    /// Fails (403) unless this is the root key or an organisation key.
+    pub fn require_org_or_admin(&self) -> Result<(), ApiError> {
+        match self {
+            Principal::Admin | Principal::Org(_) => Ok(()),
+            _ => Err(ApiError::Forbidden(
+                "this endpoint needs an API key (x-api-key)".into(),
+            )),
+        }
+    }
+
+    /// The 403 of an endpoint that organisation keys may not use (yet).
+    pub fn org_forbidden() -> ApiError {
+        ApiError::Forbidden(
+            "organisation API keys cannot use this endpoint; it needs the management API key"
+                .into(),
+        )
+    }
+
     /// Fails unless this is management.
     pub fn require_admin(&self) -> Result<(), ApiError> {
         match self {
@@ -245,10 +293,90 @@ fn cross_site(req: &HttpRequest) -> bool {
     }
 }
 
-/// Works out who is asking: `x-api-key`, then `Authorization: Bearer <session token>`, then
-/// (with no key configured) a local client.
+/// Works out who is asking, for every endpoint that organisation keys may not use: as
+/// [`authenticate`], but a valid organisation key is refused with 403 `forbidden` (it never
+/// gets management power).
 pub fn principal(req: &HttpRequest, state: &AppState) -> Result<Principal, ApiError> {
+    match authenticate(req, state)? {
+        Principal::Org(_) => Err(Principal::org_forbidden()),
+        other => Ok(other),
+    }
+}
+
+/// What [`resolve_org_key`] found for the request's organisation key.
+#[derive(Debug, Clone)]
+enum OrgKeyCheck {
+    /// The key is stored, not revoked, and its secret matches.
+    Valid(OrgKey),
+    /// Unknown, revoked, malformed or wrong secret (401 with this message).
+    Refused(&'static str),
+    /// The store could not be read (503).
+    Unavailable,
+}
+
+/// Middleware: when `x-api-key` holds an organisation key (`sbk_...`, not the root key), looks
+/// it up in the store (every request: a revoked key is refused at once) and leaves the result
+/// for [`authenticate`], which stays synchronous.
+pub async fn resolve_org_key(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let presented = header(req.request(), "x-api-key").map(str::to_owned);
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    if let (Some(key), Some(state)) = (presented, state) {
+        let root =
+            matches!(&state.config.management, ManagementAccess::ApiKey(e) if e.matches(&key));
+        if !root && crate::org::looks_like_key(&key) {
+            let check = check_org_key(&state, &key).await;
+            req.extensions_mut().insert(check);
+        }
+    }
+    next.call(req).await
+}
+
+async fn check_org_key(state: &AppState, text: &str) -> OrgKeyCheck {
+    let Some((key_id, secret)) = crate::org::parse_key(text) else {
+        return OrgKeyCheck::Refused("invalid API key");
+    };
+    match state.store.get_api_key(key_id).await {
+        Ok(Some(k)) if k.secret_matches(secret) => {
+            if k.revoked_at.is_some() {
+                OrgKeyCheck::Refused("this API key has been revoked")
+            } else {
+                OrgKeyCheck::Valid(OrgKey {
+                    key_id: k.key_id,
+                    org_id: k.org_id,
+                    role: k.role,
+                })
+            }
+        }
+        Ok(_) => OrgKeyCheck::Refused("invalid API key"),
+        Err(e) => {
+            tracing::error!(error = %e, "reading an API key failed");
+            OrgKeyCheck::Unavailable
+        }
+    }
+}
+
+/// Works out who is asking: `x-api-key` (the root key is management, an organisation key is
+/// [`Principal::Org`]), then `Authorization: Bearer <session token>`, then (with no key
+/// configured) a local client.
+pub fn authenticate(req: &HttpRequest, state: &AppState) -> Result<Principal, ApiError> {
     if let Some(key) = header(req, "x-api-key") {
+        let root =
+            matches!(&state.config.management, ManagementAccess::ApiKey(e) if e.matches(key));
+        if !root && crate::org::looks_like_key(key) {
+            return match req.extensions().get::<OrgKeyCheck>() {
+                Some(OrgKeyCheck::Valid(k)) => Ok(Principal::Org(k.clone())),
+                Some(OrgKeyCheck::Refused(m)) => Err(ApiError::Unauthorized((*m).into())),
+                Some(OrgKeyCheck::Unavailable) => Err(ApiError::Unavailable(
+                    "API keys cannot be checked right now (storage is unavailable)".into(),
+                )),
+                None => Err(ApiError::Internal(
+                    "organisation keys are not resolved: resolve_org_key is not installed".into(),
+                )),
+            };
+        }
         return match &state.config.management {
             ManagementAccess::ApiKey(expected) if expected.matches(key) => Ok(Principal::Admin),
             ManagementAccess::ApiKey(_) => Err(ApiError::Unauthorized("invalid API key".into())),
@@ -523,6 +651,41 @@ impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for Body<T
                 message: format!("could not read the body: {e}"),
             })?;
             read_object(ct, &bytes).map(Body)
+        })
+    }
+}
+
+/// A JSON body read before the handler but parsed by it ([`LateBody::parse`]), so that
+/// the handler authenticates first: a request without a valid key is 401 whatever its body.
+#[derive(Debug)]
+pub struct LateBody {
+    content_type: Option<String>,
+    bytes: Result<web::Bytes, String>,
+}
+
+impl LateBody {
+    /// Parses the body exactly as [`Body`] does.
+    pub fn parse<T: serde::de::DeserializeOwned>(self) -> Result<T, ApiError> {
+        let bytes = self.bytes.map_err(|e| ApiError::BadRequest {
+            code: "invalid_request",
+            message: format!("could not read the body: {e}"),
+        })?;
+        read_object(self.content_type, &bytes)
+    }
+}
+
+impl actix_web::FromRequest for LateBody {
+    type Error = ApiError;
+    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let content_type = content_type(req);
+        let bytes = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            Ok(LateBody {
+                content_type,
+                bytes: bytes.await.map_err(|e| e.to_string()),
+            })
         })
     }
 }

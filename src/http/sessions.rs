@@ -51,6 +51,7 @@ async fn livekit_token(
             a.clone(),
             ParticipantRole::Agent,
         ),
+        (Principal::Org(_), _) => return Err(Principal::org_forbidden()),
         (Principal::Admin, None) => {
             return Err(ApiError::invalid(
                 "agentId",
@@ -125,6 +126,7 @@ fn to_client(e: ApiError) -> ClientError {
         ApiError::BadRequest { code, .. } => code,
         ApiError::Unauthorized(_) => "unauthorized",
         ApiError::Unavailable(_) => "unavailable",
+        ApiError::BadGateway(_) => "bad_gateway",
         ApiError::Internal(_) => "internal",
     };
     ClientError::new(code, e.to_string())

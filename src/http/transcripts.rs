@@ -198,6 +198,7 @@ async fn create_transcript(
     visible_call(&state, &who, &body.call_id).await?;
     let speaker = match (&who, body.speaker) {
         (Principal::Caller(_), _) => "caller".to_string(),
+        (Principal::Org(_), _) => return Err(Principal::org_forbidden()),
         (_, Some(s)) => {
             check_text("speaker", &s, 1, 100)?;
             s

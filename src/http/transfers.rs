@@ -247,6 +247,7 @@ async fn load_visible(
             "you are not part of transfer {transfer_id}"
         ))),
         Principal::Caller(_) => Err(ApiError::not_found("transfer", transfer_id)),
+        Principal::Org(_) => Err(Principal::org_forbidden()),
     }
 }
 
@@ -289,6 +290,7 @@ async fn list(
         Principal::Caller(_) => {
             return Err(ApiError::Forbidden("callers cannot list transfers".into()))
         }
+        Principal::Org(_) => return Err(Principal::org_forbidden()),
     };
     Ok(HttpResponse::Ok().json(visible))
 }

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::model::{Agent, Call, Event, Room, Summary, Transcript, Transfer, TransferStatus};
+use crate::org::{ApiKeyRecord, Assistant, SipTrunk};
 
 /// Errors every backend maps its own failures into; no backend type leaks past the store.
 #[derive(Debug, thiserror::Error)]
@@ -162,4 +163,43 @@ pub trait Store: Send + Sync + 'static {
 
     /// Events of a call with `seq > after_seq`, in `seq` order.
     async fn events_since(&self, call_id: &str, after_seq: u64) -> Result<Vec<Event>, StoreError>;
+
+    // ---- Organisations (src/org.rs): API keys, assistants, SIP trunks ----
+
+    /// Stores a new API key; `AlreadyExists` if the id is taken.
+    async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;
+    /// Reads an API key by id (revoked ones too).
+    async fn get_api_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
+    /// API keys of one organisation (`Some`) or of all (`None`), by `createdAt` then id.
+    async fn list_api_keys(&self, org_id: Option<&str>) -> Result<Vec<ApiKeyRecord>, StoreError>;
+    /// Marks a key revoked at `at` (a key revoked already keeps its first time); returns it.
+    /// `NotFound` if there is no such key.
+    async fn revoke_api_key(
+        &self,
+        key_id: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<ApiKeyRecord, StoreError>;
+
+    /// Stores a new assistant with version 1; `AlreadyExists` if the id is taken.
+    async fn create_assistant(&self, assistant: &Assistant) -> Result<Assistant, StoreError>;
+    /// Reads an assistant.
+    async fn get_assistant(&self, assistant_id: &str) -> Result<Option<Assistant>, StoreError>;
+    /// Assistants of one organisation (`Some`) or of all (`None`), by `createdAt` then id.
+    async fn list_assistants(&self, org_id: Option<&str>) -> Result<Vec<Assistant>, StoreError>;
+    /// Replaces an assistant if its stored version equals `assistant.version`; returns it
+    /// with the version bumped. `NotFound` or `VersionConflict` otherwise.
+    async fn update_assistant(&self, assistant: &Assistant) -> Result<Assistant, StoreError>;
+    /// Deletes an assistant; whether it existed.
+    async fn delete_assistant(&self, assistant_id: &str) -> Result<bool, StoreError>;
+
+    /// Stores a new SIP trunk; `AlreadyExists` if the id is taken.
+    async fn create_sip_trunk(&self, trunk: &SipTrunk) -> Result<(), StoreError>;
+    /// Reads a SIP trunk.
+    async fn get_sip_trunk(&self, trunk_id: &str) -> Result<Option<SipTrunk>, StoreError>;
+    /// Trunks of one organisation (`Some`) or of all (`None`), by `createdAt` then id.
+    async fn list_sip_trunks(&self, org_id: Option<&str>) -> Result<Vec<SipTrunk>, StoreError>;
+    /// Deletes a SIP trunk; whether it existed.
+    async fn delete_sip_trunk(&self, trunk_id: &str) -> Result<bool, StoreError>;
+
+    // ---- end of organisations ----
 }

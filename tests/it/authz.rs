@@ -386,3 +386,340 @@ async fn every_endpoint_and_the_websocket_refuse_or_serve_each_party_as_document
         failures.join("\n")
     );
 }
+
+// ---- Organisation API keys (issue 7) ----
+
+/// Who asks, for the organisation rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum OrgWho {
+    Anonymous,
+    Agent,
+    Caller,
+    Root,
+    /// An `admin` key of organisation `acme`, which owns the assistant and the trunk.
+    OwnAdmin,
+    /// A `member` key of `acme`.
+    OwnMember,
+    /// An `admin` key of organisation `globex`.
+    OtherAdmin,
+}
+
+/// Organisation keys never get management power: every existing endpoint answers them 403
+/// (`/health` and the OpenAPI document are public; `/ws` takes session tokens only). The new
+/// endpoints: 401 without a valid key, 403 for session tokens, 404 across organisations.
+#[actix_web::test]
+async fn organisation_keys_reach_their_own_organisation_and_nothing_else() {
+    use OrgWho::*;
+    let app = spawn_app_with(TestOptions {
+        api_key: Some(KEY.into()),
+        ..Default::default()
+    })
+    .await;
+    let agent = app.agent("alice").await;
+    let created = app.create_call(Some("alice")).await;
+    let call = created["call"]["callId"].as_str().unwrap().to_string();
+    let caller = created["callerToken"].as_str().unwrap().to_string();
+    let mut keys = std::collections::HashMap::new();
+    for (who, org, role) in [
+        (OwnAdmin, "Acme", "admin"),
+        (OwnMember, "Acme", "member"),
+        (OtherAdmin, "Globex", "admin"),
+    ] {
+        let r = app
+            .post(
+                "/api/keys",
+                None,
+                json!({"userName": "u", "orgName": org, "userEmail": "u@example.com", "role": role}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        keys.insert(who, r.body["apiKey"].as_str().unwrap().to_string());
+    }
+    let send = |who: OrgWho, method: &'static str, path: String, body: Option<Value>| {
+        let url = format!("{}{}", app.address, path);
+        let mut req = app.http.request(method.parse().unwrap(), url);
+        req = match who {
+            Anonymous => req,
+            Agent => req.bearer_auth(&agent),
+            Caller => req.bearer_auth(&caller),
+            Root => req.header("x-api-key", KEY),
+            k => req.header("x-api-key", &keys[&k]),
+        };
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        async move { req.send().await.expect("request sent").status().as_u16() }
+    };
+    let mut failures = vec![];
+
+    // Every existing endpoint: 403 for both roles of organisation keys.
+    let existing: Vec<(&'static str, String, Option<Value>)> = vec![
+        ("GET", "/metrics".into(), None),
+        ("GET", "/api/wallboard".into(), None),
+        ("GET", "/api/wallboard/events".into(), None),
+        ("GET", "/api/agents".into(), None),
+        (
+            "POST",
+            "/api/agents".into(),
+            Some(json!({"agentId": "zed", "name": "Zed"})),
+        ),
+        ("GET", "/api/agents/alice".into(), None),
+        (
+            "PATCH",
+            "/api/agents/alice".into(),
+            Some(json!({"name": "Alice"})),
+        ),
+        ("POST", "/api/agents/alice/token".into(), Some(json!({}))),
+        (
+            "POST",
+            "/api/calls".into(),
+            Some(json!({"callerName": "X", "reason": "y"})),
+        ),
+        ("GET", "/api/calls/agent/alice".into(), None),
+        ("GET", format!("/api/calls/{call}"), None),
+        (
+            "PATCH",
+            format!("/api/calls/{call}"),
+            Some(json!({"reason": "billing"})),
+        ),
+        ("GET", "/api/transfers".into(), None),
+        ("GET", "/api/transfers/tr-x".into(), None),
+        ("POST", "/api/transfers/tr-x/accept".into(), Some(json!({}))),
+        (
+            "POST",
+            "/api/transfers/initiate".into(),
+            Some(json!({"callId": call, "agentBId": "bob", "mode": "warm"})),
+        ),
+        (
+            "POST",
+            "/api/transcripts".into(),
+            Some(json!({"callId": call, "text": "hi"})),
+        ),
+        ("GET", format!("/api/transcripts/call/{call}"), None),
+        ("GET", "/api/transcripts/tx-x".into(), None),
+        (
+            "POST",
+            "/api/summaries".into(),
+            Some(json!({"callId": call, "summaryText": "s"})),
+        ),
+        ("GET", format!("/api/summaries/call/{call}"), None),
+        ("GET", "/api/summaries/su-x".into(), None),
+        ("POST", "/api/rooms".into(), Some(json!({}))),
+        ("GET", "/api/rooms/room-x".into(), None),
+        ("POST", "/api/tokens".into(), Some(json!({"callId": call}))),
+        ("POST", format!("/api/calls/{call}/accept"), Some(json!({}))),
+        ("POST", format!("/api/calls/{call}/hold"), Some(json!({}))),
+        ("POST", format!("/api/calls/{call}/mute"), Some(json!({}))),
+        ("POST", format!("/api/calls/{call}/hangup"), Some(json!({}))),
+    ];
+    for (method, path, body) in existing {
+        for who in [OwnAdmin, OwnMember] {
+            let got = send(who, method, path.clone(), body.clone()).await;
+            if got != 403 {
+                failures.push(format!(
+                    "{method} {path} as {who:?}: expected 403, got {got}"
+                ));
+            }
+        }
+    }
+    for path in ["/health", "/api/openapi.json"] {
+        assert_eq!(
+            send(OwnAdmin, "GET", path.into(), None).await,
+            200,
+            "{path}"
+        );
+    }
+    let ws = awc::Client::new()
+        .ws(format!("ws://127.0.0.1:{}/ws", app.port))
+        .header("x-api-key", keys[&OwnAdmin].as_str());
+    match ws.connect().await {
+        Err(awc::error::WsClientError::InvalidResponseStatus(s)) => assert_eq!(s.as_u16(), 401),
+        Ok((resp, _)) => panic!("an organisation key opened /ws: {}", resp.status()),
+        Err(e) => panic!("websocket connect failed: {e}"),
+    }
+
+    // The new endpoints, cell by cell in the order given (refusals before changes).
+    let r = send(
+        OwnMember,
+        "POST",
+        "/api/assistants".into(),
+        Some(json!({
+        "name": "A", "prompt": "p", "tts": {"provider": "openai"}})),
+    )
+    .await;
+    assert_eq!(r, 201);
+    let list = app
+        .http
+        .get(format!("{}/api/assistants?orgId=acme", app.address))
+        .header("x-api-key", KEY)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let assistant = list[0]["assistantId"].as_str().unwrap().to_string();
+    let trunk = app
+        .http
+        .post(format!("{}/api/sip/trunks", app.address))
+        .header("x-api-key", keys[&OwnAdmin].as_str())
+        .json(&json!({"name": "T", "address": "pstn.example.com", "numbers": ["+15550100123"]}))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let trunk = trunk["trunkId"]
+        .as_str()
+        .expect("trunk created")
+        .to_string();
+    let own_key_id = {
+        let v = app
+            .http
+            .get(format!("{}/api/keys?orgId=acme", app.address))
+            .header("x-api-key", KEY)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["role"] == "member")
+            .unwrap()["keyId"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let a_body = || Some(json!({"name": "B", "prompt": "p", "tts": {"provider": "openai"}}));
+    let k_body = || Some(json!({"userName": "n", "orgName": "Acme", "userEmail": "n@example.com"}));
+    let refused = [(Anonymous, 401), (Agent, 403), (Caller, 403)];
+    type OrgRow = (&'static str, String, Option<Value>, Vec<(OrgWho, u16)>);
+    let with = |extra: Vec<(OrgWho, u16)>| refused.iter().copied().chain(extra).collect::<Vec<_>>();
+    let rows: Vec<OrgRow> = vec![
+        (
+            "GET",
+            "/api/keys".into(),
+            None,
+            with(vec![
+                (Root, 200),
+                (OwnAdmin, 200),
+                (OwnMember, 403),
+                (OtherAdmin, 200),
+            ]),
+        ),
+        (
+            "POST",
+            "/api/keys".into(),
+            k_body(),
+            with(vec![
+                (Root, 201),
+                (OwnAdmin, 201),
+                (OwnMember, 403),
+                (OtherAdmin, 403),
+            ]),
+        ),
+        (
+            "GET",
+            "/api/assistants".into(),
+            None,
+            with(vec![
+                (Root, 200),
+                (OwnAdmin, 200),
+                (OwnMember, 200),
+                (OtherAdmin, 200),
+            ]),
+        ),
+        (
+            "POST",
+            "/api/assistants".into(),
+            a_body(),
+            with(vec![
+                (Root, 400),
+                (OwnAdmin, 201),
+                (OwnMember, 201),
+                (OtherAdmin, 201),
+            ]),
+        ),
+        (
+            "GET",
+            format!("/api/assistants/{assistant}"),
+            None,
+            with(vec![
+                (Root, 200),
+                (OwnAdmin, 200),
+                (OwnMember, 200),
+                (OtherAdmin, 404),
+            ]),
+        ),
+        (
+            "PATCH",
+            format!("/api/assistants/{assistant}"),
+            Some(json!({"name": "C"})),
+            with(vec![
+                (OtherAdmin, 404),
+                (Root, 200),
+                (OwnAdmin, 200),
+                (OwnMember, 200),
+            ]),
+        ),
+        (
+            "GET",
+            "/api/sip/trunks".into(),
+            None,
+            with(vec![
+                (Root, 200),
+                (OwnAdmin, 200),
+                (OwnMember, 200),
+                (OtherAdmin, 200),
+            ]),
+        ),
+        (
+            "GET",
+            format!("/api/sip/trunks/{trunk}"),
+            None,
+            with(vec![
+                (Root, 200),
+                (OwnAdmin, 200),
+                (OwnMember, 200),
+                (OtherAdmin, 404),
+            ]),
+        ),
+        (
+            "DELETE",
+            format!("/api/sip/trunks/{trunk}"),
+            None,
+            with(vec![(OtherAdmin, 404), (OwnMember, 204), (OwnAdmin, 404)]),
+        ),
+        (
+            "DELETE",
+            format!("/api/assistants/{assistant}"),
+            None,
+            with(vec![(OtherAdmin, 404), (OwnAdmin, 204), (Root, 404)]),
+        ),
+        (
+            "DELETE",
+            format!("/api/keys/{own_key_id}"),
+            None,
+            with(vec![(OtherAdmin, 404), (OwnAdmin, 204), (OwnMember, 401)]),
+        ),
+    ];
+    for (method, path, body, cells) in rows {
+        for (who, expected) in cells {
+            let got = send(who, method, path.clone(), body.clone()).await;
+            if got != expected {
+                failures.push(format!(
+                    "{method} {path} as {who:?}: expected {expected}, got {got}"
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "organisation keys:\n{}",
+        failures.join("\n")
+    );
+}

@@ -14,6 +14,7 @@ mod flows;
 mod hostile;
 mod lifecycle;
 mod livekit_fake;
+mod orgs;
 mod races;
 mod recovery;
 mod resources;

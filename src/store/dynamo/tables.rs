@@ -13,9 +13,11 @@
 //! | `Events`             | `callId` (S), `seq` (N)     |                                                           |
 //! | `CallAgents`         | `agentId` (S), `callId` (S) |                                                           |
 //! | `OpenCalls`          | `callId` (S)                |                                                           |
+//! | `OrgRecords`         | `recordId` (S)              | `orgId-index` (`orgId`; KEYS_ONLY)                         |
 //!
-//! The first six are seed 000's tables with its index names; the last three are the
-//! switchboard's own. New tables are created on demand (`PAY_PER_REQUEST`). An existing table
+//! The first six are seed 000's tables with its index names; the others are the
+//! switchboard's own (`OrgRecords`: organisations' API keys, assistants and SIP trunks, see
+//! `org` in the store). New tables are created on demand (`PAY_PER_REQUEST`). An existing table
 //! (a seed 000 deployment) is kept: its key schema is checked, and the indexes it lacks are
 //! added one at a time with `UpdateTable` (a `PROVISIONED` table's new index gets the
 //! table's throughput).
@@ -36,8 +38,11 @@ use crate::store::StoreError;
 /// to a big existing table is backfilled first, which can take a while).
 pub const ACTIVE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
+/// How many tables the store uses.
+pub const TABLE_COUNT: usize = 10;
+
 /// The environment variables naming the tables, their defaults, and seed 000's among them.
-pub const TABLE_VARS: [(&str, &str); 9] = [
+pub const TABLE_VARS: [(&str, &str); TABLE_COUNT] = [
     ("DYNAMODB_TABLE_CALLS", "Calls"),
     ("DYNAMODB_TABLE_TRANSCRIPTS", "Transcripts"),
     ("DYNAMODB_TABLE_SUMMARIES", "Summaries"),
@@ -47,6 +52,7 @@ pub const TABLE_VARS: [(&str, &str); 9] = [
     ("DYNAMODB_TABLE_EVENTS", "Events"),
     ("DYNAMODB_TABLE_CALL_AGENTS", "CallAgents"),
     ("DYNAMODB_TABLE_OPEN_CALLS", "OpenCalls"),
+    ("DYNAMODB_TABLE_ORG_RECORDS", "OrgRecords"),
 ];
 
 /// The full names (prefix included) of the store's tables.
@@ -70,11 +76,14 @@ pub struct TableNames {
     pub call_agents: String,
     /// The calls that are not `ended`, keyed `callId`.
     pub open_calls: String,
+    /// Organisations' API keys, assistants and SIP trunks, keyed `recordId`
+    /// (`<kind>#<id>`).
+    pub org_records: String,
 }
 
 impl TableNames {
     /// Builds the names from one name per [`TABLE_VARS`] entry (same order) and a prefix.
-    pub fn from_parts(prefix: &str, names: [&str; 9]) -> TableNames {
+    pub fn from_parts(prefix: &str, names: [&str; TABLE_COUNT]) -> TableNames {
         let p = |i: usize| format!("{prefix}{}", names[i]);
         TableNames {
             calls: p(0),
@@ -86,6 +95,7 @@ impl TableNames {
             events: p(6),
             call_agents: p(7),
             open_calls: p(8),
+            org_records: p(9),
         }
     }
 
@@ -95,7 +105,7 @@ impl TableNames {
     }
 
     /// Every table name, in [`TABLE_VARS`] order.
-    pub fn all(&self) -> [&str; 9] {
+    pub fn all(&self) -> [&str; TABLE_COUNT] {
         [
             &self.calls,
             &self.transcripts,
@@ -106,6 +116,7 @@ impl TableNames {
             &self.events,
             &self.call_agents,
             &self.open_calls,
+            &self.org_records,
         ]
     }
 }
@@ -144,6 +155,8 @@ pub mod index {
     pub const STATUS: &str = "status-index";
     /// `Rooms` by `roomName`.
     pub const ROOM_NAME: &str = "roomName-index";
+    /// `OrgRecords` by `orgId`.
+    pub const ORG_ID: &str = "orgId-index";
 }
 
 /// The attributes of seed 000's `Calls` table, projected into `agentAId-index`.
@@ -279,6 +292,16 @@ fn specs(names: &TableNames) -> Vec<TableSpec> {
             vec![],
         ),
         table(&names.open_calls, key_s("callId"), None, vec![]),
+        table(
+            &names.org_records,
+            key_s("recordId"),
+            None,
+            vec![IndexSpec {
+                name: index::ORG_ID,
+                hash: key_s("orgId"),
+                projection: Proj::KeysOnly,
+            }],
+        ),
     ]
 }
 

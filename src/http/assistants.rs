@@ -1,0 +1,129 @@
+//! `/api/assistants`: an organisation's AI voice assistants (prompt, start instruction, TTS
+//! voice, end-of-call URL). An organisation key sees only its own organisation's: another
+//! organisation's assistant is 404, never 403, and never listed. The root key sees all and
+//! names the organisation when it creates one.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::Utc;
+
+use super::keys::{list_scope, OrgQuery};
+use super::{authenticate, check_id, ApiError, AppState, LateBody, Principal};
+use crate::model::new_id;
+use crate::org::{Assistant, AssistantPatch, NewAssistant};
+
+/// Routes of this resource.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/api/assistants")
+            .route(web::post().to(create))
+            .route(web::get().to(list)),
+    );
+    cfg.service(
+        web::resource("/api/assistants/{assistantId}")
+            .route(web::get().to(get))
+            .route(web::patch().to(patch))
+            .route(web::delete().to(delete)),
+    );
+}
+
+/// The key id recorded as an assistant's creator when the root key creates it.
+pub const ROOT_CREATOR: &str = "root";
+
+/// Loads an assistant the principal may see; 404 for another organisation's (and for
+/// everyone but the root key and organisation keys, 403 before any lookup).
+pub async fn visible_assistant(
+    state: &AppState,
+    who: &Principal,
+    assistant_id: &str,
+) -> Result<Assistant, ApiError> {
+    who.require_org_or_admin()?;
+    check_id("assistantId", assistant_id)?;
+    let a = state
+        .store
+        .get_assistant(assistant_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("assistant", assistant_id))?;
+    match who.org_id() {
+        Some(own) if own != a.org_id => Err(ApiError::not_found("assistant", assistant_id)),
+        _ => Ok(a),
+    }
+}
+
+async fn create(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: LateBody,
+) -> Result<HttpResponse, ApiError> {
+    let who = authenticate(&req, &state)?;
+    who.require_org_or_admin()?;
+    let body: NewAssistant = body.parse()?;
+    let (org_id, creator) = match &who {
+        Principal::Org(k) => {
+            if body.org_id.as_deref().is_some_and(|o| o != k.org_id) {
+                return Err(ApiError::Forbidden(format!(
+                    "an organisation API key creates assistants in its own organisation ({}) only",
+                    k.org_id
+                )));
+            }
+            (k.org_id.clone(), k.key_id.clone())
+        }
+        _ => {
+            let org = body
+                .org_id
+                .clone()
+                .ok_or_else(|| ApiError::invalid("orgId", "is required with the management key"))?;
+            check_id("orgId", &org)?;
+            (org, ROOT_CREATOR.to_string())
+        }
+    };
+    let a = Assistant::create(body, new_id("as"), org_id, creator, Utc::now())?;
+    let a = state.store.create_assistant(&a).await?;
+    Ok(HttpResponse::Created().json(a))
+}
+
+async fn list(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    query: web::Query<OrgQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let who = authenticate(&req, &state)?;
+    let scope = list_scope(&who, &query)?;
+    Ok(HttpResponse::Ok().json(state.store.list_assistants(scope.as_deref()).await?))
+}
+
+async fn get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let who = authenticate(&req, &state)?;
+    Ok(HttpResponse::Ok().json(visible_assistant(&state, &who, &path).await?))
+}
+
+async fn patch(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: LateBody,
+) -> Result<HttpResponse, ApiError> {
+    let who = authenticate(&req, &state)?;
+    let current = visible_assistant(&state, &who, &path).await?;
+    let patch: AssistantPatch = body.parse()?;
+    let changed = current.patched(patch, Utc::now())?;
+    // Conditional on the version read: a concurrent change makes this a 409.
+    let saved = state.store.update_assistant(&changed).await?;
+    Ok(HttpResponse::Ok().json(saved))
+}
+
+async fn delete(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let who = authenticate(&req, &state)?;
+    let a = visible_assistant(&state, &who, &path).await?;
+    if !state.store.delete_assistant(&a.assistant_id).await? {
+        return Err(ApiError::not_found("assistant", &a.assistant_id));
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
