@@ -179,6 +179,8 @@ impl Application {
             keys: keys.clone(),
             summaries: crate::summary::Summaries::new(store.clone(), &config.llm)
                 .map_err(StartupError::Summaries)?,
+            webhooks: crate::webhooks::Webhooks::new(store.clone(), config.webhooks.clone())
+                .start(),
         };
         let shutdown = crate::shutdown::Shutdown::new();
         let ws = web::Data::new(WsContext {
@@ -216,6 +218,7 @@ impl Application {
                 .configure(http::livekit_webhook::routes)
                 .configure(http::twilio::routes)
                 .configure(http::wallboard::routes)
+                .configure(http::webhooks::routes)
                 .configure(crate::metrics::routes)
                 .service(web::resource("/ws").route(web::get().to(ws_route)));
             if static_dir.is_dir() {

@@ -13,6 +13,7 @@
 //! - [`auth`]: session tokens and API keys. [`config`]: settings. [`app`]: startup.
 //! - [`metrics`]: `GET /metrics` (Prometheus). [`shutdown`]: graceful stop on SIGTERM/SIGINT.
 //!   [`logging`]: text or JSON logs, and the span of each call.
+//! - [`webhooks`]: signed end-of-call webhooks, delivered at least once, behind an SSRF guard.
 
 #![warn(missing_docs)]
 
@@ -30,4 +31,5 @@ pub mod shutdown;
 pub mod store;
 pub mod summary;
 pub mod twilio;
+pub mod webhooks;
 pub mod ws;

@@ -11,6 +11,7 @@ pub mod transcripts;
 pub mod transfers;
 pub mod twilio;
 pub mod wallboard;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -49,6 +50,8 @@ pub struct AppState {
     pub keys: SessionKeys,
     /// Call summaries (LLM or offline) and their background refresh.
     pub summaries: crate::summary::Summaries,
+    /// End-of-call webhook deliveries and their worker.
+    pub webhooks: crate::webhooks::Webhooks,
 }
 
 /// The one error type of the HTTP boundary, rendered as `{code, message}`.

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::model::{Agent, Call, Event, Room, Summary, Transcript, Transfer, TransferStatus};
+use crate::webhooks::WebhookDelivery;
 
 /// Errors every backend maps its own failures into; no backend type leaks past the store.
 #[derive(Debug, thiserror::Error)]
@@ -159,4 +160,33 @@ pub trait Store: Send + Sync + 'static {
 
     /// Events of a call with `seq > after_seq`, in `seq` order.
     async fn events_since(&self, call_id: &str, after_seq: u64) -> Result<Vec<Event>, StoreError>;
+
+    // ---- End-of-call webhook deliveries (src/webhooks) ----
+
+    /// Creates a delivery if its id is new (stored with version 1); `AlreadyExists`
+    /// otherwise, leaving the stored one unchanged.
+    async fn create_webhook_delivery(
+        &self,
+        delivery: &WebhookDelivery,
+    ) -> Result<WebhookDelivery, StoreError>;
+    /// Replaces a delivery if its stored version equals `delivery.version`; returns it with
+    /// the version bumped. `NotFound` or `VersionConflict` otherwise.
+    async fn update_webhook_delivery(
+        &self,
+        delivery: &WebhookDelivery,
+    ) -> Result<WebhookDelivery, StoreError>;
+    /// Reads a delivery.
+    async fn get_webhook_delivery(
+        &self,
+        delivery_id: &str,
+    ) -> Result<Option<WebhookDelivery>, StoreError>;
+    /// A call's deliveries, oldest first (`createdAt`, then id).
+    async fn list_webhook_deliveries_by_call(
+        &self,
+        call_id: &str,
+    ) -> Result<Vec<WebhookDelivery>, StoreError>;
+    /// Every `pending` delivery, oldest first (for the worker, also after a restart).
+    async fn list_pending_webhook_deliveries(&self) -> Result<Vec<WebhookDelivery>, StoreError>;
+
+    // ---- end of webhook deliveries ----
 }

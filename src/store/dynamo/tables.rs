@@ -37,7 +37,7 @@ use crate::store::StoreError;
 pub const ACTIVE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// The environment variables naming the tables, their defaults, and seed 000's among them.
-pub const TABLE_VARS: [(&str, &str); 9] = [
+pub const TABLE_VARS: [(&str, &str); 10] = [
     ("DYNAMODB_TABLE_CALLS", "Calls"),
     ("DYNAMODB_TABLE_TRANSCRIPTS", "Transcripts"),
     ("DYNAMODB_TABLE_SUMMARIES", "Summaries"),
@@ -47,6 +47,8 @@ pub const TABLE_VARS: [(&str, &str); 9] = [
     ("DYNAMODB_TABLE_EVENTS", "Events"),
     ("DYNAMODB_TABLE_CALL_AGENTS", "CallAgents"),
     ("DYNAMODB_TABLE_OPEN_CALLS", "OpenCalls"),
+    // End-of-call webhook deliveries.
+    ("DYNAMODB_TABLE_WEBHOOK_DELIVERIES", "WebhookDeliveries"),
 ];
 
 /// The full names (prefix included) of the store's tables.
@@ -70,11 +72,13 @@ pub struct TableNames {
     pub call_agents: String,
     /// The calls that are not `ended`, keyed `callId`.
     pub open_calls: String,
+    /// End-of-call webhook deliveries, keyed `deliveryId`.
+    pub webhook_deliveries: String,
 }
 
 impl TableNames {
     /// Builds the names from one name per [`TABLE_VARS`] entry (same order) and a prefix.
-    pub fn from_parts(prefix: &str, names: [&str; 9]) -> TableNames {
+    pub fn from_parts(prefix: &str, names: [&str; 10]) -> TableNames {
         let p = |i: usize| format!("{prefix}{}", names[i]);
         TableNames {
             calls: p(0),
@@ -86,6 +90,7 @@ impl TableNames {
             events: p(6),
             call_agents: p(7),
             open_calls: p(8),
+            webhook_deliveries: p(9),
         }
     }
 
@@ -95,7 +100,7 @@ impl TableNames {
     }
 
     /// Every table name, in [`TABLE_VARS`] order.
-    pub fn all(&self) -> [&str; 9] {
+    pub fn all(&self) -> [&str; 10] {
         [
             &self.calls,
             &self.transcripts,
@@ -106,6 +111,7 @@ impl TableNames {
             &self.events,
             &self.call_agents,
             &self.open_calls,
+            &self.webhook_deliveries,
         ]
     }
 }
@@ -279,6 +285,20 @@ fn specs(names: &TableNames) -> Vec<TableSpec> {
             vec![],
         ),
         table(&names.open_calls, key_s("callId"), None, vec![]),
+        // End-of-call webhook deliveries: by call, and the pending ones by status.
+        table(
+            &names.webhook_deliveries,
+            key_s("deliveryId"),
+            None,
+            vec![
+                by_call,
+                IndexSpec {
+                    name: index::STATUS,
+                    hash: key_s("status"),
+                    projection: Proj::KeysOnly,
+                },
+            ],
+        ),
     ]
 }
 
