@@ -210,6 +210,8 @@ impl Application {
                 .configure(http::configure_extractors)
                 .configure(http::meta::routes)
                 .configure(http::agents::routes)
+                // Before calls: `/api/calls/{callId}/{action}` would take its GET path.
+                .configure(http::webhooks::routes)
                 .configure(http::calls::routes)
                 .configure(http::transfers::routes)
                 .configure(http::transcripts::routes)
@@ -218,7 +220,6 @@ impl Application {
                 .configure(http::livekit_webhook::routes)
                 .configure(http::twilio::routes)
                 .configure(http::wallboard::routes)
-                .configure(http::webhooks::routes)
                 .configure(crate::metrics::routes)
                 .service(web::resource("/ws").route(web::get().to(ws_route)));
             if static_dir.is_dir() {

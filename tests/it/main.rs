@@ -23,3 +23,4 @@ mod twilio;
 mod twilio_fake;
 mod twilio_lib;
 mod wallboard;
+mod webhooks;
