@@ -351,6 +351,158 @@ fn twilio_config(
     }))
 }
 
+// ---------------------------------------------------------------------------------------------
+// Recordings and assistants (LiveKit egress, agent dispatch)
+
+/// Where call recordings are uploaded (S3 or an S3-compatible store such as MinIO), from
+/// `SWITCHBOARD_RECORDING_S3_*`. All or nothing: set the bucket and the rest becomes required.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingConfig {
+    /// `SWITCHBOARD_RECORDING_S3_BUCKET`.
+    pub bucket: String,
+    /// `SWITCHBOARD_RECORDING_S3_REGION` (e.g. `eu-west-1`).
+    pub region: String,
+    /// `SWITCHBOARD_RECORDING_S3_ENDPOINT`: an S3-compatible endpoint (MinIO, R2, ...);
+    /// `None` for AWS S3.
+    pub endpoint: Option<String>,
+    /// `SWITCHBOARD_RECORDING_S3_ACCESS_KEY`.
+    pub access_key: String,
+    /// `SWITCHBOARD_RECORDING_S3_SECRET`.
+    pub secret: Secret,
+    /// `SWITCHBOARD_RECORDING_S3_FORCE_PATH_STYLE`: `https://host/bucket/key` addressing
+    /// (MinIO needs it).
+    pub force_path_style: bool,
+    /// `SWITCHBOARD_RECORDING_S3_PREFIX` (default `recordings/`): prepended to every object key.
+    pub prefix: String,
+}
+
+/// The LiveKit agent name dispatched for assistants when `SWITCHBOARD_ASSISTANT_AGENT_NAME`
+/// is unset.
+pub const DEFAULT_ASSISTANT_AGENT_NAME: &str = "switchboard-assistant";
+
+/// The recording variables; any of them set means recordings are configured.
+const RECORDING_VARS: [&str; 7] = [
+    "SWITCHBOARD_RECORDING_S3_BUCKET",
+    "SWITCHBOARD_RECORDING_S3_REGION",
+    "SWITCHBOARD_RECORDING_S3_ENDPOINT",
+    "SWITCHBOARD_RECORDING_S3_ACCESS_KEY",
+    "SWITCHBOARD_RECORDING_S3_SECRET",
+    "SWITCHBOARD_RECORDING_S3_FORCE_PATH_STYLE",
+    "SWITCHBOARD_RECORDING_S3_PREFIX",
+];
+
+fn recording_config(
+    nonempty: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<RecordingConfig>, ConfigError> {
+    if !RECORDING_VARS.iter().any(|v| nonempty(v).is_some()) {
+        return Ok(None);
+    }
+    let required = |name: &'static str| {
+        nonempty(name)
+            .map(|v| v.trim().to_string())
+            .ok_or(ConfigError::Invalid {
+                name,
+                message: "is required when recordings are configured \
+                          (any SWITCHBOARD_RECORDING_S3_* is set)"
+                    .into(),
+            })
+    };
+    let bucket = required("SWITCHBOARD_RECORDING_S3_BUCKET")?;
+    // S3 bucket naming rules (3-63 lower-case letters, digits, '.', '-'; starts and ends
+    // with a letter or digit).
+    let edge_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if !(3..=63).contains(&bucket.len())
+        || !bucket
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+        || !edge_ok(bucket.chars().next())
+        || !edge_ok(bucket.chars().last())
+    {
+        return Err(ConfigError::Invalid {
+            name: "SWITCHBOARD_RECORDING_S3_BUCKET",
+            message: format!(
+                "expected an S3 bucket name (3-63 lower-case letters, digits, '.' or '-'), \
+                 got {bucket:?}"
+            ),
+        });
+    }
+    let region = required("SWITCHBOARD_RECORDING_S3_REGION")?;
+    if !region
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-')
+    {
+        return Err(ConfigError::Invalid {
+            name: "SWITCHBOARD_RECORDING_S3_REGION",
+            message: format!("expected a region such as eu-west-1, got {region:?}"),
+        });
+    }
+    let endpoint = match nonempty("SWITCHBOARD_RECORDING_S3_ENDPOINT") {
+        None => None,
+        Some(url) => {
+            let url = url.trim().trim_end_matches('/').to_string();
+            let rest = url
+                .strip_prefix("http://")
+                .or_else(|| url.strip_prefix("https://"))
+                .unwrap_or_default();
+            if rest.is_empty() || rest.starts_with('/') || rest.contains(char::is_whitespace) {
+                return Err(ConfigError::Invalid {
+                    name: "SWITCHBOARD_RECORDING_S3_ENDPOINT",
+                    message: format!(
+                        "expected an http:// or https:// URL such as http://minio:9000, got {url:?}"
+                    ),
+                });
+            }
+            Some(url)
+        }
+    };
+    let access_key = required("SWITCHBOARD_RECORDING_S3_ACCESS_KEY")?;
+    let secret = Secret::new(required("SWITCHBOARD_RECORDING_S3_SECRET")?);
+    let force_path_style = parse_bool(
+        "SWITCHBOARD_RECORDING_S3_FORCE_PATH_STYLE",
+        nonempty("SWITCHBOARD_RECORDING_S3_FORCE_PATH_STYLE"),
+    )?;
+    let prefix = nonempty("SWITCHBOARD_RECORDING_S3_PREFIX")
+        .map(|p| p.trim().trim_start_matches('/').to_string())
+        .unwrap_or_else(|| "recordings/".to_string());
+    if prefix.contains("..")
+        || prefix.contains("//")
+        || prefix.chars().any(|c| c.is_control() || c == '\\')
+        || prefix.len() > 512
+    {
+        return Err(ConfigError::Invalid {
+            name: "SWITCHBOARD_RECORDING_S3_PREFIX",
+            message: format!("expected an object key prefix such as recordings/, got {prefix:?}"),
+        });
+    }
+    Ok(Some(RecordingConfig {
+        bucket,
+        region,
+        endpoint,
+        access_key,
+        secret,
+        force_path_style,
+        prefix,
+    }))
+}
+
+fn assistant_agent_name(nonempty: &impl Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+    let Some(name) = nonempty("SWITCHBOARD_ASSISTANT_AGENT_NAME") else {
+        return Ok(DEFAULT_ASSISTANT_AGENT_NAME.to_string());
+    };
+    let name = name.trim().to_string();
+    if name.len() > 128
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(ConfigError::Invalid {
+            name: "SWITCHBOARD_ASSISTANT_AGENT_NAME",
+            message: format!("expected at most 128 letters, digits, '-', '_' or '.', got {name:?}"),
+        });
+    }
+    Ok(name)
+}
+
 /// Which store keeps the calls (`SWITCHBOARD_STORE`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum StoreConfig {
@@ -389,6 +541,10 @@ pub struct Config {
     pub outbox_capacity: usize,
     /// Summaries: LLM endpoint, redaction, refresh debounce.
     pub llm: LlmConfig,
+    /// Call recordings (S3-compatible storage), when configured.
+    pub recording: Option<RecordingConfig>,
+    /// The LiveKit agent name dispatched for assistants (`SWITCHBOARD_ASSISTANT_AGENT_NAME`).
+    pub assistant_agent_name: String,
     /// End-of-call webhooks: retries, timeouts, which receivers are allowed.
     pub webhooks: WebhookConfig,
 }
@@ -719,8 +875,12 @@ impl Config {
         let store = store_config(&nonempty)?;
         let llm = llm_config(&nonempty)?;
         let twilio = twilio_config(&nonempty)?;
+        let recording = recording_config(&nonempty)?;
+        let assistant_agent_name = assistant_agent_name(&nonempty)?;
         let webhooks = webhook_config(&nonempty)?;
         Ok(Config {
+            recording,
+            assistant_agent_name,
             llm,
             webhooks,
             addr,
@@ -1078,5 +1238,75 @@ mod tests {
                 other => panic!("{pairs:?}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn recordings_are_all_or_nothing_and_validated() {
+        let c = with(&[]).unwrap();
+        assert_eq!(c.recording, None);
+        assert_eq!(c.assistant_agent_name, "switchboard-assistant");
+        let full = [
+            ("SWITCHBOARD_RECORDING_S3_BUCKET", "calls-archive"),
+            ("SWITCHBOARD_RECORDING_S3_REGION", "eu-west-1"),
+            ("SWITCHBOARD_RECORDING_S3_ACCESS_KEY", "AKIDREC"),
+            ("SWITCHBOARD_RECORDING_S3_SECRET", "very-secret-s3-key"),
+        ];
+        let r = with(&full).unwrap().recording.unwrap();
+        assert_eq!(r.bucket, "calls-archive");
+        assert_eq!(r.region, "eu-west-1");
+        assert_eq!(r.endpoint, None);
+        assert_eq!(r.access_key, "AKIDREC");
+        assert_eq!(r.secret.expose(), "very-secret-s3-key");
+        assert!(!r.force_path_style);
+        assert_eq!(r.prefix, "recordings/");
+        assert!(!format!("{r:?}").contains("very-secret-s3-key"));
+        let mut minio = full.to_vec();
+        minio.extend([
+            (
+                "SWITCHBOARD_RECORDING_S3_ENDPOINT",
+                "http://127.0.0.1:9000/",
+            ),
+            ("SWITCHBOARD_RECORDING_S3_FORCE_PATH_STYLE", "true"),
+            ("SWITCHBOARD_RECORDING_S3_PREFIX", "/tenant-a/calls/"),
+            ("SWITCHBOARD_ASSISTANT_AGENT_NAME", "sales-bot"),
+        ]);
+        let c = with(&minio).unwrap();
+        let r = c.recording.unwrap();
+        assert_eq!(r.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert!(r.force_path_style);
+        assert_eq!(r.prefix, "tenant-a/calls/");
+        assert_eq!(c.assistant_agent_name, "sales-bot");
+        // Any one variable alone asks for the rest.
+        for (i, (name, _)) in full.iter().enumerate() {
+            let mut partial = full.to_vec();
+            partial.remove(i);
+            match with(&partial) {
+                Err(ConfigError::Invalid { name: n, .. }) => assert_eq!(n, *name),
+                other => panic!("without {name}: {other:?}"),
+            }
+        }
+        match with(&[("SWITCHBOARD_RECORDING_S3_PREFIX", "calls/")]) {
+            Err(ConfigError::Invalid { name, .. }) => {
+                assert_eq!(name, "SWITCHBOARD_RECORDING_S3_BUCKET")
+            }
+            other => panic!("{other:?}"),
+        }
+        for (name, bad) in [
+            ("SWITCHBOARD_RECORDING_S3_BUCKET", "Calls_Archive"),
+            ("SWITCHBOARD_RECORDING_S3_BUCKET", "ab"),
+            ("SWITCHBOARD_RECORDING_S3_REGION", "eu west"),
+            ("SWITCHBOARD_RECORDING_S3_ENDPOINT", "minio:9000"),
+            ("SWITCHBOARD_RECORDING_S3_FORCE_PATH_STYLE", "sometimes"),
+            ("SWITCHBOARD_RECORDING_S3_PREFIX", "../escape/"),
+        ] {
+            let mut changed: Vec<(&str, &str)> =
+                full.iter().filter(|(k, _)| *k != name).copied().collect();
+            changed.push((name, bad));
+            match with(&changed) {
+                Err(ConfigError::Invalid { name: n, .. }) => assert_eq!(n, name, "{bad:?}"),
+                other => panic!("{name}={bad:?}: {other:?}"),
+            }
+        }
+        assert!(with(&[("SWITCHBOARD_ASSISTANT_AGENT_NAME", "my agent!")]).is_err());
     }
 }

@@ -268,7 +268,7 @@ impl CallActor {
         if self
             .machine
             .as_ref()
-            .is_some_and(|m| m.call.status == crate::model::CallStatus::Ended)
+            .is_some_and(|m| m.call.status.is_terminal())
         {
             ctx.stop();
         }

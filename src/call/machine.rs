@@ -992,7 +992,7 @@ impl Tx {
 
     /// A party is gone for good (disconnected, or never arrived).
     fn party_gone(&mut self, party: &Party) {
-        if self.m.call.status == CallStatus::Ended {
+        if self.m.call.status.is_terminal() {
             return;
         }
         match party {
@@ -1144,7 +1144,7 @@ impl CallMachine {
     /// Agents this call engages now (owner, offered agent, transfer parties): routing treats
     /// them as busy.
     pub fn engaged_agents(&self) -> Vec<String> {
-        if self.call.status == CallStatus::Ended {
+        if self.call.status.is_terminal() {
             return vec![];
         }
         let tx = Tx {
@@ -1250,7 +1250,7 @@ fn require_initiator(tx: &Tx, actor: &Actor, verb: &str) -> Result<Transfer, Rej
 }
 
 fn require_live(tx: &Tx) -> Result<(), Rejection> {
-    if tx.m.call.status == CallStatus::Ended {
+    if tx.m.call.status.is_terminal() {
         return Err(conflict("call_ended", "the call has ended"));
     }
     Ok(())
@@ -1365,7 +1365,7 @@ fn command(tx: &mut Tx, actor: Actor, cmd: Command) -> Result<(), Rejection> {
             tx.emit("call.resumed", tx.everyone(), json!({}));
         }
         Command::Hangup => {
-            if tx.m.call.status == CallStatus::Ended {
+            if tx.m.call.status.is_terminal() {
                 return Ok(());
             }
             let reason = match &actor {
@@ -1669,7 +1669,7 @@ fn observe(tx: &mut Tx, obs: Observation) {
         // Even after the call ended: a leg Twilio created too late must not stay up.
         return dialed(tx, party, call_sid);
     }
-    if tx.m.call.status == CallStatus::Ended {
+    if tx.m.call.status.is_terminal() {
         return;
     }
     match obs {

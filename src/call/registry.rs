@@ -312,7 +312,7 @@ impl Registry {
             );
             self.queued_at.insert(msg.call_id.clone(), key);
         }
-        if msg.status == CallStatus::Ended {
+        if msg.status.is_terminal() {
             self.actors.remove(&msg.call_id);
             self.call_agents.remove(&msg.call_id);
         }
@@ -396,7 +396,7 @@ impl Handler<Lookup> for Registry {
                 .into_actor(self)
                 .map(move |res, act, ctx| {
                     let stored = res?.ok_or_else(|| CallError::NotFound(msg.call_id.clone()))?;
-                    if stored.call.status == CallStatus::Ended {
+                    if stored.call.status.is_terminal() {
                         let m = decode(&stored).map_err(|e| {
                             CallError::from(crate::store::StoreError::backend("decoding call", e))
                         })?;
@@ -607,6 +607,11 @@ mod tests {
             metadata: serde_json::Value::Null,
             channel: Default::default(),
             caller_number: None,
+            org_id: None,
+            direction: Default::default(),
+            assistant_id: None,
+            outbound: None,
+            recording: None,
         }
     }
 

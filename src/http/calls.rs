@@ -234,6 +234,11 @@ async fn create(
         metadata,
         channel: Channel::Web,
         caller_number: None,
+        org_id: None,
+        direction: Default::default(),
+        assistant_id: None,
+        outbound: None,
+        recording: None,
     };
     let m = state
         .registry

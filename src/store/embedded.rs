@@ -48,9 +48,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{CallCommit, Store, StoreError, StoredCall};
-use crate::model::{
-    Agent, Call, CallStatus, Event, Room, Summary, Transcript, Transfer, TransferStatus,
-};
+use crate::model::{Agent, Call, Event, Room, Summary, Transcript, Transfer, TransferStatus};
 use crate::webhooks::{DeliveryStatus, WebhookDelivery};
 
 /// The name of the database file inside the data directory.
@@ -535,7 +533,7 @@ fn apply_commit(txn: &WriteTransaction, commit: &CallCommit) -> Result<u64, Stor
         .or_backend(|| format!("{OP}: writing call {call_id}"))?;
 
     let mut unfinished = open_table!(txn, UNFINISHED_CALLS, OP);
-    if commit.call.status == CallStatus::Ended {
+    if commit.call.status.is_terminal() {
         unfinished
             .remove(call_id)
             .or_backend(|| format!("{OP}: unindexing finished call {call_id}"))?;

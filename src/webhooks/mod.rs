@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::config::{Secret, WebhookConfig};
-use crate::model::{Call, Transcript, Transfer};
+use crate::model::{Call, CallStatus, Transcript, Transfer};
 use crate::store::{Store, StoreError};
 
 pub use self::delivery::Webhooks;
@@ -189,33 +189,21 @@ pub fn end_of_call_payload(
 ) -> Value {
     let ended = call.end_at;
     let duration = ended.map(|e| ((e - call.created_at).num_milliseconds().max(0) as f64) / 1000.0);
-    let call_json = serde_json::to_value(call).unwrap_or(Value::Null);
-    let field = |name: &str| call_json.get(name).cloned().unwrap_or(Value::Null);
-    let outbound = field("outbound");
-    let recording = field("recording");
-    let direction = match field("direction") {
-        Value::Null => json!("inbound"),
-        d => d,
-    };
+    let outbound = call.outbound.as_ref();
+    let recording = call.recording.as_ref();
     let (assistant_id, assistant_name) = match assistant {
-        Some((id, name)) => (json!(id), json!(name)),
-        None => (field("assistantId"), Value::Null),
+        Some((id, name)) => (Some(id.to_string()), Some(name.to_string())),
+        None => (call.assistant_id.clone(), None),
     };
-    let to_number = match outbound.get("toNumber") {
-        Some(v) => v.clone(),
-        None => json!(null),
+    // Outbound: the callee's number and the trunk number shown; inbound: the caller's.
+    let to_number = outbound.map(|o| o.to_number.clone());
+    let from_number = match outbound {
+        Some(o) => o.from_number.clone(),
+        None => call.caller_number.clone(),
     };
-    let from_number = match outbound.get("fromNumber") {
-        Some(v) => v.clone(),
-        None => call
-            .caller_number
-            .as_ref()
-            .map_or(Value::Null, |n| json!(n)),
-    };
-    let outcome = match (call.status, field("status").as_str()) {
-        (_, Some("failed")) => "failed",
-        _ if call.end_reason.as_deref() == Some("transferred") => "transferred",
-        (crate::model::CallStatus::Ended, _) => "completed",
+    let outcome = match call.status {
+        CallStatus::Failed => "failed",
+        CallStatus::Ended => "completed",
         _ => "in_progress",
     };
     json!({
@@ -224,20 +212,22 @@ pub fn end_of_call_payload(
         "room": call.main_room,
         "assistantId": assistant_id,
         "assistantName": assistant_name,
-        "direction": direction,
+        "direction": call.direction,
         "toNumber": to_number,
         "fromNumber": from_number,
         "callerName": call.caller_name,
+        "orgId": call.org_id,
         "outcome": outcome,
         "endReason": call.end_reason,
-        "sipStatus": outbound.get("sipStatus").cloned().unwrap_or(Value::Null),
+        "sipStatus": outbound.and_then(|o| o.sip_status),
+        "sipReason": outbound.and_then(|o| o.sip_reason.clone()),
         "startedAt": call.created_at,
         "endedAt": time_or_null(ended),
         "durationSecs": duration,
         "recording": {
-            "status": recording.get("status").cloned().unwrap_or(Value::Null),
-            "location": recording.get("location").cloned().unwrap_or(Value::Null),
-            "error": recording.get("error").cloned().unwrap_or(Value::Null),
+            "status": recording.map(|r| r.status),
+            "location": recording.and_then(|r| r.location.clone()),
+            "error": recording.and_then(|r| r.error.clone()),
         },
         "transcripts": transcripts.iter().map(|t| json!({
             "speaker": t.speaker,
@@ -261,7 +251,10 @@ pub fn end_of_call_payload(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{CallStatus, Channel, TranscriptSource, TransferMode, TransferStatus};
+    use crate::model::{
+        Channel, Direction, OutboundLeg, Recording, RecordingStatus, TranscriptSource,
+        TransferMode, TransferStatus,
+    };
 
     fn call() -> Call {
         let start = DateTime::parse_from_rfc3339("2026-01-02T10:00:00Z")
@@ -288,7 +281,55 @@ mod tests {
             metadata: Value::Null,
             channel: Channel::Phone,
             caller_number: Some("+15550001111".into()),
+            org_id: None,
+            direction: Direction::Inbound,
+            assistant_id: None,
+            outbound: None,
+            recording: None,
         }
+    }
+
+    #[test]
+    fn outbound_failed_call_carries_sip_status_numbers_and_recording() {
+        let mut c = call();
+        c.status = CallStatus::Failed;
+        c.channel = Channel::Sip;
+        c.direction = Direction::Outbound;
+        c.org_id = Some("org-1".into());
+        c.assistant_id = Some("asst-9".into());
+        c.end_reason = Some("busy".into());
+        c.outbound = Some(OutboundLeg {
+            trunk_id: "trunk-1".into(),
+            livekit_trunk_id: "ST_1".into(),
+            to_number: "+15550000000".into(),
+            from_number: Some("+15552223333".into()),
+            sip_status: Some(486),
+            sip_reason: Some("Busy Here".into()),
+            dispatch_id: None,
+            assistant_identity: None,
+            answered_at: None,
+        });
+        c.recording = Some(Recording {
+            egress_id: Some("EG_1".into()),
+            status: RecordingStatus::Failed,
+            location: None,
+            error: Some("bucket not found".into()),
+        });
+        let p = end_of_call_payload(&c, &[], &[], None);
+        assert_eq!(p["outcome"], "failed");
+        assert_eq!(p["direction"], "outbound");
+        assert_eq!(p["sipStatus"], 486);
+        assert_eq!(p["sipReason"], "Busy Here");
+        assert_eq!(p["toNumber"], "+15550000000");
+        assert_eq!(p["fromNumber"], "+15552223333");
+        assert_eq!(p["assistantId"], "asst-9", "from the call when not given");
+        assert!(p["assistantName"].is_null());
+        assert_eq!(p["orgId"], "org-1");
+        assert_eq!(p["recording"]["status"], "failed");
+        assert_eq!(p["recording"]["error"], "bucket not found");
+        assert!(p["recording"]["location"].is_null());
+        assert_eq!(p["transcripts"], json!([]));
+        assert_eq!(p["transfers"], json!([]));
     }
 
     #[test]

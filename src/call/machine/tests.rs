@@ -82,6 +82,11 @@ fn new_call() -> Call {
         metadata: Value::Null,
         channel: Default::default(),
         caller_number: None,
+        org_id: None,
+        direction: Default::default(),
+        assistant_id: None,
+        outbound: None,
+        recording: None,
     }
 }
 
@@ -3321,6 +3326,7 @@ fn check_invariants(m: &CallMachine, persisted: &BTreeMap<String, Transfer>) {
             assert_eq!(agents, want.into_iter().collect(), "{state}");
         }
         CallStatus::Ended => unreachable!(),
+        CallStatus::Dialing | CallStatus::Failed => panic!("an inbound call is never {state}"),
     }
 
     // The caller, from the moment the call is created, is either confirmed where it was
