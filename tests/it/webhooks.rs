@@ -662,4 +662,38 @@ async fn ssrf_refusals_name_the_reason_and_allowed_receivers_are_reachable() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     open.stop().await;
+
+    // The guard runs again at every attempt: a delivery enqueued while private receivers
+    // were allowed is refused (and fails, never reaching the receiver) by a worker whose
+    // policy does not allow them.
+    let d = open
+        .enqueue_call_ended("call-policy-changed", target(&receiver.url()), json!({}))
+        .await
+        .unwrap();
+    let strict = Webhooks::new(store.clone(), fast_config(EgressPolicy::default())).start();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let failed = loop {
+        let d = store
+            .get_webhook_delivery(&d.delivery_id)
+            .await
+            .unwrap()
+            .unwrap();
+        if d.status == DeliveryStatus::Failed {
+            break d;
+        }
+        assert!(Instant::now() < deadline, "never refused: {d:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    strict.stop().await;
+    let error = failed.attempts[0].error.clone().unwrap_or_default();
+    assert!(
+        error.contains("loopback") && error.contains("refused"),
+        "{error}"
+    );
+    assert_eq!(failed.attempts.len(), 1, "a refusal is not retried");
+    assert_eq!(
+        receiver.got().len(),
+        1,
+        "the refused attempt never connected"
+    );
 }
