@@ -245,6 +245,7 @@ async fn create(
         .send(CreateCall {
             call,
             caller_call_sid: None,
+            outbound: None,
         })
         .await
         .map_err(|_| ApiError::Unavailable("the switchboard is shutting down".into()))??;

@@ -194,6 +194,7 @@ async fn voice(
                 .send(CreateCall {
                     call,
                     caller_call_sid: Some(call_sid.to_string()),
+                    outbound: None,
                 })
                 .await
                 .map_err(|_| ApiError::Unavailable("the switchboard is shutting down".into()))??

@@ -276,6 +276,7 @@ pub mod fixtures {
             expected_version: None,
             transfers: vec![],
             events: vec![],
+            open: !call.status.is_terminal(),
         }
     }
 
@@ -287,6 +288,7 @@ pub mod fixtures {
             expected_version: Some(version),
             transfers: vec![],
             events: vec![],
+            open: !call.status.is_terminal(),
         }
     }
 }
@@ -475,6 +477,7 @@ pub async fn call_create_starts_at_version_one(store: &dyn Store) {
             expected_version: None,
             transfers: vec![],
             events: vec![],
+            open: !call.status.is_terminal(),
         })
         .await
         .expect("commit_call create");

@@ -838,7 +838,7 @@ impl DynamoStore {
 
         // Whether it is open (for recovery).
         let open_key = HashMap::from([("callId".to_owned(), s(call_id))]);
-        if call.status.is_terminal() {
+        if !commit.open {
             let del = Delete::builder()
                 .table_name(&t.open_calls)
                 .set_key(Some(open_key))
@@ -1243,12 +1243,7 @@ impl Store for DynamoStore {
             .iter()
             .filter_map(|i| get_s(i, "callId").map(str::to_owned))
             .collect();
-        let mut calls: Vec<StoredCall> = self
-            .load_calls(&ids)
-            .await?
-            .into_iter()
-            .filter(|c| !c.call.status.is_terminal())
-            .collect();
+        let mut calls: Vec<StoredCall> = self.load_calls(&ids).await?;
         calls.sort_by(|a, b| {
             (a.call.created_at, &a.call.call_id).cmp(&(b.call.created_at, &b.call.call_id))
         });

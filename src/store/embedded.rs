@@ -533,7 +533,7 @@ fn apply_commit(txn: &WriteTransaction, commit: &CallCommit) -> Result<u64, Stor
         .or_backend(|| format!("{OP}: writing call {call_id}"))?;
 
     let mut unfinished = open_table!(txn, UNFINISHED_CALLS, OP);
-    if commit.call.status.is_terminal() {
+    if !commit.open {
         unfinished
             .remove(call_id)
             .or_backend(|| format!("{OP}: unindexing finished call {call_id}"))?;
@@ -1227,6 +1227,7 @@ mod tests {
                     expected_version: None,
                     transfers: vec![transfer.clone()],
                     events: vec![event.clone()],
+                    open: !call.status.is_terminal(),
                 })
                 .await
                 .unwrap();
@@ -1351,6 +1352,7 @@ mod tests {
                 expected_version: None,
                 transfers: vec![],
                 events: vec![],
+                open: !call.status.is_terminal(),
             })
             .await
             .unwrap();
@@ -1369,6 +1371,7 @@ mod tests {
         assert_backend(
             store
                 .commit_call(CallCommit {
+                    open: !call.status.is_terminal(),
                     call,
                     state: Value::Null,
                     expected_version: Some(1),

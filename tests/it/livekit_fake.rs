@@ -1,7 +1,8 @@
-//! Tests of the LiveKit fake itself, driven by the official livekit-api client.
+//! Tests of the LiveKit fake itself, driven by the official livekit-api client and by the
+//! switchboard's own LiveKit client (`media::livekit`: SIP, agent dispatch, egress).
 //!
-//! Every Twirp call goes through `livekit_api::services::room::RoomClient` (or raw HTTP where
-//! the wire format itself is under test), every webhook is verified by
+//! Every Twirp call goes through `livekit_api`'s clients or ours (or raw HTTP where the wire
+//! format or a grant itself is under test), every webhook is verified by
 //! `livekit_api::webhooks::WebhookReceiver` in a small actix-web endpoint, and tokens and
 //! webhooks are cross-checked with LiveKit's Python SDK (`tests/py/livekit_check.py`).
 
@@ -22,7 +23,15 @@ use livekit_api::webhooks::WebhookReceiver;
 use livekit_protocol as proto;
 use prost::Message as _;
 
-use crate::support::livekit::{AuthErrorMode, FakeJoinError, FakeLiveKit, FakeOptions};
+use crate::support::livekit::{
+    AuthErrorMode, EgressFault, FakeJoinError, FakeLiveKit, FakeOptions, SipScript,
+};
+use livekit_api::access_token::SIPGrants;
+use switchboard::config::{LiveKitConfig, Secret};
+use switchboard::media::livekit::{
+    EgressStatus, LiveKit, LiveKitError, OutboundTrunkSpec, ParticipantKind, RecordingTarget,
+    SipDial, SipDialError, SipTransport,
+};
 
 const KEY: &str = "APIswitchboardtest";
 const SECRET: &str = "switchboard-test-secret-0123456789abcdefghij";
@@ -1209,7 +1218,7 @@ async fn twirp_wire_format_and_errors_match_the_server() {
     .await;
     assert_eq!((status, twirp_error(&text)), (404, "bad_route".to_owned()));
     let (status, _, text) = post(
-        &format!("{}/twirp/livekit.Egress/ListEgress", lk.url()),
+        &format!("{}/twirp/livekit.Ingress/ListIngress", lk.url()),
         "application/protobuf",
         Some(&create),
         Vec::new(),
@@ -1464,4 +1473,1205 @@ async fn the_official_python_sdk_agrees_with_tokens_and_webhooks() {
         .receive(body, &auth)
         .expect("Rust receiver accepts the Python signature");
     assert_eq!(event.event, "participant_joined");
+}
+
+// ---------------------------------------------------------------------------------------------
+// SIP, agent dispatch and egress, through the switchboard's own client
+
+/// The switchboard's LiveKit client, pointed at the fake.
+fn ours(lk: &FakeLiveKit) -> LiveKit {
+    LiveKit::new(&LiveKitConfig {
+        url: lk.url().replace("http://", "ws://"),
+        api_url: lk.url(),
+        api_key: KEY.to_owned(),
+        api_secret: Secret::new(SECRET),
+    })
+}
+
+/// The Twirp code of one of our client's errors.
+fn lk_code(e: &LiveKitError) -> String {
+    match e {
+        LiveKitError::Service {
+            source: ServiceError::Twirp(ServerError::Twirp(code)),
+            ..
+        } => code.code.clone(),
+        other => format!("<not a twirp error: {other:?}>"),
+    }
+}
+
+fn trunk_spec() -> OutboundTrunkSpec {
+    OutboundTrunkSpec {
+        name: "acme pstn".to_owned(),
+        address: "acme.pstn.example.com".to_owned(),
+        numbers: vec!["+15550001111".to_owned()],
+        auth_username: Some("acme-user".to_owned()),
+        auth_password: Some(Secret::new("acme-trunk-password")),
+        transport: SipTransport::Tls,
+    }
+}
+
+fn dial(trunk: &str, number: &str, room: &str, identity: &str, ring: Duration) -> SipDial {
+    SipDial {
+        sip_trunk_id: trunk.to_owned(),
+        to_number: number.to_owned(),
+        room: room.to_owned(),
+        identity: identity.to_owned(),
+        name: format!("callee {number}"),
+        ringing_timeout: ring,
+    }
+}
+
+fn recording_target(bucket: &str) -> RecordingTarget {
+    RecordingTarget {
+        bucket: bucket.to_owned(),
+        region: "eu-west-1".to_owned(),
+        endpoint: Some("http://127.0.0.1:9000".to_owned()),
+        access_key: "AKIDRECORDER".to_owned(),
+        secret: Secret::new("recorder-secret"),
+        force_path_style: true,
+        prefix: "recordings/".to_owned(),
+    }
+}
+
+/// A server token with the given video and SIP grants, as a `Bearer` header value.
+fn bearer(video: VideoGrants, sip: SIPGrants) -> String {
+    format!(
+        "Bearer {}",
+        AccessToken::with_api_key(KEY, SECRET)
+            .with_grants(video)
+            .with_sip_grants(sip)
+            .to_jwt()
+            .expect("mint")
+    )
+}
+
+/// The Twirp code of an error body (`<not twirp>` if it is not one).
+fn twirp_code_of(text: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| v["code"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("<not twirp: {text}>"))
+}
+
+/// The fake's events for `room` as (event, identity, kind).
+fn kinds(lk: &FakeLiveKit, room: &str) -> Vec<(String, Option<String>, i32)> {
+    lk.events()
+        .into_iter()
+        .filter(|e| {
+            e.room.as_ref().map(|r| r.name.as_str()) == Some(room)
+                || e.egress_info.as_ref().map(|i| i.room_name.as_str()) == Some(room)
+        })
+        .map(|e| {
+            let kind = e.participant.as_ref().map(|p| p.kind).unwrap_or(-1);
+            (e.event, e.participant.map(|p| p.identity), kind)
+        })
+        .collect()
+}
+
+#[actix_web::test]
+async fn sip_trunks_are_created_listed_and_deleted_through_our_client() {
+    let lk = fake();
+    let ours = ours(&lk);
+    let id = ours
+        .create_outbound_trunk(&trunk_spec())
+        .await
+        .expect("create trunk");
+    assert!(id.starts_with("ST_"), "{id}");
+    let trunks = lk.sip_trunks();
+    assert_eq!(trunks.len(), 1);
+    let t = &trunks[0];
+    assert_eq!(t.sip_trunk_id, id);
+    assert_eq!(t.name, "acme pstn");
+    assert_eq!(t.address, "acme.pstn.example.com");
+    assert_eq!(t.numbers, ["+15550001111"]);
+    assert_eq!(t.auth_username, "acme-user");
+    assert_eq!(t.auth_password, "acme-trunk-password");
+    assert_eq!(t.transport, proto::SipTransport::Tls as i32);
+
+    // Listed by our client (no password) and by the official one.
+    let ours_listed = ours.list_outbound_trunks().await.expect("list ours");
+    assert_eq!(ours_listed.len(), 1);
+    assert_eq!(ours_listed[0].sip_trunk_id, id);
+    assert_eq!(ours_listed[0].address, "acme.pstn.example.com");
+    assert_eq!(ours_listed[0].numbers, ["+15550001111"]);
+    assert_eq!(ours_listed[0].auth_username.as_deref(), Some("acme-user"));
+    assert_eq!(ours_listed[0].transport, SipTransport::Tls);
+    assert!(!format!("{ours_listed:?}").contains("acme-trunk-password"));
+    let sip = livekit_api::services::sip::SIPClient::with_api_key(&lk.url(), KEY, SECRET);
+    let listed = sip
+        .list_sip_outbound_trunk(livekit_api::services::sip::ListSIPOutboundTrunkFilter::All)
+        .await
+        .expect("list");
+    assert_eq!(
+        listed
+            .iter()
+            .map(|t| t.sip_trunk_id.as_str())
+            .collect::<Vec<_>>(),
+        [id.as_str()]
+    );
+
+    // Validation as livekit/protocol's SIPOutboundTrunkInfo.Validate.
+    for (spec, why) in [
+        (
+            OutboundTrunkSpec {
+                numbers: vec![],
+                ..trunk_spec()
+            },
+            "no numbers",
+        ),
+        (
+            OutboundTrunkSpec {
+                address: String::new(),
+                ..trunk_spec()
+            },
+            "no address",
+        ),
+        (
+            OutboundTrunkSpec {
+                address: "sip:acme.example.com".to_owned(),
+                ..trunk_spec()
+            },
+            "a SIP URI",
+        ),
+        (
+            OutboundTrunkSpec {
+                address: "acme.example.com;transport=tcp".to_owned(),
+                ..trunk_spec()
+            },
+            "transport in the URI",
+        ),
+    ] {
+        let e = ours.create_outbound_trunk(&spec).await.unwrap_err();
+        assert_eq!(lk_code(&e), "invalid_argument", "{why}");
+    }
+    assert_eq!(lk.sip_trunks().len(), 1);
+
+    // Protojson, as the Node SDK sends it.
+    let admin_sip = bearer(
+        VideoGrants::default(),
+        SIPGrants {
+            admin: true,
+            ..Default::default()
+        },
+    );
+    let (status, ct, text) = post(
+        &format!("{}/twirp/livekit.SIP/CreateSIPOutboundTrunk", lk.url()),
+        "application/json",
+        Some(&admin_sip),
+        serde_json::to_vec(&serde_json::json!({
+            "trunk": {"name": "json", "address": "10.0.0.1", "numbers": ["+15550002222"]}
+        }))
+        .expect("json"),
+    )
+    .await;
+    assert_eq!((status, ct.as_str()), (200, "application/json"), "{text}");
+    let created: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert!(created["sipTrunkId"]
+        .as_str()
+        .expect("id")
+        .starts_with("ST_"));
+    assert_eq!(lk.sip_trunks().len(), 2);
+
+    ours.delete_sip_trunk(&id).await.expect("delete");
+    assert!(lk.sip_trunks().iter().all(|t| t.sip_trunk_id != id));
+    ours.delete_sip_trunk(&id)
+        .await
+        .expect("deleting a trunk that is gone is fine");
+    let raw = sip.delete_sip_trunk(&id).await.unwrap_err();
+    assert_eq!(
+        code_of(&raw),
+        "not_found",
+        "the server itself says not_found"
+    );
+}
+
+#[actix_web::test]
+async fn sip_dial_outs_play_the_scripted_outcomes() {
+    let lk = fake();
+    let receiver = Receiver::start(KEY, SECRET).await;
+    lk.set_webhook_url(Some(receiver.url.clone()));
+    let ours = ours(&lk);
+    let trunk = ours
+        .create_outbound_trunk(&trunk_spec())
+        .await
+        .expect("trunk");
+    let ring = Duration::from_secs(2);
+
+    // Unscripted: answered at once.
+    let answered = ours
+        .dial_sip(&dial(&trunk, "+15551110000", "out-1", "callee-1", ring))
+        .await
+        .expect("answered");
+    assert_eq!(answered.identity, "callee-1");
+    assert!(answered.participant_id.starts_with("PA_"));
+    assert!(answered.sip_call_id.starts_with("SCL_"));
+    let p = lk
+        .participant("out-1", "callee-1")
+        .expect("callee in the room");
+    assert_eq!(p.kind, proto::participant_info::Kind::Sip as i32);
+    assert_eq!(p.attributes["sip.callStatus"], "active");
+    assert_eq!(p.attributes["sip.phoneNumber"], "+15551110000");
+    assert_eq!(p.name, "callee +15551110000");
+
+    // Answered after ringing.
+    lk.script_sip(
+        "+15552220000",
+        SipScript::Answer {
+            after: Duration::from_millis(300),
+        },
+    );
+    let started = Instant::now();
+    ours.dial_sip(&dial(&trunk, "+15552220000", "out-2", "callee-2", ring))
+        .await
+        .expect("answered later");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+
+    // Busy and declined: the far end's SIP status, and the callee leaves.
+    for (number, status, reason, room) in [
+        ("+15553330000", 486, "Busy Here", "out-3"),
+        ("+15554440000", 603, "Decline", "out-4"),
+    ] {
+        lk.script_sip(
+            number,
+            SipScript::Reject {
+                status,
+                reason: reason.to_owned(),
+            },
+        );
+        let e = ours
+            .dial_sip(&dial(&trunk, number, room, "callee", ring))
+            .await
+            .unwrap_err();
+        match &e {
+            SipDialError::Rejected {
+                sip_status,
+                reason: r,
+            } => {
+                assert_eq!((*sip_status, r.as_str()), (status, reason))
+            }
+            other => panic!("{number}: {other:?}"),
+        }
+        assert_eq!(e.sip_status(), Some(status));
+        assert!(!lk.is_in_room(room, "callee"), "{room}");
+    }
+
+    // No answer: rings for the ringing timeout, then 480.
+    lk.script_sip("+15555550000", SipScript::NoAnswer);
+    let started = Instant::now();
+    let e = ours
+        .dial_sip(&dial(
+            &trunk,
+            "+15555550000",
+            "out-5",
+            "callee",
+            Duration::from_millis(400),
+        ))
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    assert_eq!(e.sip_status(), Some(480), "{e:?}");
+
+    // Hang: only the request timeout (ring + 2 s) ends it; our client then removes the leg.
+    lk.script_sip("+15556660000", SipScript::Hang);
+    let started = Instant::now();
+    let e = ours
+        .dial_sip(&dial(
+            &trunk,
+            "+15556660000",
+            "out-6",
+            "callee",
+            Duration::from_millis(500),
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, SipDialError::Service(_)), "{e:?}");
+    assert!(started.elapsed() >= Duration::from_millis(2_500));
+    assert!(
+        !lk.is_in_room("out-6", "callee"),
+        "the unanswered leg is removed"
+    );
+
+    // Unknown trunk, missing number or room: LiveKit refuses, nobody is dialled.
+    let e = ours
+        .dial_sip(&dial("ST_nope", "+15557770000", "out-7", "callee", ring))
+        .await
+        .unwrap_err();
+    match &e {
+        SipDialError::Service(inner) => assert_eq!(lk_code(inner), "not_found"),
+        other => panic!("{other:?}"),
+    }
+    for (number, room) in [("", "out-7"), ("+15557770000", "")] {
+        match ours
+            .dial_sip(&dial(&trunk, number, room, "callee", ring))
+            .await
+            .unwrap_err()
+        {
+            SipDialError::Service(inner) => assert_eq!(lk_code(&inner), "invalid_argument"),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(!lk.room_exists("out-7"));
+
+    // What was dialled is recorded.
+    let dials = lk.sip_dials();
+    assert_eq!(dials.len(), 6);
+    assert_eq!(dials[0].sip_trunk_id, trunk);
+    assert_eq!(dials[0].sip_call_to, "+15551110000");
+    assert_eq!(dials[0].room_name, "out-1");
+    assert_eq!(dials[0].participant_identity, "callee-1");
+    assert!(dials[0].wait_until_answered);
+    assert_eq!(
+        dials[0].ringing_timeout.as_ref().map(|d| d.seconds),
+        Some(2)
+    );
+
+    // The callee hangs up.
+    assert!(lk.sip_hangup("out-1", "callee-1"));
+    assert!(!lk.is_in_room("out-1", "callee-1"));
+    assert!(!lk.sip_hangup("out-1", "callee-1"));
+
+    assert!(lk.wait_for_webhooks_idle(IDLE).await);
+    let sip = proto::participant_info::Kind::Sip as i32;
+    assert_eq!(
+        kinds(&lk, "out-3"),
+        [
+            ("room_started".to_owned(), None, -1),
+            (
+                "participant_joined".to_owned(),
+                Some("callee".to_owned()),
+                sip
+            ),
+            (
+                "participant_left".to_owned(),
+                Some("callee".to_owned()),
+                sip
+            ),
+        ]
+    );
+    // Every delivery verifies with our own webhook check, and carries what we act on.
+    let deliveries = lk.webhook_deliveries();
+    assert!(deliveries.iter().all(|d| d.status == Some(200)));
+    let activities: Vec<_> = deliveries
+        .iter()
+        .map(|d| {
+            ours.verify_webhook(&d.body, &d.authorization)
+                .expect("verifies")
+        })
+        .collect();
+    let joined = activities
+        .iter()
+        .find(|a| a.event == "participant_joined" && a.room == "out-1")
+        .expect("joined");
+    assert_eq!(joined.participant_kind, Some(ParticipantKind::Sip));
+    assert_eq!(joined.participant_attributes["sip.callStatus"], "dialing");
+    assert_eq!(
+        joined.participant_attributes["sip.phoneNumber"],
+        "+15551110000"
+    );
+    let declined = activities
+        .iter()
+        .find(|a| a.event == "participant_left" && a.room == "out-4")
+        .expect("declined");
+    assert_eq!(declined.disconnect_reason.as_deref(), Some("USER_REJECTED"));
+    let hung_up = activities
+        .iter()
+        .find(|a| a.event == "participant_left" && a.room == "out-1")
+        .expect("hangup");
+    assert_eq!(
+        hung_up.disconnect_reason.as_deref(),
+        Some("CLIENT_INITIATED")
+    );
+    assert_eq!(receiver.events().len(), deliveries.len());
+}
+
+#[actix_web::test]
+async fn sip_errors_carry_the_sip_status_like_livekit() {
+    let lk = fake();
+    let ours = ours(&lk);
+    let trunk = ours
+        .create_outbound_trunk(&trunk_spec())
+        .await
+        .expect("trunk");
+    lk.script_sip(
+        "+15553330000",
+        SipScript::Reject {
+            status: 486,
+            reason: "Busy Here".to_owned(),
+        },
+    );
+    let caller = bearer(
+        VideoGrants::default(),
+        SIPGrants {
+            call: true,
+            ..Default::default()
+        },
+    );
+    let (status, _, text) = post(
+        &format!("{}/twirp/livekit.SIP/CreateSIPParticipant", lk.url()),
+        "application/json",
+        Some(&caller),
+        serde_json::to_vec(&serde_json::json!({
+            "sipTrunkId": trunk, "sipCallTo": "+15553330000", "roomName": "busy-room",
+            "participantIdentity": "callee", "waitUntilAnswered": true, "ringingTimeout": "5s"
+        }))
+        .expect("json"),
+    )
+    .await;
+    assert_eq!(
+        status, 429,
+        "resource_exhausted, as livekit/protocol maps 486"
+    );
+    let body: serde_json::Value = serde_json::from_str(&text).expect("twirp json");
+    assert_eq!(body["code"], "resource_exhausted");
+    assert_eq!(body["msg"], "sip status 486: Busy Here");
+    assert_eq!(body["meta"]["sip_status_code"], "486");
+    assert_eq!(body["meta"]["sip_status"], "Busy Here");
+    // livekit-api's own helper reads it.
+    let sip = livekit_api::services::sip::SIPClient::with_api_key(&lk.url(), KEY, SECRET);
+    let err = sip
+        .create_sip_participant(
+            trunk.clone(),
+            "+15553330000".to_owned(),
+            "busy-room".to_owned(),
+            livekit_api::services::sip::CreateSIPParticipantOptions {
+                wait_until_answered: Some(true),
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+        .unwrap_err();
+    let parsed = livekit_api::services::SipCallError::from_error(&err).expect("a SIP error");
+    assert_eq!(parsed.sip_status_code(), Some(486));
+    assert_eq!(parsed.code(), "resource_exhausted");
+    // Without waiting, LiveKit answers at once.
+    lk.script_sip("+15558880000", SipScript::Hang);
+    let info = sip
+        .create_sip_participant(
+            trunk,
+            "+15558880000".to_owned(),
+            "nowait".to_owned(),
+            Default::default(),
+            None,
+        )
+        .await
+        .expect("no wait");
+    assert!(lk.is_in_room("nowait", &info.participant_identity));
+    assert_eq!(info.participant_identity, "sip_+15558880000");
+}
+
+#[actix_web::test]
+async fn agents_are_dispatched_and_removed_through_our_client() {
+    let lk = fake();
+    let receiver = Receiver::start(KEY, SECRET).await;
+    lk.set_webhook_url(Some(receiver.url.clone()));
+    let ours = ours(&lk);
+    let metadata = r#"{"prompt":"You are Ann's assistant"}"#;
+    let id = ours
+        .dispatch_agent("ai-1", "switchboard-assistant", metadata)
+        .await
+        .expect("dispatch");
+    assert!(id.starts_with("AD_"), "{id}");
+    let dispatches = lk.dispatches("ai-1");
+    assert_eq!(dispatches.len(), 1);
+    assert_eq!(dispatches[0].id, id);
+    assert_eq!(dispatches[0].agent_name, "switchboard-assistant");
+    assert_eq!(dispatches[0].metadata, metadata);
+    let agent = format!("agent-{id}");
+    let p = lk.participant("ai-1", &agent).expect("the agent joined");
+    assert_eq!(p.kind, proto::participant_info::Kind::Agent as i32);
+
+    // The official client lists it.
+    let client = livekit_api::services::agent_dispatch::AgentDispatchClient::with_api_key(
+        &lk.url(),
+        KEY,
+        SECRET,
+    );
+    let listed = client.list_dispatch("ai-1").await.expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].agent_name, "switchboard-assistant");
+    assert!(client.list_dispatch("ai-2").await.expect("list").is_empty());
+
+    ours.delete_dispatch("ai-1", &id).await.expect("delete");
+    assert!(!lk.is_in_room("ai-1", &agent));
+    assert!(lk.dispatches("ai-1").is_empty());
+    ours.delete_dispatch("ai-1", &id)
+        .await
+        .expect("deleting a dispatch that is gone is fine");
+    let raw = client
+        .delete_dispatch(id.clone(), "ai-1")
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&raw), "not_found");
+
+    // No worker: the dispatch is kept, nobody joins.
+    lk.set_agent_workers(false);
+    let quiet = ours
+        .dispatch_agent("ai-2", "switchboard-assistant", "{}")
+        .await
+        .expect("dispatch");
+    assert_eq!(lk.dispatches("ai-2").len(), 1);
+    assert!(!lk.is_in_room("ai-2", &format!("agent-{quiet}")));
+
+    // Validation.
+    let e = ours.dispatch_agent("ai-3", "", "{}").await.unwrap_err();
+    assert_eq!(lk_code(&e), "invalid_argument");
+
+    assert!(lk.wait_for_webhooks_idle(IDLE).await);
+    let agent_kind = proto::participant_info::Kind::Agent as i32;
+    assert_eq!(
+        kinds(&lk, "ai-1"),
+        [
+            ("room_started".to_owned(), None, -1),
+            (
+                "participant_joined".to_owned(),
+                Some(agent.clone()),
+                agent_kind
+            ),
+            (
+                "participant_left".to_owned(),
+                Some(agent.clone()),
+                agent_kind
+            ),
+        ]
+    );
+    let joined = lk
+        .webhook_deliveries()
+        .into_iter()
+        .find(|d| d.event == "participant_joined" && d.room == "ai-1")
+        .expect("delivered");
+    let a = ours
+        .verify_webhook(&joined.body, &joined.authorization)
+        .expect("verifies");
+    assert_eq!(a.participant_kind, Some(ParticipantKind::Agent));
+    assert_eq!(a.identity.as_deref(), Some(agent.as_str()));
+    assert_eq!(receiver.events().len(), lk.webhook_deliveries().len());
+}
+
+#[actix_web::test]
+async fn audio_recordings_start_stop_and_report_their_file() {
+    let lk = fake();
+    let receiver = Receiver::start(KEY, SECRET).await;
+    lk.set_webhook_url(Some(receiver.url.clone()));
+    let ours = ours(&lk);
+    let target = recording_target("calls-archive");
+
+    // No room, no recording.
+    let e = ours
+        .start_audio_recording("rec-1", &target, "call-1")
+        .await
+        .unwrap_err();
+    assert_eq!(lk_code(&e), "not_found");
+
+    ours.ensure_room("rec-1").await.expect("room");
+    let egress = ours
+        .start_audio_recording("rec-1", &target, "call-1")
+        .await
+        .expect("start");
+    assert!(egress.starts_with("EG_"), "{egress}");
+    let requests = lk.egress_requests();
+    assert_eq!(requests.len(), 1);
+    let req = &requests[0];
+    assert!(req.audio_only);
+    assert_eq!(req.room_name, "rec-1");
+    let file = &req.file_outputs[0];
+    assert_eq!(file.filepath, "recordings/call-1.ogg");
+    assert_eq!(file.file_type, proto::EncodedFileType::Ogg as i32);
+    match &file.output {
+        Some(proto::encoded_file_output::Output::S3(s3)) => {
+            assert_eq!(s3.bucket, "calls-archive");
+            assert_eq!(s3.region, "eu-west-1");
+            assert_eq!(s3.endpoint, "http://127.0.0.1:9000");
+            assert_eq!(s3.access_key, "AKIDRECORDER");
+            assert_eq!(s3.secret, "recorder-secret");
+            assert!(s3.force_path_style);
+        }
+        other => panic!("expected S3, got {other:?}"),
+    }
+
+    ours.stop_egress(&egress).await.expect("stop");
+    ours.stop_egress(&egress)
+        .await
+        .expect("stopping an ended egress is fine");
+    ours.stop_egress("EG_unknown")
+        .await
+        .expect("stopping an unknown egress is fine");
+
+    // A recording running when the room is deleted ends with it.
+    let second = ours
+        .start_audio_recording("rec-1", &target, "call-1-part-2")
+        .await
+        .expect("start again");
+    ours.delete_room("rec-1").await.expect("delete room");
+
+    assert!(lk.wait_for_webhooks_idle(IDLE).await);
+    let deliveries = lk.webhook_deliveries();
+    let activities: Vec<_> = deliveries
+        .iter()
+        .map(|d| {
+            ours.verify_webhook(&d.body, &d.authorization)
+                .expect("verifies")
+        })
+        .collect();
+    let of = |id: &str| -> Vec<(String, EgressStatus, Option<String>)> {
+        activities
+            .iter()
+            .filter_map(|a| {
+                let e = a.egress.as_ref()?;
+                (e.egress_id == id).then(|| (a.event.clone(), e.status, e.location.clone()))
+            })
+            .collect()
+    };
+    let done = Some("s3://calls-archive/recordings/call-1.ogg".to_owned());
+    assert_eq!(
+        of(&egress),
+        [
+            ("egress_started".to_owned(), EgressStatus::Starting, None),
+            ("egress_updated".to_owned(), EgressStatus::Active, None),
+            ("egress_updated".to_owned(), EgressStatus::Ending, None),
+            ("egress_ended".to_owned(), EgressStatus::Complete, done),
+        ]
+    );
+    let ended = of(&second).pop().expect("second ended");
+    assert_eq!(
+        ended,
+        (
+            "egress_ended".to_owned(),
+            EgressStatus::Complete,
+            Some("s3://calls-archive/recordings/call-1-part-2.ogg".to_owned())
+        )
+    );
+    assert!(activities
+        .iter()
+        .filter(|a| a.egress.is_some())
+        .all(|a| a.room == "rec-1"));
+    // Webhooks never carry the upload secret.
+    assert!(deliveries
+        .iter()
+        .all(|d| !d.body.contains("recorder-secret")));
+    assert_eq!(receiver.events().len(), deliveries.len());
+
+    // The official client lists both, ended.
+    let client = livekit_api::services::egress::EgressClient::with_api_key(&lk.url(), KEY, SECRET);
+    let listed = client
+        .list_egress(livekit_api::services::egress::EgressListOptions {
+            filter: livekit_api::services::egress::EgressListFilter::Room("rec-1".to_owned()),
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(listed.len(), 2);
+    assert!(listed
+        .iter()
+        .all(|e| e.status == proto::EgressStatus::EgressComplete as i32));
+}
+
+#[actix_web::test]
+async fn recording_failures_are_reported() {
+    let lk = fake();
+    let ours = ours(&lk);
+    ours.ensure_room("rec-2").await.expect("room");
+
+    // Refused at start (503 after our client's retries).
+    lk.fail_egress(EgressFault::StartRefused);
+    let e = ours
+        .start_audio_recording("rec-2", &recording_target("calls"), "x")
+        .await
+        .unwrap_err();
+    assert_eq!(lk_code(&e), "unavailable");
+    assert!(lk.egresses().is_empty());
+
+    // Fails midway: egress_ended with EGRESS_FAILED and an error.
+    lk.fail_egress(EgressFault::FailsMidway);
+    let id = ours
+        .start_audio_recording("rec-2", &recording_target("calls"), "y")
+        .await
+        .expect("accepted");
+    lk.clear_egress_fault();
+    let ended = lk
+        .events()
+        .into_iter()
+        .find(|e| e.event == "egress_ended")
+        .and_then(|e| e.egress_info)
+        .expect("egress_ended");
+    assert_eq!(ended.egress_id, id);
+    assert_eq!(ended.status, proto::EgressStatus::EgressFailed as i32);
+    assert!(!ended.error.is_empty());
+    ours.stop_egress(&id)
+        .await
+        .expect("a failed egress counts as stopped");
+
+    // Without credentials the upload fails at the end, as a real upload would.
+    let mut anonymous = recording_target("calls");
+    anonymous.access_key = String::new();
+    anonymous.secret = Secret::new("");
+    let id = ours
+        .start_audio_recording("rec-2", &anonymous, "z")
+        .await
+        .expect("accepted");
+    ours.stop_egress(&id).await.expect("stop");
+    let failed = lk
+        .egresses()
+        .into_iter()
+        .find(|e| e.info.egress_id == id)
+        .expect("kept");
+    assert_eq!(failed.info.status, proto::EgressStatus::EgressFailed as i32);
+    assert!(
+        failed.info.error.contains("credentials"),
+        "{}",
+        failed.info.error
+    );
+
+    // A missing bucket or a request without outputs is refused.
+    let e = ours
+        .start_audio_recording("rec-2", &recording_target(""), "w")
+        .await
+        .unwrap_err();
+    assert_eq!(lk_code(&e), "invalid_argument");
+    let record = bearer(
+        VideoGrants {
+            room_record: true,
+            ..Default::default()
+        },
+        SIPGrants::default(),
+    );
+    let (status, _, text) = post(
+        &format!("{}/twirp/livekit.Egress/StartRoomCompositeEgress", lk.url()),
+        "application/protobuf",
+        Some(&record),
+        proto::RoomCompositeEgressRequest {
+            room_name: "rec-2".to_owned(),
+            audio_only: true,
+            ..Default::default()
+        }
+        .encode_to_vec(),
+    )
+    .await;
+    assert_eq!(status, 400, "{text}");
+}
+
+#[actix_web::test]
+async fn sip_dispatch_and_egress_check_their_grants() {
+    let lk = fake();
+    lk.set_auth_error_mode(AuthErrorMode::FactsSheet);
+    let ours = ours(&lk);
+    let trunk = ours
+        .create_outbound_trunk(&trunk_spec())
+        .await
+        .expect("trunk");
+    ours.ensure_room("g-1").await.expect("room");
+    let base = format!("{}/twirp/livekit", lk.url());
+    let no_sip = SIPGrants::default();
+    let room_admin = |room: &str| VideoGrants {
+        room_admin: true,
+        room: room.to_owned(),
+        ..Default::default()
+    };
+    let everything_but = |video: VideoGrants, sip: SIPGrants| bearer(video, sip);
+    let trunk_req = proto::CreateSipOutboundTrunkRequest {
+        trunk: Some(proto::SipOutboundTrunkInfo {
+            name: "t".to_owned(),
+            address: "sip.example.com".to_owned(),
+            numbers: vec!["+15550003333".to_owned()],
+            ..Default::default()
+        }),
+    }
+    .encode_to_vec();
+    let dial_req = proto::CreateSipParticipantRequest {
+        sip_trunk_id: trunk.clone(),
+        sip_call_to: "+15550004444".to_owned(),
+        room_name: "g-1".to_owned(),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let dispatch_req = proto::CreateAgentDispatchRequest {
+        agent_name: "a".to_owned(),
+        room: "g-1".to_owned(),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let egress_req = proto::ListEgressRequest::default().encode_to_vec();
+    let cases: Vec<(&str, String, Vec<u8>, &str)> = vec![
+        (
+            "SIP/CreateSIPOutboundTrunk",
+            // sip.call is not sip.admin; room admin is not either.
+            everything_but(
+                VideoGrants {
+                    room_create: true,
+                    room_admin: true,
+                    room_record: true,
+                    ..Default::default()
+                },
+                SIPGrants {
+                    call: true,
+                    ..Default::default()
+                },
+            ),
+            trunk_req.clone(),
+            "trunk without sip.admin",
+        ),
+        (
+            "SIP/ListSIPOutboundTrunk",
+            bearer(room_admin("g-1"), no_sip.clone()),
+            proto::ListSipOutboundTrunkRequest::default().encode_to_vec(),
+            "list without sip.admin",
+        ),
+        (
+            "SIP/DeleteSIPTrunk",
+            bearer(
+                VideoGrants::default(),
+                SIPGrants {
+                    call: true,
+                    ..Default::default()
+                },
+            ),
+            proto::DeleteSipTrunkRequest {
+                sip_trunk_id: trunk.clone(),
+            }
+            .encode_to_vec(),
+            "delete without sip.admin",
+        ),
+        (
+            "SIP/CreateSIPParticipant",
+            bearer(
+                room_admin("g-1"),
+                SIPGrants {
+                    admin: true,
+                    ..Default::default()
+                },
+            ),
+            dial_req.clone(),
+            "dial without sip.call",
+        ),
+        (
+            "AgentDispatchService/CreateDispatch",
+            bearer(room_admin("elsewhere"), no_sip.clone()),
+            dispatch_req.clone(),
+            "dispatch with roomAdmin of another room",
+        ),
+        (
+            "AgentDispatchService/CreateDispatch",
+            bearer(
+                VideoGrants {
+                    room: "g-1".to_owned(),
+                    room_create: true,
+                    ..Default::default()
+                },
+                no_sip.clone(),
+            ),
+            dispatch_req.clone(),
+            "dispatch without roomAdmin",
+        ),
+        (
+            "AgentDispatchService/ListDispatch",
+            bearer(VideoGrants::default(), no_sip.clone()),
+            proto::ListAgentDispatchRequest {
+                room: "g-1".to_owned(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+            "list dispatches without roomAdmin",
+        ),
+        (
+            "Egress/ListEgress",
+            bearer(
+                room_admin("g-1"),
+                SIPGrants {
+                    admin: true,
+                    call: true,
+                },
+            ),
+            egress_req.clone(),
+            "egress without roomRecord",
+        ),
+        (
+            "Egress/StopEgress",
+            bearer(room_admin("g-1"), no_sip.clone()),
+            proto::StopEgressRequest {
+                egress_id: "EG_x".to_owned(),
+            }
+            .encode_to_vec(),
+            "stop egress without roomRecord",
+        ),
+    ];
+    for (path, auth, body, why) in &cases {
+        let (status, _, text) = post(
+            &format!("{base}.{path}"),
+            "application/protobuf",
+            Some(auth),
+            body.clone(),
+        )
+        .await;
+        assert_eq!(
+            (status, twirp_code_of(&text)),
+            (403, "permission_denied".to_owned()),
+            "{why}"
+        );
+    }
+    assert_eq!(lk.sip_trunks().len(), 1, "no trunk was created");
+    assert!(lk.sip_dials().is_empty(), "nobody was dialled");
+    assert!(lk.dispatches("g-1").is_empty(), "no agent was dispatched");
+
+    // The right grant passes.
+    for (path, auth, body) in [
+        (
+            "SIP/CreateSIPParticipant",
+            bearer(
+                VideoGrants::default(),
+                SIPGrants {
+                    call: true,
+                    ..Default::default()
+                },
+            ),
+            dial_req,
+        ),
+        (
+            "AgentDispatchService/CreateDispatch",
+            bearer(room_admin("g-1"), no_sip.clone()),
+            dispatch_req,
+        ),
+        (
+            "Egress/ListEgress",
+            bearer(
+                VideoGrants {
+                    room_record: true,
+                    ..Default::default()
+                },
+                no_sip.clone(),
+            ),
+            egress_req,
+        ),
+        (
+            "SIP/CreateSIPOutboundTrunk",
+            bearer(
+                VideoGrants::default(),
+                SIPGrants {
+                    admin: true,
+                    ..Default::default()
+                },
+            ),
+            trunk_req,
+        ),
+    ] {
+        let (status, _, text) = post(
+            &format!("{base}.{path}"),
+            "application/protobuf",
+            Some(&auth),
+            body,
+        )
+        .await;
+        assert_eq!(status, 200, "{path}: {text}");
+    }
+
+    // livekit-server's own answer (the default mode): 401 unauthenticated.
+    lk.set_auth_error_mode(AuthErrorMode::Server);
+    let (status, _, text) = post(
+        &format!("{base}.SIP/CreateSIPOutboundTrunk"),
+        "application/protobuf",
+        Some(&bearer(room_admin("g-1"), no_sip)),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(
+        (status, twirp_code_of(&text)),
+        (401, "unauthenticated".to_owned())
+    );
+}
+
+#[actix_web::test]
+async fn deleting_a_room_ends_its_sip_legs_agents_and_recordings() {
+    let lk = fake();
+    let ours = ours(&lk);
+    let trunk = ours
+        .create_outbound_trunk(&trunk_spec())
+        .await
+        .expect("trunk");
+    ours.ensure_room("full").await.expect("room");
+    ours.dial_sip(&dial(
+        &trunk,
+        "+15551230000",
+        "full",
+        "callee",
+        Duration::from_secs(5),
+    ))
+    .await
+    .expect("answered");
+    let dispatch = ours
+        .dispatch_agent("full", "switchboard-assistant", "{}")
+        .await
+        .expect("dispatch");
+    let egress = ours
+        .start_audio_recording("full", &recording_target("calls"), "full")
+        .await
+        .expect("record");
+    ours.delete_room("full").await.expect("delete");
+
+    let agent = format!("agent-{dispatch}");
+    let tail: Vec<(String, Option<String>)> = kinds(&lk, "full")
+        .into_iter()
+        .skip_while(|(e, ..)| e != "participant_left")
+        .map(|(e, id, _)| (e, id))
+        .collect();
+    assert_eq!(
+        tail,
+        [
+            ev("participant_left", Some("callee")),
+            ev("participant_left", Some(&agent)),
+            ev("egress_updated", None),
+            ev("egress_ended", None),
+            ev("room_finished", None),
+        ]
+    );
+    assert!(lk.dispatches("full").is_empty());
+    let ended = lk
+        .egresses()
+        .into_iter()
+        .find(|e| e.info.egress_id == egress)
+        .expect("egress");
+    assert_eq!(
+        ended.info.status,
+        proto::EgressStatus::EgressComplete as i32
+    );
+
+    // A callee still ringing when the room goes is cancelled (487), and leaves.
+    lk.script_sip("+15559990000", SipScript::Hang);
+    let dialling = {
+        let ours = ours.clone();
+        let d = dial(
+            &trunk,
+            "+15559990000",
+            "ringing",
+            "callee",
+            Duration::from_secs(5),
+        );
+        actix_rt::spawn(async move { ours.dial_sip(&d).await })
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !lk.is_in_room("ringing", "callee") {
+        assert!(Instant::now() < deadline, "the callee never joined");
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
+    ours.delete_room("ringing").await.expect("delete");
+    let e = dialling.await.expect("task").unwrap_err();
+    assert_eq!(e.sip_status(), Some(487), "{e:?}");
+}
+
+#[actix_web::test]
+async fn fault_switches_apply_to_the_new_services() {
+    let lk = fake();
+    let receiver = Receiver::start(KEY, SECRET).await;
+    lk.set_webhook_url(Some(receiver.url.clone()));
+    let ours = ours(&lk);
+
+    // A 503 before anything was done is retried for creations; a 500 is not.
+    lk.fail_next_twirp(&["unavailable"]);
+    let trunk = ours
+        .create_outbound_trunk(&trunk_spec())
+        .await
+        .expect("retried after 503");
+    lk.fail_next_twirp(&["internal"]);
+    let e = ours
+        .dispatch_agent("chaos", "switchboard-assistant", "{}")
+        .await
+        .unwrap_err();
+    assert_eq!(lk_code(&e), "internal");
+    assert!(lk.dispatches("chaos").is_empty());
+    // A dial is never repeated after a server error.
+    lk.fail_next_twirp(&["unavailable"]);
+    let e = ours
+        .dial_sip(&dial(
+            &trunk,
+            "+15550000001",
+            "chaos",
+            "callee",
+            Duration::from_secs(2),
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, SipDialError::Service(_)), "{e:?}");
+    assert!(lk.sip_dials().is_empty());
+    let dial_attempts = lk
+        .requests()
+        .iter()
+        .filter(|r| r.method == "CreateSIPParticipant")
+        .count();
+    assert_eq!(dial_attempts, 1);
+
+    // API down.
+    lk.set_api_down(true);
+    let e = ours
+        .start_audio_recording("chaos", &recording_target("calls"), "c")
+        .await
+        .unwrap_err();
+    assert_eq!(lk_code(&e), "unavailable");
+    lk.set_api_down(false);
+
+    // Latency applies.
+    lk.set_api_latency(Duration::from_millis(300));
+    let started = Instant::now();
+    ours.delete_sip_trunk(&trunk).await.expect("slow but fine");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert!(lk.sip_trunks().is_empty());
+    lk.set_api_latency(Duration::ZERO);
+
+    // Dropped and duplicated webhooks apply to egress events too.
+    ours.ensure_room("chaos").await.expect("room");
+    assert!(lk.wait_for_webhooks_idle(IDLE).await);
+    let before = lk.webhook_deliveries().len();
+    lk.webhook_faults(1, 1, 0, Duration::ZERO);
+    ours.start_audio_recording("chaos", &recording_target("calls"), "d")
+        .await
+        .expect("record");
+    assert!(lk.wait_for_webhooks_idle(IDLE).await);
+    let new: Vec<String> = lk.webhook_deliveries()[before..]
+        .iter()
+        .map(|d| d.event.clone())
+        .collect();
+    assert_eq!(
+        new,
+        ["egress_updated", "egress_updated"],
+        "started dropped, updated twice"
+    );
+}
+
+#[actix_web::test]
+async fn the_official_python_sdk_drives_sip_dispatch_and_egress() {
+    let lk = fake();
+    lk.script_sip(
+        "+15550004860",
+        SipScript::Reject {
+            status: 486,
+            reason: "Busy Here".to_owned(),
+        },
+    );
+    let (code, stdout, stderr) = python_check(&["drive-services", &lk.url(), KEY, SECRET], "");
+    assert_eq!(code, 0, "the Python SDK failed against the fake: {stderr}");
+    let out: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert!(out["trunk"].as_str().expect("trunk").starts_with("ST_"));
+    assert_eq!(out["answered"]["identity"], "py-callee");
+    assert_eq!(out["answered"]["room"], "py-sip");
+    assert_eq!(out["busy"]["type"], "SipCallError", "{}", out["busy"]);
+    assert_eq!(out["busy"]["metadata"]["sip_status_code"], "486");
+    assert_eq!(out["busy"]["metadata"]["sip_status"], "Busy Here");
+    assert_eq!(out["dispatch"]["listed"], serde_json::json!(["py-agent"]));
+    assert_eq!(out["egress"]["stoppedStatus"], "EGRESS_ENDING");
+    assert_eq!(
+        out["egress"]["locations"],
+        serde_json::json!(["s3://py-bucket/py/rec.ogg"])
+    );
+    // What the SDK sent, as the fake saw it.
+    assert!(lk.sip_trunks().is_empty(), "the SDK deleted its trunk");
+    assert!(lk.dispatches("py-sip").is_empty());
+    assert!(lk.is_in_room("py-sip", "py-callee"));
+    assert!(!lk.is_in_room("py-sip", "py-busy"));
+    let requests = lk.egress_requests();
+    assert_eq!(requests.len(), 1);
+    assert!(requests[0].audio_only);
+    let failures: Vec<_> = lk
+        .requests()
+        .into_iter()
+        .filter(|r| r.status != 200)
+        .map(|r| (r.method, r.status))
+        .collect();
+    assert_eq!(failures, [("CreateSIPParticipant".to_owned(), 429)]);
 }

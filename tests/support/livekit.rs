@@ -40,6 +40,26 @@
 //! server emits them; protobuf answers are byte-for-byte what a protobuf encoder produces.
 //! Empty rooms are not closed by a timer: call [`FakeLiveKit::expire_empty_rooms`] to play the
 //! departure/empty timeout.
+//!
+//! # SIP, agent dispatch and egress
+//!
+//! * `livekit.SIP` (grant `sip.admin` for trunks, `sip.call` for `CreateSIPParticipant`):
+//!   outbound trunks are validated like livekit/protocol's `SIPOutboundTrunkInfo.Validate`
+//!   (numbers and a host-name address required, no SIP URI) and kept; a dial-out adds the
+//!   callee as a `SIP` participant (`sip.callStatus` `dialing`, `sip.phoneNumber`) at once, then
+//!   plays the number's [`SipScript`] (default: answer at once). A refusal ends in a Twirp
+//!   error whose code follows livekit/protocol's SIP-to-gRPC table (486 → `resource_exhausted`,
+//!   603 → `permission_denied`, 408 → `deadline_exceeded`, ...), message
+//!   `sip status <code>: <reason>`, and `meta.sip_status_code` / `meta.sip_status`.
+//! * `livekit.AgentDispatchService` (grant `roomAdmin` + `room`): dispatches are kept per room
+//!   and a simulated worker joins an `AGENT` participant `agent-<dispatchId>` (switch it off with
+//!   [`FakeLiveKit::set_agent_workers`]); deleting the dispatch makes it leave.
+//! * `livekit.Egress` (grant `roomRecord`): room-composite egresses to S3 go `STARTING` →
+//!   `ACTIVE` (`egress_started`, `egress_updated`) and end `COMPLETE` with the file location
+//!   `s3://<bucket>/<filepath>` (`egress_ended`) when stopped or when the room closes. The
+//!   recorder is not shown as a participant. [`FakeLiveKit::fail_egress`] refuses starts (503)
+//!   or fails them midway (`EGRESS_FAILED` with an error); an S3 upload without credentials
+//!   fails the same way, as a real upload would.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
@@ -58,8 +78,40 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-/// The Twirp path prefix of the room service.
-const ROOM_SERVICE_PREFIX: &str = "/twirp/livekit.RoomService/";
+/// The Twirp path prefix of LiveKit's services (`/twirp/livekit.<Service>/<Method>`).
+const TWIRP_PREFIX: &str = "/twirp/livekit.";
+/// The RoomService methods the fake serves.
+const ROOM_METHODS: &[&str] = &[
+    "CreateRoom",
+    "ListRooms",
+    "DeleteRoom",
+    "ListParticipants",
+    "GetParticipant",
+    "RemoveParticipant",
+    "MutePublishedTrack",
+    "UpdateParticipant",
+    "UpdateSubscriptions",
+    "SendData",
+    "UpdateRoomMetadata",
+    "ForwardParticipant",
+    "MoveParticipant",
+    "PerformRpc",
+];
+/// The SIP methods the fake serves.
+const SIP_METHODS: &[&str] = &[
+    "CreateSIPOutboundTrunk",
+    "ListSIPOutboundTrunk",
+    "DeleteSIPTrunk",
+    "CreateSIPParticipant",
+];
+/// The AgentDispatchService methods the fake serves.
+const DISPATCH_METHODS: &[&str] = &["CreateDispatch", "DeleteDispatch", "ListDispatch"];
+/// The Egress methods the fake serves.
+const EGRESS_METHODS: &[&str] = &["StartRoomCompositeEgress", "StopEgress", "ListEgress"];
+/// How often a dial-out in progress looks at the callee's state.
+const DIAL_POLL: Duration = Duration::from_millis(10);
+/// The longest a `Hang` dial keeps its request open.
+const HANG_CAP: Duration = Duration::from_secs(300);
 /// Leeway on `exp` and `nbf`, as livekit-server (go-jose's default leeway).
 const LEEWAY_SECS: u64 = 60;
 /// Validity of the JWT signing a webhook.
@@ -280,6 +332,50 @@ impl fmt::Display for FakeJoinError {
 
 impl std::error::Error for FakeJoinError {}
 
+/// How a dialled number behaves (see [`FakeLiveKit::script_sip`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SipScript {
+    /// The callee answers after ringing for `after`.
+    Answer {
+        /// Ringing time before the answer.
+        after: Duration,
+    },
+    /// The far end (or the trunk) refuses with a final SIP status at once.
+    Reject {
+        /// The SIP status (486 busy, 603 decline, 404, 503, ...).
+        status: u16,
+        /// The reason phrase (`Busy Here`, ...).
+        reason: String,
+    },
+    /// The phone rings until the request's ringing timeout, then 480 Temporarily Unavailable.
+    NoAnswer,
+    /// Never answers and never fails: only the client's request timeout (or removing the
+    /// callee) ends the wait.
+    Hang,
+}
+
+/// Fault switch of the egress service (see [`FakeLiveKit::fail_egress`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EgressFault {
+    /// `StartRoomCompositeEgress` answers 503 `unavailable`.
+    StartRefused,
+    /// Egresses start, then fail: `egress_ended` with `EGRESS_FAILED` and an error.
+    FailsMidway,
+}
+
+/// An egress the fake runs, with where it writes.
+#[derive(Debug, Clone)]
+pub struct FakeEgress {
+    /// The egress as the API returns it.
+    pub info: proto::EgressInfo,
+    /// The S3 bucket of its file output.
+    pub bucket: String,
+    /// The object key of its file output.
+    pub filepath: String,
+    /// Whether the request carried an access key and a secret (without them the upload fails).
+    pub has_credentials: bool,
+}
+
 /// A webhook ready to be POSTed.
 #[derive(Debug, Clone)]
 struct Outgoing {
@@ -309,6 +405,22 @@ pub struct FakeState {
     pub webhooks_pending: usize,
     /// Fault switches and modes.
     pub settings: FakeSettings,
+    /// Outbound SIP trunks by id.
+    pub sip_trunks: BTreeMap<String, proto::SipOutboundTrunkInfo>,
+    /// Every accepted `CreateSIPParticipant` request, in order.
+    pub sip_dials: Vec<proto::CreateSipParticipantRequest>,
+    /// Scripted outcomes of dialled numbers.
+    pub sip_scripts: HashMap<String, SipScript>,
+    /// Agent dispatches by id.
+    pub dispatches: BTreeMap<String, proto::AgentDispatch>,
+    /// Whether a worker takes dispatched jobs (its agent joins the room).
+    pub agent_workers: bool,
+    /// Egresses by id.
+    pub egresses: BTreeMap<String, FakeEgress>,
+    /// Every accepted `StartRoomCompositeEgress` request, in order (secrets included).
+    pub egress_requests: Vec<proto::RoomCompositeEgressRequest>,
+    /// The egress fault switch.
+    pub egress_fault: Option<EgressFault>,
     creds: FakeOptions,
     outbox: mpsc::UnboundedSender<Outgoing>,
     sent: HashMap<String, Outgoing>,
@@ -351,6 +463,14 @@ impl FakeLiveKit {
             sent_data: Vec::new(),
             webhooks_pending: 0,
             settings: FakeSettings::default(),
+            sip_trunks: BTreeMap::new(),
+            sip_dials: Vec::new(),
+            sip_scripts: HashMap::new(),
+            dispatches: BTreeMap::new(),
+            agent_workers: true,
+            egresses: BTreeMap::new(),
+            egress_requests: Vec::new(),
+            egress_fault: None,
             creds: options,
             outbox,
             sent: HashMap::new(),
@@ -644,6 +764,75 @@ impl FakeLiveKit {
     }
 }
 
+impl FakeLiveKit {
+    /// Scripts how calls to `number` go (unscripted numbers answer at once).
+    pub fn script_sip(&self, number: &str, script: SipScript) {
+        lock(&self.state)
+            .sip_scripts
+            .insert(number.to_owned(), script);
+    }
+
+    /// The callee `identity` in `room` hangs up (`participant_left`, `CLIENT_INITIATED`).
+    /// Returns false if it was not there.
+    pub fn sip_hangup(&self, room: &str, identity: &str) -> bool {
+        let mut st = lock(&self.state);
+        if let Some(p) = st.find_participant_mut(room, identity) {
+            p.attributes
+                .insert("sip.callStatus".to_owned(), "hangup".to_owned());
+        }
+        st.remove_participant(room, identity, proto::DisconnectReason::ClientInitiated)
+            .is_some()
+    }
+
+    /// Every accepted `CreateSIPParticipant` request, in order.
+    pub fn sip_dials(&self) -> Vec<proto::CreateSipParticipantRequest> {
+        lock(&self.state).sip_dials.clone()
+    }
+
+    /// The outbound SIP trunks, by id.
+    pub fn sip_trunks(&self) -> Vec<proto::SipOutboundTrunkInfo> {
+        lock(&self.state).sip_trunks.values().cloned().collect()
+    }
+
+    /// The live agent dispatches of `room` (agent name, metadata, ...), oldest first.
+    pub fn dispatches(&self, room: &str) -> Vec<proto::AgentDispatch> {
+        let st = lock(&self.state);
+        let mut list: Vec<proto::AgentDispatch> = st
+            .dispatches
+            .values()
+            .filter(|d| d.room == room)
+            .cloned()
+            .collect();
+        list.sort_by_key(|d| d.state.as_ref().map(|s| s.created_at).unwrap_or_default());
+        list
+    }
+
+    /// When false, dispatches are accepted but no agent joins (no worker is registered).
+    pub fn set_agent_workers(&self, on: bool) {
+        lock(&self.state).agent_workers = on;
+    }
+
+    /// Turns an egress fault on (see [`EgressFault`]).
+    pub fn fail_egress(&self, fault: EgressFault) {
+        lock(&self.state).egress_fault = Some(fault);
+    }
+
+    /// Turns the egress fault off.
+    pub fn clear_egress_fault(&self) {
+        lock(&self.state).egress_fault = None;
+    }
+
+    /// Every egress, running or ended, by id.
+    pub fn egresses(&self) -> Vec<FakeEgress> {
+        lock(&self.state).egresses.values().cloned().collect()
+    }
+
+    /// Every accepted `StartRoomCompositeEgress` request, in order (secrets included).
+    pub fn egress_requests(&self) -> Vec<proto::RoomCompositeEgressRequest> {
+        lock(&self.state).egress_requests.clone()
+    }
+}
+
 impl Drop for FakeLiveKit {
     fn drop(&mut self) {
         // The stop command is sent at once; the thread ends when the server has stopped.
@@ -676,6 +865,14 @@ struct VideoGrant {
     agent: bool,
 }
 
+/// The SIP grant as livekit-server reads it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+struct SipGrant {
+    admin: bool,
+    call: bool,
+}
+
 /// The claims livekit-server reads from a token.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
@@ -687,6 +884,7 @@ struct TokenClaims {
     metadata: String,
     attributes: HashMap<String, String>,
     video: Option<VideoGrant>,
+    sip: Option<SipGrant>,
 }
 
 /// Why a token was rejected by the auth middleware.
@@ -995,6 +1193,16 @@ impl FakeState {
         for identity in identities {
             self.remove_participant(room, &identity, proto::DisconnectReason::RoomDeleted);
         }
+        self.dispatches.retain(|_, d| d.room != room);
+        let running: Vec<String> = self
+            .egresses
+            .values()
+            .filter(|e| e.info.room_name == room && egress_running(&e.info))
+            .map(|e| e.info.egress_id.clone())
+            .collect();
+        for id in running {
+            self.end_egress(&id);
+        }
         if let Some(r) = self.rooms.remove(room) {
             self.emit("room_finished", &r.info, None, end);
         }
@@ -1030,6 +1238,30 @@ impl FakeState {
             room_end_reason: end as i32,
             ..Default::default()
         };
+        self.emit_event(event);
+    }
+
+    /// An `egress_*` event (no room object: the room is named in `egressInfo`).
+    fn emit_egress(&mut self, name: &str, info: &proto::EgressInfo) {
+        let event = proto::WebhookEvent {
+            event: name.to_owned(),
+            egress_info: Some(redacted_egress(info)),
+            id: new_id("EV_"),
+            created_at: i64::try_from(unix_secs()).unwrap_or(i64::MAX),
+            ..Default::default()
+        };
+        self.emit_event(event);
+    }
+
+    /// Logs `event` and queues its delivery if webhooks are on.
+    fn emit_event(&mut self, event: proto::WebhookEvent) {
+        let room_name = event
+            .room
+            .as_ref()
+            .map(|r| r.name.clone())
+            .or_else(|| event.egress_info.as_ref().map(|e| e.room_name.clone()))
+            .unwrap_or_default();
+        let identity = event.participant.as_ref().map(|p| p.identity.clone());
         if self.settings.record {
             self.events.push(event.clone());
         }
@@ -1048,8 +1280,8 @@ impl FakeState {
         let out = Outgoing {
             id: event.id.clone(),
             event: event.event.clone(),
-            room: room.name.clone(),
-            identity: participant.map(|p| p.identity.clone()),
+            room: room_name,
+            identity,
             url,
             body,
             authorization,
@@ -1182,6 +1414,7 @@ async fn deliver_lane(
 struct TwirpError {
     code: &'static str,
     msg: String,
+    meta: BTreeMap<String, String>,
 }
 
 impl TwirpError {
@@ -1189,6 +1422,32 @@ impl TwirpError {
         Self {
             code,
             msg: msg.into(),
+            meta: BTreeMap::new(),
+        }
+    }
+
+    /// A failed SIP call as livekit-server answers it: the gRPC code of livekit/protocol's
+    /// SIP status table, `sip status <code>: <reason>`, and the SIP status in `meta`.
+    fn sip(status: u16, reason: &str) -> Self {
+        let code = match status {
+            401 | 402 | 403 | 603 | 607 | 608 => "permission_denied",
+            404 | 410 | 481 | 604 | 301 | 302 => "not_found",
+            407 => "unauthenticated",
+            408 | 504 => "deadline_exceeded",
+            480 | 486 | 600 => "resource_exhausted",
+            487 | 491 => "aborted",
+            409 | 412 | 482 | 483 | 500..=503 => "failed_precondition",
+            300..=499 | 600..=699 => "invalid_argument",
+            500..=599 => "failed_precondition",
+            _ => "unknown",
+        };
+        let mut meta = BTreeMap::new();
+        meta.insert("sip_status_code".to_owned(), status.to_string());
+        meta.insert("sip_status".to_owned(), reason.to_owned());
+        Self {
+            code,
+            msg: format!("sip status {status}: {reason}"),
+            meta,
         }
     }
 
@@ -1218,6 +1477,19 @@ enum Reply {
     },
     Twirp(TwirpError),
     Plain(u16, String),
+    /// A dial-out in progress: answered once its script has played (outside the lock).
+    Dial(Box<PendingDial>),
+}
+
+/// A `CreateSIPParticipant` waiting for its outcome.
+struct PendingDial {
+    encoding: Encoding,
+    room: String,
+    identity: String,
+    participant_sid: String,
+    sip_call_id: String,
+    script: SipScript,
+    ringing_timeout: Duration,
 }
 
 impl From<TwirpError> for Reply {
@@ -1281,9 +1553,17 @@ enum Need<'a> {
     List,
     Admin(&'a str),
     AdminDest(&'a str, &'a str),
+    Record,
+    SipAdmin,
+    SipCall,
 }
 
 fn allowed(claims: Option<&TokenClaims>, need: Need<'_>) -> bool {
+    match need {
+        Need::SipAdmin => return claims.and_then(|c| c.sip.as_ref()).is_some_and(|s| s.admin),
+        Need::SipCall => return claims.and_then(|c| c.sip.as_ref()).is_some_and(|s| s.call),
+        _ => {}
+    }
     let Some(video) = claims.and_then(|c| c.video.as_ref()) else {
         return false;
     };
@@ -1294,6 +1574,8 @@ fn allowed(claims: Option<&TokenClaims>, need: Need<'_>) -> bool {
         Need::AdminDest(room, dest) => {
             video.room_admin && video.room == room && video.destination_room == dest
         }
+        Need::Record => video.room_record,
+        Need::SipAdmin | Need::SipCall => false,
     }
 }
 
@@ -1306,7 +1588,12 @@ fn http_response(reply: Reply) -> (HttpResponse, u16, Option<String>) {
         ),
         Reply::Twirp(e) => {
             let status = e.status();
-            let body = serde_json::json!({ "code": e.code, "msg": e.msg }).to_string();
+            let body = if e.meta.is_empty() {
+                serde_json::json!({ "code": e.code, "msg": e.msg })
+            } else {
+                serde_json::json!({ "code": e.code, "msg": e.msg, "meta": e.meta })
+            }
+            .to_string();
             let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             (
                 HttpResponse::build(code)
@@ -1326,6 +1613,10 @@ fn http_response(reply: Reply) -> (HttpResponse, u16, Option<String>) {
                 None,
             )
         }
+        Reply::Dial(_) => http_response(Reply::Twirp(TwirpError::new(
+            "internal",
+            "a dial-out was answered before it was played",
+        ))),
     }
 }
 
@@ -1434,23 +1725,30 @@ async fn twirp_entry(
     state: web::Data<Mutex<FakeState>>,
 ) -> HttpResponse {
     let path = req.path().to_owned();
-    let method = path
-        .strip_prefix(ROOM_SERVICE_PREFIX)
-        .map(str::to_owned)
-        .unwrap_or_else(|| path.clone());
+    let method = match service_method(&path) {
+        Some((_, method)) => method.to_owned(),
+        None => path.clone(),
+    };
     let latency = lock(&state).settings.api_latency;
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    let mut st = lock(&state);
     let mut room = String::new();
-    let reply = if st.settings.fail_next_twirp.is_empty() {
-        st.handle_twirp(&req, &body, &mut room)
-    } else {
-        let code = st.settings.fail_next_twirp.remove(0);
-        TwirpError::new(code, "injected fault").into()
+    let reply = {
+        let mut st = lock(&state);
+        if st.settings.fail_next_twirp.is_empty() {
+            st.handle_twirp(&req, &body, &mut room)
+        } else {
+            let code = st.settings.fail_next_twirp.remove(0);
+            TwirpError::new(code, "injected fault").into()
+        }
+    };
+    let reply = match reply {
+        Reply::Dial(pending) => play_dial(&state, *pending).await,
+        other => other,
     };
     let (response, status, code) = http_response(reply);
+    let mut st = lock(&state);
     if st.settings.record {
         st.requests.push(TwirpRequestRecord {
             method,
@@ -1529,26 +1827,17 @@ impl FakeState {
             )
             .into();
         }
-        let Some(method) = path.strip_prefix(ROOM_SERVICE_PREFIX) else {
+        let Some((service, method)) = service_method(path) else {
             return TwirpError::new("bad_route", format!("no handler for path {path:?}")).into();
         };
-        const METHODS: &[&str] = &[
-            "CreateRoom",
-            "ListRooms",
-            "DeleteRoom",
-            "ListParticipants",
-            "GetParticipant",
-            "RemoveParticipant",
-            "MutePublishedTrack",
-            "UpdateParticipant",
-            "UpdateSubscriptions",
-            "SendData",
-            "UpdateRoomMetadata",
-            "ForwardParticipant",
-            "MoveParticipant",
-            "PerformRpc",
-        ];
-        if !METHODS.contains(&method) {
+        let known = match service {
+            "RoomService" => ROOM_METHODS.contains(&method),
+            "SIP" => SIP_METHODS.contains(&method),
+            "AgentDispatchService" => DISPATCH_METHODS.contains(&method),
+            "Egress" => EGRESS_METHODS.contains(&method),
+            _ => false,
+        };
+        if !known {
             return TwirpError::new("bad_route", format!("no handler for path {path:?}")).into();
         }
         let content_type = req
@@ -1573,7 +1862,42 @@ impl FakeState {
                 .into()
             }
         };
-        let result = match method {
+        let result = match (service, method) {
+            ("SIP", "CreateSIPOutboundTrunk") => {
+                self.create_sip_outbound_trunk(encoding, body, claims)
+            }
+            ("SIP", "ListSIPOutboundTrunk") => self.list_sip_outbound_trunk(encoding, body, claims),
+            ("SIP", "DeleteSIPTrunk") => self.delete_sip_trunk(encoding, body, claims),
+            ("SIP", _) => self.create_sip_participant(encoding, body, claims, room_out),
+            ("AgentDispatchService", "CreateDispatch") => {
+                self.create_dispatch(encoding, body, claims, room_out)
+            }
+            ("AgentDispatchService", "DeleteDispatch") => {
+                self.delete_dispatch(encoding, body, claims, room_out)
+            }
+            ("AgentDispatchService", _) => self.list_dispatch(encoding, body, claims, room_out),
+            ("Egress", "StartRoomCompositeEgress") => {
+                self.start_room_composite_egress(encoding, body, claims, room_out)
+            }
+            ("Egress", "StopEgress") => self.stop_egress(encoding, body, claims, room_out),
+            ("Egress", _) => self.list_egress(encoding, body, claims, room_out),
+            (_, method) => self.room_service(method, encoding, body, claims, room_out),
+        };
+        match result {
+            Ok(reply) => reply,
+            Err(e) => e.into(),
+        }
+    }
+
+    fn room_service(
+        &mut self,
+        method: &str,
+        encoding: Encoding,
+        body: &[u8],
+        claims: Option<&TokenClaims>,
+        room_out: &mut String,
+    ) -> Result<Reply, TwirpError> {
+        match method {
             "CreateRoom" => self.create_room(encoding, body, claims, room_out),
             "ListRooms" => self.list_rooms(encoding, body, claims),
             "DeleteRoom" => self.delete_room(encoding, body, claims, room_out),
@@ -1588,10 +1912,6 @@ impl FakeState {
             "MoveParticipant" => self.move_participant(encoding, body, claims, room_out, false),
             "ForwardParticipant" => self.move_participant(encoding, body, claims, room_out, true),
             _ => self.perform_rpc(encoding, body, claims, room_out),
-        };
-        match result {
-            Ok(reply) => reply,
-            Err(e) => e.into(),
         }
     }
 
@@ -1929,6 +2249,628 @@ impl FakeState {
         Err(TwirpError::new(
             "unimplemented",
             "the fake has no client connection to run RPCs on",
+        ))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SIP, agent dispatch, egress
+
+/// `/twirp/livekit.<Service>/<Method>` → `(Service, Method)`.
+fn service_method(path: &str) -> Option<(&str, &str)> {
+    let rest = path.strip_prefix(TWIRP_PREFIX)?;
+    let (service, method) = rest.split_once('/')?;
+    (!service.is_empty() && !method.is_empty() && !method.contains('/'))
+        .then_some((service, method))
+}
+
+fn unix_nanos() -> i64 {
+    unix_millis().saturating_mul(1_000_000)
+}
+
+/// A protobuf `Duration`'s seconds and nanos as a `Duration` (negative → `None`).
+fn proto_duration(seconds: i64, nanos: i32) -> Option<Duration> {
+    Some(Duration::new(
+        u64::try_from(seconds).ok()?,
+        u32::try_from(nanos).ok()?,
+    ))
+}
+
+/// Whether an egress is still recording (it can be stopped).
+fn egress_running(info: &proto::EgressInfo) -> bool {
+    matches!(
+        proto::EgressStatus::try_from(info.status),
+        Ok(proto::EgressStatus::EgressStarting | proto::EgressStatus::EgressActive)
+    )
+}
+
+/// The egress as the API and webhooks show it: upload secrets blanked, as LiveKit does.
+fn redacted_egress(info: &proto::EgressInfo) -> proto::EgressInfo {
+    let mut info = info.clone();
+    if let Some(proto::egress_info::Request::RoomComposite(req)) = &mut info.request {
+        for out in &mut req.file_outputs {
+            if let Some(proto::encoded_file_output::Output::S3(s3)) = &mut out.output {
+                s3.access_key = "{access_key}".to_owned();
+                s3.secret = "{secret}".to_owned();
+            }
+        }
+    }
+    info
+}
+
+/// Plays a dial-out's script outside the lock, watching the callee: one who was removed while
+/// ringing (hangup through the API, room deleted) ends the call with 487.
+async fn play_dial(state: &Mutex<FakeState>, dial: PendingDial) -> Reply {
+    let started = Instant::now();
+    let ring_for = match &dial.script {
+        SipScript::Answer { after } => Some(*after),
+        SipScript::Reject { .. } => Some(Duration::ZERO),
+        SipScript::NoAnswer => Some(dial.ringing_timeout),
+        SipScript::Hang => None,
+    };
+    loop {
+        {
+            let mut st = lock(state);
+            let ringing = st
+                .rooms
+                .get(&dial.room)
+                .and_then(|r| r.participants.iter().find(|p| p.identity == dial.identity))
+                .is_some_and(|p| p.sid == dial.participant_sid);
+            if !ringing {
+                return TwirpError::sip(487, "Request Terminated").into();
+            }
+            let elapsed = started.elapsed();
+            if ring_for.is_some_and(|d| elapsed >= d) {
+                return st.finish_dial(&dial);
+            }
+            if ring_for.is_none() && elapsed >= HANG_CAP {
+                st.remove_participant(
+                    &dial.room,
+                    &dial.identity,
+                    proto::DisconnectReason::SipTrunkFailure,
+                );
+                return TwirpError::new("deadline_exceeded", "sip request timed out").into();
+            }
+        }
+        tokio::time::sleep(DIAL_POLL).await;
+    }
+}
+
+impl FakeState {
+    /// The end of a dial-out's ringing: answered, or refused (the callee leaves).
+    fn finish_dial(&mut self, dial: &PendingDial) -> Reply {
+        let (status, reason) = match &dial.script {
+            SipScript::Answer { .. } => {
+                if let Some(p) = self.find_participant_mut(&dial.room, &dial.identity) {
+                    p.attributes
+                        .insert("sip.callStatus".to_owned(), "active".to_owned());
+                    p.version += 1;
+                }
+                return encode(
+                    dial.encoding,
+                    &proto::SipParticipantInfo {
+                        participant_id: dial.participant_sid.clone(),
+                        participant_identity: dial.identity.clone(),
+                        room_name: dial.room.clone(),
+                        sip_call_id: dial.sip_call_id.clone(),
+                    },
+                );
+            }
+            SipScript::Reject { status, reason } => (*status, reason.clone()),
+            SipScript::NoAnswer | SipScript::Hang => (480, "Temporarily Unavailable".to_owned()),
+        };
+        let why = match status {
+            486 | 600 | 480 | 408 => proto::DisconnectReason::UserUnavailable,
+            603 | 607 | 608 => proto::DisconnectReason::UserRejected,
+            _ => proto::DisconnectReason::SipTrunkFailure,
+        };
+        if let Some(p) = self.find_participant_mut(&dial.room, &dial.identity) {
+            p.attributes
+                .insert("sip.callStatus".to_owned(), "hangup".to_owned());
+        }
+        self.remove_participant(&dial.room, &dial.identity, why);
+        TwirpError::sip(status, &reason).into()
+    }
+
+    fn create_sip_outbound_trunk(
+        &mut self,
+        enc: Encoding,
+        body: &[u8],
+        claims: Option<&TokenClaims>,
+    ) -> Result<Reply, TwirpError> {
+        let req: proto::CreateSipOutboundTrunkRequest = decode(enc, body)?;
+        self.check(claims, Need::SipAdmin)?;
+        let invalid = |msg: &str| TwirpError::new("invalid_argument", msg);
+        let Some(mut trunk) = req.trunk else {
+            return Err(invalid("missing trunk"));
+        };
+        if !trunk.sip_trunk_id.is_empty() {
+            return Err(invalid("trunk id must not be set"));
+        }
+        if trunk.numbers.is_empty() {
+            return Err(invalid("no trunk numbers specified"));
+        }
+        let address = trunk.address.as_str();
+        if address.is_empty() {
+            return Err(invalid("no outbound address specified"));
+        }
+        if address.contains("transport=") {
+            return Err(invalid(
+                "trunk transport should be set as a field, not a URI parameter",
+            ));
+        }
+        if address.contains(['@', ';'])
+            || address.starts_with("sip:")
+            || address.starts_with("sips:")
+        {
+            return Err(invalid(
+                "trunk address should be a hostname or IP, not SIP URI",
+            ));
+        }
+        trunk.sip_trunk_id = new_id("ST_");
+        let now = unix_secs();
+        let mut created = trunk.created_at.take().unwrap_or_default();
+        created.seconds = i64::try_from(now).unwrap_or(i64::MAX);
+        created.nanos = 0;
+        trunk.updated_at = Some(created);
+        trunk.created_at = Some(created);
+        self.sip_trunks
+            .insert(trunk.sip_trunk_id.clone(), trunk.clone());
+        Ok(encode(enc, &trunk))
+    }
+
+    fn list_sip_outbound_trunk(
+        &mut self,
+        enc: Encoding,
+        body: &[u8],
+        claims: Option<&TokenClaims>,
+    ) -> Result<Reply, TwirpError> {
+        let req: proto::ListSipOutboundTrunkRequest = decode(enc, body)?;
+        self.check(claims, Need::SipAdmin)?;
+        let items = self
+            .sip_trunks
+            .values()
+            .filter(|t| req.trunk_ids.is_empty() || req.trunk_ids.contains(&t.sip_trunk_id))
+            .filter(|t| req.numbers.is_empty() || t.numbers.iter().any(|n| req.numbers.contains(n)))
+            .cloned()
+            .collect();
+        Ok(encode(enc, &proto::ListSipOutboundTrunkResponse { items }))
+    }
+
+    fn delete_sip_trunk(
+        &mut self,
+        enc: Encoding,
+        body: &[u8],
+        claims: Option<&TokenClaims>,
+    ) -> Result<Reply, TwirpError> {
+        let req: proto::DeleteSipTrunkRequest = decode(enc, body)?;
+        self.check(claims, Need::SipAdmin)?;
+        let Some(t) = self.sip_trunks.remove(&req.sip_trunk_id) else {
+            return Err(TwirpError::new(
+                "not_found",
+                format!("SIP trunk {:?} not found", req.sip_trunk_id),
+            ));
+        };
+        #[allow(deprecated)]
+        let legacy = proto::SipTrunkInfo {
+            sip_trunk_id: t.sip_trunk_id,
+            kind: proto::sip_trunk_info::TrunkKind::TrunkOutbound as i32,
+            outbound_address: t.address,
+            outbound_number: t.numbers.first().cloned().unwrap_or_default(),
+            transport: t.transport,
+            outbound_username: t.auth_username,
+            name: t.name,
+            metadata: t.metadata,
+            ..Default::default()
+        };
+        Ok(encode(enc, &legacy))
+    }
+
+    fn create_sip_participant(
+        &mut self,
+        enc: Encoding,
+        body: &[u8],
+        claims: Option<&TokenClaims>,
+        room_out: &mut String,
+    ) -> Result<Reply, TwirpError> {
+        let req: proto::CreateSipParticipantRequest = decode(enc, body)?;
+        room_out.clone_from(&req.room_name);
+        self.check(claims, Need::SipCall)?;
+        if req.sip_call_to.is_empty() {
+            return Err(TwirpError::new("invalid_argument", "missing sip call to"));
+        }
+        if req.room_name.is_empty() {
+            return Err(TwirpError::new("invalid_argument", "missing room name"));
+        }
+        let Some(trunk) = self.sip_trunks.get(&req.sip_trunk_id).cloned() else {
+            return Err(TwirpError::new(
+                "not_found",
+                format!("SIP trunk {:?} not found", req.sip_trunk_id),
+            ));
+        };
+        if self.settings.record {
+            self.sip_dials.push(req.clone());
+        }
+        let identity = if req.participant_identity.is_empty() {
+            format!("sip_{}", req.sip_call_to)
+        } else {
+            req.participant_identity.clone()
+        };
+        self.ensure_room(&req.room_name, None);
+        self.remove_participant(
+            &req.room_name,
+            &identity,
+            proto::DisconnectReason::DuplicateIdentity,
+        );
+        let sip_call_id = new_id("SCL_");
+        let mut attributes = req.participant_attributes.clone();
+        for (key, value) in [
+            ("sip.callStatus", "dialing".to_owned()),
+            ("sip.phoneNumber", req.sip_call_to.clone()),
+            ("sip.trunkID", trunk.sip_trunk_id.clone()),
+            ("sip.callID", sip_call_id.clone()),
+        ] {
+            attributes.insert(key.to_owned(), value);
+        }
+        let now_ms = unix_millis();
+        let participant = proto::ParticipantInfo {
+            sid: new_id("PA_"),
+            identity: identity.clone(),
+            state: proto::participant_info::State::Active as i32,
+            metadata: req.participant_metadata.clone(),
+            joined_at: now_ms / 1000,
+            joined_at_ms: now_ms,
+            name: if req.participant_name.is_empty() {
+                req.sip_call_to.clone()
+            } else {
+                req.participant_name.clone()
+            },
+            version: 1,
+            permission: Some(permission_from(&VideoGrant::default())),
+            kind: proto::participant_info::Kind::Sip as i32,
+            attributes,
+            ..Default::default()
+        };
+        let participant_sid = participant.sid.clone();
+        self.add_participant(&req.room_name, participant);
+        let script = self
+            .sip_scripts
+            .get(&req.sip_call_to)
+            .cloned()
+            .unwrap_or(SipScript::Answer {
+                after: Duration::ZERO,
+            });
+        let pending = PendingDial {
+            encoding: enc,
+            room: req.room_name.clone(),
+            identity,
+            participant_sid,
+            sip_call_id,
+            script,
+            ringing_timeout: req
+                .ringing_timeout
+                .as_ref()
+                .and_then(|d| proto_duration(d.seconds, d.nanos))
+                .filter(|d| !d.is_zero())
+                .unwrap_or(Duration::from_secs(30)),
+        };
+        if !req.wait_until_answered {
+            // Without waiting, LiveKit answers at once while the phone rings on.
+            let info = proto::SipParticipantInfo {
+                participant_id: pending.participant_sid.clone(),
+                participant_identity: pending.identity.clone(),
+                room_name: pending.room.clone(),
+                sip_call_id: pending.sip_call_id.clone(),
+            };
+            return Ok(encode(enc, &info));
+        }
+        Ok(Reply::Dial(Box::new(pending)))
+    }
+
+    fn create_dispatch(
+        &mut self,
+        enc: Encoding,
+        body: &[u8],
+        claims: Option<&TokenClaims>,
+        room_out: &mut String,
+    ) -> Result<Reply, TwirpError> {
+        let req: proto::CreateAgentDispatchRequest = decode(enc, body)?;
+        room_out.clone_from(&req.room);
+        self.check(claims, Need::Admin(&req.room))?;
+        if req.room.is_empty() {
+            return Err(TwirpError::new("invalid_argument", "room name is required"));
+        }
+        if req.agent_name.is_empty() {
+            return Err(TwirpError::new(
+                "invalid_argument",
+                "agent name is required",
+            ));
+        }
+        let dispatch = proto::AgentDispatch {
+            id: new_id("AD_"),
+            agent_name: req.agent_name.clone(),
+            room: req.room.clone(),
+            metadata: req.metadata.clone(),
+            state: Some(proto::AgentDispatchState {
+                created_at: unix_nanos(),
+                ..Default::default()
+            }),
+            restart_policy: req.restart_policy,
+            deployment: req.deployment.clone(),
+            attributes: req.attributes.clone(),
+        };
+        self.dispatches
+            .insert(dispatch.id.clone(), dispatch.clone());
+        self.ensure_room(&req.room, None);
+        if self.agent_workers {
+            let now_ms = unix_millis();
+            #[allow(deprecated)]
+            let permission = proto::ParticipantPermission {
+                agent: true,
+                ..permission_from(&VideoGrant::default())
+            };
+            let agent = proto::ParticipantInfo {
+                sid: new_id("PA_"),
+                identity: format!("agent-{}", dispatch.id),
+                name: dispatch.agent_name.clone(),
+                state: proto::participant_info::State::Active as i32,
+                joined_at: now_ms / 1000,
+                joined_at_ms: now_ms,
+                version: 1,
+                permission: Some(permission),
+                kind: proto::participant_info::Kind::Agent as i32,
+                attributes: [("lk.agent.name".to_owned(), dispatch.agent_name.clone())].into(),
+                ..Default::default()
+            };
+            self.add_participant(&req.room, agent);
+        }
+        Ok(encode(enc, &dispatch))
+    }
+
+    fn delete_dispatch(
+        &mut self,
+        enc: Encoding,
+        body: &[u8],
+        claims: Option<&TokenClaims>,
+        room_out: &mut String,
+    ) -> Result<Reply, TwirpError> {
+        let req: proto::DeleteAgentDispatchRequest = decode(enc, body)?;
+        room_out.clone_from(&req.room);
+        self.check(claims, Need::Admin(&req.room))?;
+        let found = self
+            .dispatches
+            .get(&req.dispatch_id)
+            .is_some_and(|d| d.room == req.room);
+        if !found {
+            return Err(TwirpError::new("not_found", "dispatch not found"));
+        }
+        let Some(mut dispatch) = self.dispatches.remove(&req.dispatch_id) else {
+            return Err(TwirpError::new("not_found", "dispatch not found"));
+        };
+        self.remove_participant(
+            &req.room,
+            &format!("agent-{}", dispatch.id),
+            proto::DisconnectReason::ClientInitiated,
+        );
+        if let Some(state) = &mut dispatch.state {
+            state.deleted_at = unix_nanos();
+        }
+        Ok(encode(enc, &dispatch))
+    }
+
+    fn list_dispatch(
+        &mut self,
+        enc: Encoding,
+        body: &[u8],
+        claims: Option<&TokenClaims>,
+        room_out: &mut String,
+    ) -> Result<Reply, TwirpError> {
+        let req: proto::ListAgentDispatchRequest = decode(enc, body)?;
+        room_out.clone_from(&req.room);
+        self.check(claims, Need::Admin(&req.room))?;
+        let agent_dispatches = self
+            .dispatches
+            .values()
+            .filter(|d| d.room == req.room)
+            .filter(|d| req.dispatch_id.is_empty() || d.id == req.dispatch_id)
+            .cloned()
+            .collect();
+        Ok(encode(
+            enc,
+            &proto::ListAgentDispatchResponse { agent_dispatches },
+        ))
+    }
+
+    fn start_room_composite_egress(
+        &mut self,
+        enc: Encoding,
+        body: &[u8],
+        claims: Option<&TokenClaims>,
+        room_out: &mut String,
+    ) -> Result<Reply, TwirpError> {
+        let req: proto::RoomCompositeEgressRequest = decode(enc, body)?;
+        room_out.clone_from(&req.room_name);
+        self.check(claims, Need::Record)?;
+        if self.egress_fault == Some(EgressFault::StartRefused) {
+            return Err(TwirpError::new("unavailable", "no response from servers"));
+        }
+        if req.room_name.is_empty() {
+            return Err(TwirpError::new("invalid_argument", "room name is required"));
+        }
+        let no_outputs = req.file_outputs.is_empty()
+            && req.stream_outputs.is_empty()
+            && req.segment_outputs.is_empty()
+            && req.image_outputs.is_empty()
+            && req.output.is_none();
+        if no_outputs {
+            return Err(TwirpError::new("invalid_argument", "no output specified"));
+        }
+        let Some(file) = req.file_outputs.first() else {
+            return Err(TwirpError::new(
+                "unimplemented",
+                "the fake records to file outputs only",
+            ));
+        };
+        let Some(proto::encoded_file_output::Output::S3(s3)) = &file.output else {
+            return Err(TwirpError::new(
+                "invalid_argument",
+                "no upload configured (the fake has no default storage)",
+            ));
+        };
+        if s3.bucket.is_empty() {
+            return Err(TwirpError::new("invalid_argument", "invalid input: bucket"));
+        }
+        if file.filepath.is_empty() {
+            return Err(TwirpError::new(
+                "invalid_argument",
+                "invalid input: filepath",
+            ));
+        }
+        let Some(room) = self.rooms.get(&req.room_name).map(|r| r.info.clone()) else {
+            return Err(TwirpError::new(
+                "not_found",
+                "requested room does not exist",
+            ));
+        };
+        let egress = FakeEgress {
+            bucket: s3.bucket.clone(),
+            filepath: file.filepath.clone(),
+            has_credentials: !s3.access_key.is_empty() && !s3.secret.is_empty(),
+            info: proto::EgressInfo {
+                egress_id: new_id("EG_"),
+                room_id: room.sid.clone(),
+                room_name: room.name.clone(),
+                source_type: proto::EgressSourceType::Web as i32,
+                status: proto::EgressStatus::EgressStarting as i32,
+                updated_at: unix_nanos(),
+                request: Some(proto::egress_info::Request::RoomComposite(req.clone())),
+                ..Default::default()
+            },
+        };
+        if self.settings.record {
+            self.egress_requests.push(req.clone());
+        }
+        let id = egress.info.egress_id.clone();
+        let starting = egress.info.clone();
+        self.egresses.insert(id.clone(), egress);
+        self.emit_egress("egress_started", &starting);
+        // The recorder connects: active.
+        let active = {
+            let Some(e) = self.egresses.get_mut(&id) else {
+                return Err(TwirpError::new("internal", "egress vanished"));
+            };
+            e.info.status = proto::EgressStatus::EgressActive as i32;
+            e.info.started_at = unix_nanos();
+            e.info.updated_at = e.info.started_at;
+            e.info.clone()
+        };
+        self.emit_egress("egress_updated", &active);
+        if self.egress_fault == Some(EgressFault::FailsMidway) {
+            self.fail_egress(&id, "pipeline failed: injected fault");
+        }
+        Ok(encode(enc, &redacted_egress(&starting)))
+    }
+
+    /// Ends a running egress: uploads (COMPLETE with the location) or fails without credentials.
+    fn end_egress(&mut self, id: &str) {
+        let Some(e) = self.egresses.get(id) else {
+            return;
+        };
+        if !e.has_credentials {
+            self.fail_egress(id, "upload failed: no AWS credentials in the request");
+            return;
+        }
+        let location = format!("s3://{}/{}", e.bucket, e.filepath);
+        let filename = e.filepath.rsplit('/').next().unwrap_or_default().to_owned();
+        let Some(e) = self.egresses.get_mut(id) else {
+            return;
+        };
+        let now = unix_nanos();
+        e.info.status = proto::EgressStatus::EgressEnding as i32;
+        e.info.updated_at = now;
+        let ending = e.info.clone();
+        e.info.status = proto::EgressStatus::EgressComplete as i32;
+        e.info.ended_at = now;
+        e.info.file_results = vec![proto::FileInfo {
+            filename,
+            started_at: e.info.started_at,
+            ended_at: now,
+            duration: now.saturating_sub(e.info.started_at),
+            size: 4096,
+            location,
+        }];
+        let ended = e.info.clone();
+        self.emit_egress("egress_updated", &ending);
+        self.emit_egress("egress_ended", &ended);
+    }
+
+    /// A running egress fails: `egress_ended` with `EGRESS_FAILED` and `error`.
+    fn fail_egress(&mut self, id: &str, error: &str) {
+        let Some(e) = self.egresses.get_mut(id) else {
+            return;
+        };
+        let now = unix_nanos();
+        e.info.status = proto::EgressStatus::EgressFailed as i32;
+        e.info.error = error.to_owned();
+        e.info.error_code = 500;
+        e.info.ended_at = now;
+        e.info.updated_at = now;
+        let failed = e.info.clone();
+        self.emit_egress("egress_ended", &failed);
+    }
+
+    fn stop_egress(
+        &mut self,
+        enc: Encoding,
+        body: &[u8],
+        claims: Option<&TokenClaims>,
+        room_out: &mut String,
+    ) -> Result<Reply, TwirpError> {
+        let req: proto::StopEgressRequest = decode(enc, body)?;
+        self.check(claims, Need::Record)?;
+        let Some(e) = self.egresses.get(&req.egress_id) else {
+            return Err(TwirpError::new("not_found", "egress not found"));
+        };
+        room_out.clone_from(&e.info.room_name);
+        if !egress_running(&e.info) {
+            let status = proto::EgressStatus::try_from(e.info.status)
+                .map(|s| s.as_str_name())
+                .unwrap_or("EGRESS_UNKNOWN");
+            return Err(TwirpError::new(
+                "failed_precondition",
+                format!("egress with status {status} cannot be stopped"),
+            ));
+        }
+        let mut ending = e.info.clone();
+        ending.status = proto::EgressStatus::EgressEnding as i32;
+        self.end_egress(&req.egress_id);
+        Ok(encode(enc, &redacted_egress(&ending)))
+    }
+
+    fn list_egress(
+        &mut self,
+        enc: Encoding,
+        body: &[u8],
+        claims: Option<&TokenClaims>,
+        room_out: &mut String,
+    ) -> Result<Reply, TwirpError> {
+        let req: proto::ListEgressRequest = decode(enc, body)?;
+        room_out.clone_from(&req.room_name);
+        self.check(claims, Need::Record)?;
+        let items = self
+            .egresses
+            .values()
+            .filter(|e| req.room_name.is_empty() || e.info.room_name == req.room_name)
+            .filter(|e| req.egress_id.is_empty() || e.info.egress_id == req.egress_id)
+            .filter(|e| !req.active || egress_running(&e.info))
+            .map(|e| redacted_egress(&e.info))
+            .collect();
+        Ok(encode(
+            enc,
+            &proto::ListEgressResponse {
+                items,
+                next_page_token: None,
+            },
         ))
     }
 }
