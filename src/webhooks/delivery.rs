@@ -20,6 +20,7 @@ use super::{
     CALL_ENDED,
 };
 use crate::config::WebhookConfig;
+use crate::model::Call;
 use crate::store::{Store, StoreError};
 
 /// The longest `Retry-After` honoured.
@@ -141,6 +142,34 @@ impl Webhooks {
             Err(e) => return Err(WebhookError::Store(e)),
         };
         Ok(stored)
+    }
+
+    /// Enqueues the `call.ended` delivery of a finished call with the payload built from the
+    /// store ([`end_of_call_payload`](super::end_of_call_payload) over the call, its
+    /// transcripts and its transfers); `assistant` is `(assistantId, name)` if it had one.
+    /// Idempotent like [`Webhooks::enqueue_call_ended`].
+    pub async fn enqueue_ended_call(
+        &self,
+        call: &Call,
+        target: WebhookTarget,
+        assistant: Option<(&str, &str)>,
+    ) -> Result<WebhookDelivery, WebhookError> {
+        let id = delivery_id(&call.call_id, CALL_ENDED);
+        if let Some(existing) = self.get(&id).await? {
+            return Ok(existing);
+        }
+        let store = &self.inner.store;
+        let transcripts = store
+            .list_transcripts_by_call(&call.call_id)
+            .await
+            .map_err(WebhookError::Store)?;
+        let transfers = store
+            .list_transfers_by_call(&call.call_id)
+            .await
+            .map_err(WebhookError::Store)?;
+        let payload = super::end_of_call_payload(call, &transcripts, &transfers, assistant);
+        self.enqueue_call_ended(&call.call_id, target, payload)
+            .await
     }
 
     /// Reads a delivery.

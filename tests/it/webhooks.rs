@@ -398,11 +398,26 @@ async fn gone_receivers_fail_and_redelivery_tries_again() {
         .as_str()
         .unwrap()
         .to_string();
-    let payload = payload_of(store.as_ref(), &call_id).await;
+    // Transcript lines of the call make it into the payload built from the store.
+    let r = app
+        .post(
+            "/api/transcripts",
+            None,
+            json!({"callId": call_id, "speaker": "caller", "text": "My order never came."}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let call = store.get_call(&call_id).await.unwrap().unwrap().call;
     let d = hooks
-        .enqueue_call_ended(&call_id, target(&receiver.url()), payload)
+        .enqueue_ended_call(&call, target(&receiver.url()), Some(("asst-1", "Support")))
         .await
         .unwrap();
+    let mut expected = payload_of(store.as_ref(), &call_id).await;
+    expected["assistantId"] = json!("asst-1");
+    expected["assistantName"] = json!("Support");
+    assert_eq!(d.payload, expected);
+    assert_eq!(d.payload["transcripts"][0]["text"], "My order never came.");
+    assert_eq!(d.payload["transcripts"][0]["speaker"], "caller");
     // 404: given up at once, no retry.
     let failed = wait_status(&app, &call_id, "failed", Duration::from_secs(10)).await;
     assert_eq!(failed["attempts"].as_array().unwrap().len(), 1);
