@@ -274,6 +274,21 @@ impl Webhooks {
     /// Makes one attempt of `d` and records it.
     async fn attempt(&self, mut d: WebhookDelivery) {
         let cfg = &self.inner.config;
+        // Claim the attempt first (a conditional write pushing `nextAttemptAt` past the
+        // attempt's deadline): of several workers on one store (other nodes), one sends; if
+        // this one dies mid-attempt, the claim lapses and the attempt is made again.
+        let lease = cfg.attempt_timeout * 2 + Duration::from_secs(5);
+        d.next_attempt_at =
+            Some(Utc::now() + chrono::Duration::from_std(lease).unwrap_or_default());
+        d = match self.inner.store.update_webhook_delivery(&d).await {
+            Ok(claimed) => claimed,
+            Err(StoreError::VersionConflict { .. }) | Err(StoreError::NotFound { .. }) => return,
+            Err(e) => {
+                tracing::warn!(delivery = %d.delivery_id, error = %e, "claiming a webhook attempt failed");
+                tokio::time::sleep(cfg.first_backoff).await;
+                return;
+            }
+        };
         let number = d.attempts.len() as u32 + 1;
         let at = Utc::now();
         let started = Instant::now();

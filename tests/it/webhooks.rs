@@ -263,8 +263,8 @@ async fn retries_with_growing_delays_the_same_key_and_verifiable_signatures() {
     let call = app.create_call(None).await;
     let call_id = call["call"]["callId"].as_str().unwrap().to_string();
     let payload = payload_of(store.as_ref(), &call_id).await;
-    // Another node (or the call actor) enqueues through the library on the shared store,
-    // twice at once: one delivery. The server's worker picks it up.
+    // Another node enqueues through the library on the shared store, twice at once: one
+    // delivery. Its worker and the server's both run: each attempt is made by one of them.
     let hooks = Webhooks::new(
         store.clone(),
         fast_config(EgressPolicy {
@@ -274,6 +274,7 @@ async fn retries_with_growing_delays_the_same_key_and_verifiable_signatures() {
             ],
         }),
     );
+    let hooks = hooks.start();
     let (a, b) = tokio::join!(
         hooks.enqueue_call_ended(&call_id, target(&receiver.url()), payload.clone()),
         hooks.enqueue_call_ended(&call_id, target(&receiver.url()), payload.clone())
@@ -355,6 +356,7 @@ async fn retries_with_growing_delays_the_same_key_and_verifiable_signatures() {
     assert_eq!(deliveries(&app, &call_id).await.len(), 1);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(receiver.got().len(), 4, "delivered means no more attempts");
+    hooks.stop().await;
 
     // The metrics count the attempts by outcome.
     let text = app
