@@ -184,6 +184,8 @@ impl Application {
             keys: keys.clone(),
             summaries: crate::summary::Summaries::new(store.clone(), &config.llm)
                 .map_err(StartupError::Summaries)?,
+            webhooks: crate::webhooks::Webhooks::new(store.clone(), config.webhooks.clone())
+                .start(),
         };
         let shutdown = crate::shutdown::Shutdown::new();
         let ws = web::Data::new(WsContext {
@@ -215,6 +217,8 @@ impl Application {
                 .configure(http::configure_extractors)
                 .configure(http::meta::routes)
                 .configure(http::agents::routes)
+                // Before calls: `/api/calls/{callId}/{action}` would take its GET path.
+                .configure(http::webhooks::routes)
                 .configure(http::calls::routes)
                 .configure(http::transfers::routes)
                 .configure(http::transcripts::routes)

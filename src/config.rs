@@ -545,6 +545,8 @@ pub struct Config {
     pub recording: Option<RecordingConfig>,
     /// The LiveKit agent name dispatched for assistants (`SWITCHBOARD_ASSISTANT_AGENT_NAME`).
     pub assistant_agent_name: String,
+    /// End-of-call webhooks: retries, timeouts, which receivers are allowed.
+    pub webhooks: WebhookConfig,
 }
 
 fn parse_secs(
@@ -720,6 +722,84 @@ fn api_url_from(url: &str) -> String {
     }
 }
 
+// ---- End-of-call webhooks (src/webhooks) ----
+
+/// Settings of the end-of-call webhooks (`SWITCHBOARD_WEBHOOK_*`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookConfig {
+    /// `SWITCHBOARD_WEBHOOK_MAX_ATTEMPTS` (default 8): attempts before a delivery fails.
+    pub max_attempts: u32,
+    /// `SWITCHBOARD_WEBHOOK_BACKOFF` (default 1 s): the first delay; it doubles after each
+    /// failed attempt (with jitter).
+    pub first_backoff: Duration,
+    /// `SWITCHBOARD_WEBHOOK_MAX_BACKOFF` (default 300 s): the longest delay.
+    pub max_backoff: Duration,
+    /// `SWITCHBOARD_WEBHOOK_TIMEOUT` (default 10 s): one attempt's deadline.
+    pub attempt_timeout: Duration,
+    /// `SWITCHBOARD_WEBHOOK_POLL` (default 5 s): how often the worker re-reads the pending
+    /// deliveries when nothing wakes it (picks up what another node enqueued).
+    pub poll_interval: Duration,
+    /// `SWITCHBOARD_WEBHOOK_ALLOW_PRIVATE` and `SWITCHBOARD_WEBHOOK_ALLOWED_HOSTS`.
+    pub policy: crate::webhooks::ssrf::EgressPolicy,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        WebhookConfig {
+            max_attempts: 8,
+            first_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+            attempt_timeout: Duration::from_secs(10),
+            poll_interval: Duration::from_secs(5),
+            policy: Default::default(),
+        }
+    }
+}
+
+fn webhook_config(get: &dyn Fn(&str) -> Option<String>) -> Result<WebhookConfig, ConfigError> {
+    let d = WebhookConfig::default();
+    let secs =
+        |name: &'static str, default: Duration| parse_secs(name, get(name), default.as_secs_f64());
+    let max_attempts = match get("SWITCHBOARD_WEBHOOK_MAX_ATTEMPTS") {
+        None => d.max_attempts,
+        Some(v) => v
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or(ConfigError::Invalid {
+                name: "SWITCHBOARD_WEBHOOK_MAX_ATTEMPTS",
+                message: format!("expected a number from 1 to 100, got {v:?}"),
+            })?,
+    };
+    let allowed_hosts = get("SWITCHBOARD_WEBHOOK_ALLOWED_HOSTS")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|e| !e.trim().is_empty())
+        .map(crate::webhooks::ssrf::AllowedHost::parse)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|message| ConfigError::Invalid {
+            name: "SWITCHBOARD_WEBHOOK_ALLOWED_HOSTS",
+            message,
+        })?;
+    Ok(WebhookConfig {
+        max_attempts,
+        first_backoff: secs("SWITCHBOARD_WEBHOOK_BACKOFF", d.first_backoff)?,
+        max_backoff: secs("SWITCHBOARD_WEBHOOK_MAX_BACKOFF", d.max_backoff)?,
+        attempt_timeout: secs("SWITCHBOARD_WEBHOOK_TIMEOUT", d.attempt_timeout)?,
+        poll_interval: secs("SWITCHBOARD_WEBHOOK_POLL", d.poll_interval)?,
+        policy: crate::webhooks::ssrf::EgressPolicy {
+            allow_private: parse_bool(
+                "SWITCHBOARD_WEBHOOK_ALLOW_PRIVATE",
+                get("SWITCHBOARD_WEBHOOK_ALLOW_PRIVATE"),
+            )?,
+            allowed_hosts,
+        },
+    })
+}
+
+// ---- end of end-of-call webhooks ----
+
 impl Config {
     /// Reads the configuration through `get` (the environment in production, a map in tests).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
@@ -797,10 +877,12 @@ impl Config {
         let twilio = twilio_config(&nonempty)?;
         let recording = recording_config(&nonempty)?;
         let assistant_agent_name = assistant_agent_name(&nonempty)?;
+        let webhooks = webhook_config(&nonempty)?;
         Ok(Config {
             recording,
             assistant_agent_name,
             llm,
+            webhooks,
             addr,
             store,
             data_dir: PathBuf::from(
@@ -847,6 +929,38 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn webhook_settings_are_read_and_checked() {
+        let c = with(&[]).unwrap().webhooks;
+        assert_eq!(c, WebhookConfig::default());
+        assert_eq!(c.max_attempts, 8);
+        let c = with(&[
+            ("SWITCHBOARD_WEBHOOK_MAX_ATTEMPTS", "3"),
+            ("SWITCHBOARD_WEBHOOK_BACKOFF", "0.1"),
+            ("SWITCHBOARD_WEBHOOK_ALLOW_PRIVATE", "true"),
+            (
+                "SWITCHBOARD_WEBHOOK_ALLOWED_HOSTS",
+                "127.0.0.1:9000, hooks.internal",
+            ),
+        ])
+        .unwrap()
+        .webhooks;
+        assert_eq!(c.max_attempts, 3);
+        assert_eq!(c.first_backoff, Duration::from_millis(100));
+        assert!(c.policy.allow_private);
+        assert_eq!(c.policy.allowed_hosts.len(), 2);
+        assert_eq!(c.policy.allowed_hosts[0].port, Some(9000));
+        for (k, v) in [
+            ("SWITCHBOARD_WEBHOOK_MAX_ATTEMPTS", "0"),
+            ("SWITCHBOARD_WEBHOOK_ALLOWED_HOSTS", "host:port"),
+            ("SWITCHBOARD_WEBHOOK_ALLOW_PRIVATE", "maybe"),
+            ("SWITCHBOARD_WEBHOOK_TIMEOUT", "-1"),
+        ] {
+            let err = with(&[(k, v)]).unwrap_err().to_string();
+            assert!(err.contains(k), "{err}");
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! - [`metrics`]: `GET /metrics` (Prometheus). [`shutdown`]: graceful stop on SIGTERM/SIGINT.
 //!   [`logging`]: text or JSON logs, and the span of each call.
 //! - [`org`]: organisations' API keys, AI assistants (and their prompt templates), SIP trunks.
+//! - [`webhooks`]: signed end-of-call webhooks, delivered at least once, behind an SSRF guard.
 
 #![warn(missing_docs)]
 
@@ -32,4 +33,5 @@ pub mod shutdown;
 pub mod store;
 pub mod summary;
 pub mod twilio;
+pub mod webhooks;
 pub mod ws;

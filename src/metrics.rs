@@ -27,9 +27,13 @@ use prometheus::{
 use crate::http::{principal, ApiError, AppState};
 use crate::model::{Agent, Call, Event, Room, Summary, Transcript, Transfer, TransferStatus};
 use crate::store::{CallCommit, Store, StoreError, StoredCall};
+use crate::webhooks::WebhookDelivery;
 
 /// Providers whose failures are counted in `switchboard_provider_errors_total`.
 pub const PROVIDERS: [&str; 4] = ["livekit", "twilio", "llm", "store"];
+
+/// Outcomes of an end-of-call webhook attempt in `switchboard_webhook_deliveries_total`.
+pub const WEBHOOK_OUTCOMES: [&str; 3] = ["delivered", "retry", "failed"];
 
 /// Every call status a live call can have (ended calls are not live).
 const LIVE_STATUSES: [&str; 6] = [
@@ -64,6 +68,7 @@ pub struct Metrics {
     push_latency: HistogramVec,
     webhook_failures: IntCounterVec,
     provider_errors: IntCounterVec,
+    webhook_deliveries: IntCounterVec,
     /// `transferId` → when `transfer.initiated` was published (bounded).
     open_transfers: Mutex<HashMap<String, DateTime<Utc>>>,
 }
@@ -143,6 +148,17 @@ impl Metrics {
             ),
             &["provider"],
         ));
+        let webhook_deliveries = must(IntCounterVec::new(
+            Opts::new(
+                "switchboard_webhook_deliveries_total",
+                "End-of-call webhook attempts, by outcome (delivered, retry, failed: given up).",
+            ),
+            &["outcome"],
+        ));
+        must(registry.register(Box::new(webhook_deliveries.clone())));
+        for o in WEBHOOK_OUTCOMES {
+            webhook_deliveries.with_label_values(&[o]);
+        }
         for m in [&live_calls, &ws_sessions] {
             must(registry.register(Box::new(m.clone())));
         }
@@ -181,6 +197,7 @@ impl Metrics {
             push_latency,
             webhook_failures,
             provider_errors,
+            webhook_deliveries,
             open_transfers: Mutex::new(HashMap::new()),
         }
     }
@@ -234,6 +251,16 @@ impl Metrics {
     /// Counts a failed call to a provider (one of [`PROVIDERS`]).
     pub fn provider_error(&self, provider: &str) {
         self.provider_errors.with_label_values(&[provider]).inc();
+    }
+
+    /// Counts an end-of-call webhook attempt by outcome (one of [`WEBHOOK_OUTCOMES`]).
+    pub fn webhook_delivery(&self, outcome: &str) {
+        self.webhook_deliveries.with_label_values(&[outcome]).inc();
+    }
+
+    /// The current value of the webhook attempt counter for an outcome.
+    pub fn webhook_deliveries(&self, outcome: &str) -> u64 {
+        self.webhook_deliveries.with_label_values(&[outcome]).get()
     }
 
     /// The current value of a provider's error counter.
@@ -438,6 +465,32 @@ impl Store for MeteredStore {
         counted(self.0.delete_sip_trunk(id).await)
     }
     // ---- end of organisations ----
+    // ---- End-of-call webhook deliveries ----
+    async fn create_webhook_delivery(
+        &self,
+        d: &WebhookDelivery,
+    ) -> Result<WebhookDelivery, StoreError> {
+        counted(self.0.create_webhook_delivery(d).await)
+    }
+    async fn update_webhook_delivery(
+        &self,
+        d: &WebhookDelivery,
+    ) -> Result<WebhookDelivery, StoreError> {
+        counted(self.0.update_webhook_delivery(d).await)
+    }
+    async fn get_webhook_delivery(&self, id: &str) -> Result<Option<WebhookDelivery>, StoreError> {
+        counted(self.0.get_webhook_delivery(id).await)
+    }
+    async fn list_webhook_deliveries_by_call(
+        &self,
+        call_id: &str,
+    ) -> Result<Vec<WebhookDelivery>, StoreError> {
+        counted(self.0.list_webhook_deliveries_by_call(call_id).await)
+    }
+    async fn list_pending_webhook_deliveries(&self) -> Result<Vec<WebhookDelivery>, StoreError> {
+        counted(self.0.list_pending_webhook_deliveries().await)
+    }
+    // ---- end of webhook deliveries ----
 }
 
 #[cfg(test)]

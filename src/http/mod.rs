@@ -14,6 +14,7 @@ pub mod transfers;
 pub mod trunks;
 pub mod twilio;
 pub mod wallboard;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -52,6 +53,8 @@ pub struct AppState {
     pub keys: SessionKeys,
     /// Call summaries (LLM or offline) and their background refresh.
     pub summaries: crate::summary::Summaries,
+    /// End-of-call webhook deliveries and their worker.
+    pub webhooks: crate::webhooks::Webhooks,
 }
 
 /// The one error type of the HTTP boundary, rendered as `{code, message}`.

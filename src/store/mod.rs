@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::model::{Agent, Call, Event, Room, Summary, Transcript, Transfer, TransferStatus};
 use crate::org::{ApiKeyRecord, Assistant, SipTrunk};
+use crate::webhooks::WebhookDelivery;
 
 /// Errors every backend maps its own failures into; no backend type leaks past the store.
 #[derive(Debug, thiserror::Error)]
@@ -202,4 +203,32 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_sip_trunk(&self, trunk_id: &str) -> Result<bool, StoreError>;
 
     // ---- end of organisations ----
+    // ---- End-of-call webhook deliveries (src/webhooks) ----
+
+    /// Creates a delivery if its id is new (stored with version 1); `AlreadyExists`
+    /// otherwise, leaving the stored one unchanged.
+    async fn create_webhook_delivery(
+        &self,
+        delivery: &WebhookDelivery,
+    ) -> Result<WebhookDelivery, StoreError>;
+    /// Replaces a delivery if its stored version equals `delivery.version`; returns it with
+    /// the version bumped. `NotFound` or `VersionConflict` otherwise.
+    async fn update_webhook_delivery(
+        &self,
+        delivery: &WebhookDelivery,
+    ) -> Result<WebhookDelivery, StoreError>;
+    /// Reads a delivery.
+    async fn get_webhook_delivery(
+        &self,
+        delivery_id: &str,
+    ) -> Result<Option<WebhookDelivery>, StoreError>;
+    /// A call's deliveries, oldest first (`createdAt`, then id).
+    async fn list_webhook_deliveries_by_call(
+        &self,
+        call_id: &str,
+    ) -> Result<Vec<WebhookDelivery>, StoreError>;
+    /// Every `pending` delivery, oldest first (for the worker, also after a restart).
+    async fn list_pending_webhook_deliveries(&self) -> Result<Vec<WebhookDelivery>, StoreError>;
+
+    // ---- end of webhook deliveries ----
 }

@@ -24,3 +24,4 @@ mod twilio;
 mod twilio_fake;
 mod twilio_lib;
 mod wallboard;
+mod webhooks;

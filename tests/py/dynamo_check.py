@@ -110,7 +110,7 @@ def check_schema(client, prefix):
                 have[index]["KeySchema"][0] == {"AttributeName": hash_key, "KeyType": "HASH"},
                 f"{name}.{index} key is {have[index]['KeySchema']}",
             )
-    for extra in ["Events", "CallAgents", "OpenCalls"]:
+    for extra in ["Events", "CallAgents", "OpenCalls", "WebhookDeliveries"]:
         check(prefix + extra in tables, f"table {prefix + extra} does not exist")
 
 

@@ -39,7 +39,7 @@ use crate::store::StoreError;
 pub const ACTIVE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// How many tables the store uses.
-pub const TABLE_COUNT: usize = 10;
+pub const TABLE_COUNT: usize = 11;
 
 /// The environment variables naming the tables, their defaults, and seed 000's among them.
 pub const TABLE_VARS: [(&str, &str); TABLE_COUNT] = [
@@ -53,6 +53,8 @@ pub const TABLE_VARS: [(&str, &str); TABLE_COUNT] = [
     ("DYNAMODB_TABLE_CALL_AGENTS", "CallAgents"),
     ("DYNAMODB_TABLE_OPEN_CALLS", "OpenCalls"),
     ("DYNAMODB_TABLE_ORG_RECORDS", "OrgRecords"),
+    // End-of-call webhook deliveries.
+    ("DYNAMODB_TABLE_WEBHOOK_DELIVERIES", "WebhookDeliveries"),
 ];
 
 /// The full names (prefix included) of the store's tables.
@@ -79,6 +81,8 @@ pub struct TableNames {
     /// Organisations' API keys, assistants and SIP trunks, keyed `recordId`
     /// (`<kind>#<id>`).
     pub org_records: String,
+    /// End-of-call webhook deliveries, keyed `deliveryId`.
+    pub webhook_deliveries: String,
 }
 
 impl TableNames {
@@ -96,6 +100,7 @@ impl TableNames {
             call_agents: p(7),
             open_calls: p(8),
             org_records: p(9),
+            webhook_deliveries: p(10),
         }
     }
 
@@ -117,6 +122,7 @@ impl TableNames {
             &self.call_agents,
             &self.open_calls,
             &self.org_records,
+            &self.webhook_deliveries,
         ]
     }
 }
@@ -301,6 +307,20 @@ fn specs(names: &TableNames) -> Vec<TableSpec> {
                 hash: key_s("orgId"),
                 projection: Proj::KeysOnly,
             }],
+        ),
+        // End-of-call webhook deliveries: by call, and the pending ones by status.
+        table(
+            &names.webhook_deliveries,
+            key_s("deliveryId"),
+            None,
+            vec![
+                by_call,
+                IndexSpec {
+                    name: index::STATUS,
+                    hash: key_s("status"),
+                    projection: Proj::KeysOnly,
+                },
+            ],
         ),
     ]
 }

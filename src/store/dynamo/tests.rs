@@ -276,6 +276,7 @@ async fn init_tables_is_idempotent() {
     let store = fresh_store().await;
     let again = store.init_tables().await.unwrap();
     assert_eq!(again.len(), crate::store::dynamo::tables::TABLE_COUNT);
+    assert_eq!(again.len(), TABLE_VARS.len());
     assert!(
         again.iter().all(|r| r.action == TableAction::Existed),
         "{again:?}"
