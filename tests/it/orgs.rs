@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use crate::support::app::{spawn_app_with, TestApp, TestOptions};
+use crate::support::app::{spawn_app_with, TestApp, TestOptions, TestStore};
 
 const ROOT: &str = "orgs-root-management-key";
 
@@ -295,7 +295,40 @@ async fn organisation_keys_get_no_management_power() {
 
 #[actix_web::test]
 async fn assistants_belong_to_one_organisation_and_are_validated_and_versioned() {
-    let app = root_app().await;
+    assistants_flow(&root_app().await).await;
+}
+
+/// The same on the DynamoDB store (moto), and a key revoked there is refused at once.
+#[actix_web::test]
+async fn assistants_and_key_revocation_on_dynamodb() {
+    let app = spawn_app_with(TestOptions {
+        api_key: Some(ROOT.into()),
+        store: TestStore::DynamoDb {
+            prefix: crate::support::dynamo::fresh_prefix(),
+        },
+        ..Default::default()
+    })
+    .await;
+    assistants_flow(&app).await;
+    let k = make_key(&app, ROOT, "Initech", "ida", "member").await;
+    let key = text(&k, "apiKey");
+    let (s, _) = send(&app, Some(key), "GET", "/api/assistants", None).await;
+    assert_eq!(s, 200);
+    let (s, _) = send(
+        &app,
+        Some(ROOT),
+        "DELETE",
+        &format!("/api/keys/{}", text(&k, "keyId")),
+        None,
+    )
+    .await;
+    assert_eq!(s, 204);
+    let (s, _) = send(&app, Some(key), "GET", "/api/assistants", None).await;
+    assert_eq!(s, 401);
+}
+
+async fn assistants_flow(app: &TestApp) {
+    let app = app;
     let acme = make_key(&app, ROOT, "Acme", "ada", "admin").await;
     let acme_member = make_key(&app, text(&acme, "apiKey"), "Acme", "bob", "member").await;
     let globex = make_key(&app, ROOT, "Globex", "gina", "admin").await;
