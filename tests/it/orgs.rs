@@ -328,10 +328,9 @@ async fn assistants_and_key_revocation_on_dynamodb() {
 }
 
 async fn assistants_flow(app: &TestApp) {
-    let app = app;
-    let acme = make_key(&app, ROOT, "Acme", "ada", "admin").await;
-    let acme_member = make_key(&app, text(&acme, "apiKey"), "Acme", "bob", "member").await;
-    let globex = make_key(&app, ROOT, "Globex", "gina", "admin").await;
+    let acme = make_key(app, ROOT, "Acme", "ada", "admin").await;
+    let acme_member = make_key(app, text(&acme, "apiKey"), "Acme", "bob", "member").await;
+    let globex = make_key(app, ROOT, "Globex", "gina", "admin").await;
     let (a_key, m_key, g_key) = (
         text(&acme, "apiKey"),
         text(&acme_member, "apiKey"),
@@ -346,13 +345,13 @@ async fn assistants_flow(app: &TestApp) {
         ("PATCH", "/api/assistants/as-x"),
         ("DELETE", "/api/assistants/as-x"),
     ] {
-        let (s, _) = send(&app, None, method, path, Some(json!({}))).await;
+        let (s, _) = send(app, None, method, path, Some(json!({}))).await;
         assert_eq!(s, 401, "{method} {path}");
     }
 
     // A member key creates in its organisation; the answer is the stored assistant.
     let (s, a) = send(
-        &app,
+        app,
         Some(m_key),
         "POST",
         "/api/assistants",
@@ -370,7 +369,7 @@ async fn assistants_flow(app: &TestApp) {
     let mut other = assistant_body("X");
     other["orgId"] = json!("globex");
     let (s, _) = send(
-        &app,
+        app,
         Some(a_key),
         "POST",
         "/api/assistants",
@@ -379,7 +378,7 @@ async fn assistants_flow(app: &TestApp) {
     .await;
     assert_eq!(s, 403);
     let (s, b) = send(
-        &app,
+        app,
         Some(ROOT),
         "POST",
         "/api/assistants",
@@ -388,7 +387,7 @@ async fn assistants_flow(app: &TestApp) {
     .await;
     assert_eq!(s, 400, "{b}");
     assert!(text(&b, "message").starts_with("orgId"), "{b}");
-    let (s, g) = send(&app, Some(ROOT), "POST", "/api/assistants", Some(other)).await;
+    let (s, g) = send(app, Some(ROOT), "POST", "/api/assistants", Some(other)).await;
     assert_eq!(s, 201, "{g}");
     assert_eq!(g["createdByKeyId"], "root");
 
@@ -398,14 +397,14 @@ async fn assistants_flow(app: &TestApp) {
         ("PATCH", Some(json!({"name": "Hijacked"}))),
         ("DELETE", None),
     ] {
-        let (s, b) = send(&app, Some(g_key), method, &path, body).await;
+        let (s, b) = send(app, Some(g_key), method, &path, body).await;
         assert_eq!(s, 404, "{method}: {b}");
         assert_eq!(b["code"], "not_found");
     }
-    let (_, g_list) = send(&app, Some(g_key), "GET", "/api/assistants", None).await;
+    let (_, g_list) = send(app, Some(g_key), "GET", "/api/assistants", None).await;
     assert!(!g_list.to_string().contains(&id), "{g_list}");
     assert_eq!(g_list.as_array().unwrap().len(), 1);
-    let (_, a_list) = send(&app, Some(a_key), "GET", "/api/assistants", None).await;
+    let (_, a_list) = send(app, Some(a_key), "GET", "/api/assistants", None).await;
     let ids: Vec<&str> = a_list
         .as_array()
         .unwrap()
@@ -413,10 +412,10 @@ async fn assistants_flow(app: &TestApp) {
         .map(|x| text(x, "assistantId"))
         .collect();
     assert_eq!(ids, vec![id.as_str()]);
-    let (_, all) = send(&app, Some(ROOT), "GET", "/api/assistants", None).await;
+    let (_, all) = send(app, Some(ROOT), "GET", "/api/assistants", None).await;
     assert_eq!(all.as_array().unwrap().len(), 2);
     let (s, _) = send(
-        &app,
+        app,
         Some(a_key),
         "GET",
         "/api/assistants?orgId=globex",
@@ -424,7 +423,7 @@ async fn assistants_flow(app: &TestApp) {
     )
     .await;
     assert_eq!(s, 403);
-    let (s, unchanged) = send(&app, Some(a_key), "GET", &path, None).await;
+    let (s, unchanged) = send(app, Some(a_key), "GET", &path, None).await;
     assert_eq!(s, 200);
     assert_eq!(unchanged["name"], "Support");
 
@@ -453,7 +452,7 @@ async fn assistants_flow(app: &TestApp) {
         ),
     ];
     for (patch, field) in cases {
-        let (s, b) = send(&app, Some(a_key), "PATCH", &path, Some(patch.clone())).await;
+        let (s, b) = send(app, Some(a_key), "PATCH", &path, Some(patch.clone())).await;
         assert_eq!(s, 400, "{patch}: {b}");
         assert_eq!(b["code"], "invalid_field", "{b}");
         assert!(text(&b, "message").starts_with(field), "{patch}: {b}");
@@ -461,15 +460,15 @@ async fn assistants_flow(app: &TestApp) {
         for (k, v) in patch.as_object().unwrap() {
             create[k] = v.clone();
         }
-        let (s, b) = send(&app, Some(a_key), "POST", "/api/assistants", Some(create)).await;
+        let (s, b) = send(app, Some(a_key), "POST", "/api/assistants", Some(create)).await;
         assert_eq!(s, 400, "create {patch}: {b}");
         assert!(text(&b, "message").starts_with(field), "{b}");
     }
-    let (s, b) = send(&app, Some(a_key), "PATCH", &path, Some(json!({"bogus": 1}))).await;
+    let (s, b) = send(app, Some(a_key), "PATCH", &path, Some(json!({"bogus": 1}))).await;
     assert_eq!(s, 400, "{b}");
 
     // PATCH is partial; null clears optional fields; each change bumps the version.
-    let (s, p) = send(&app, Some(a_key), "PATCH", &path,
+    let (s, p) = send(app, Some(a_key), "PATCH", &path,
         Some(json!({"name": "Support 2", "endCallUrl": null, "tts": {"provider": "sarvam", "speaker": "meera"}}))).await;
     assert_eq!(s, 200, "{p}");
     assert_eq!(p["name"], "Support 2");
@@ -477,15 +476,15 @@ async fn assistants_flow(app: &TestApp) {
     assert_eq!(p["tts"], json!({"provider": "sarvam", "speaker": "meera"}));
     assert_eq!(p["prompt"], a["prompt"]);
     assert_eq!(p["version"], 2);
-    let (_, got) = send(&app, Some(m_key), "GET", &path, None).await;
+    let (_, got) = send(app, Some(m_key), "GET", &path, None).await;
     assert_eq!(got, p);
 
     // Delete: once.
-    let (s, _) = send(&app, Some(a_key), "DELETE", &path, None).await;
+    let (s, _) = send(app, Some(a_key), "DELETE", &path, None).await;
     assert_eq!(s, 204);
-    let (s, _) = send(&app, Some(a_key), "GET", &path, None).await;
+    let (s, _) = send(app, Some(a_key), "GET", &path, None).await;
     assert_eq!(s, 404);
-    let (s, _) = send(&app, Some(a_key), "DELETE", &path, None).await;
+    let (s, _) = send(app, Some(a_key), "DELETE", &path, None).await;
     assert_eq!(s, 404);
 }
 
