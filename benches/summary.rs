@@ -54,6 +54,11 @@ fn transcript() -> (Call, Vec<Transcript>) {
         metadata: serde_json::Value::Null,
         channel: Default::default(),
         caller_number: None,
+        org_id: None,
+        direction: Default::default(),
+        assistant_id: None,
+        outbound: None,
+        recording: None,
     };
     let mut seed: u64 = 0x5eed;
     let mut next = move |n: usize| {

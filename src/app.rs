@@ -156,6 +156,11 @@ impl Application {
             hub: hub.clone(),
             livekit: livekit.clone(),
             twilio: twilio.clone(),
+            recording: config
+                .recording
+                .as_ref()
+                .map(crate::media::livekit::RecordingTarget::from_config),
+            end_of_call: None,
         };
         let registry = Registry::new(deps, config.timeouts, config.disconnect_grace).start();
         let recovered = registry

@@ -32,7 +32,14 @@ use crate::store::{CallCommit, Store, StoreError, StoredCall};
 pub const PROVIDERS: [&str; 4] = ["livekit", "twilio", "llm", "store"];
 
 /// Every call status a live call can have (ended calls are not live).
-const LIVE_STATUSES: [&str; 5] = ["queued", "ringing", "active", "on_hold", "transferring"];
+const LIVE_STATUSES: [&str; 6] = [
+    "queued",
+    "ringing",
+    "active",
+    "on_hold",
+    "transferring",
+    "dialing",
+];
 
 /// The terminal statuses of a transfer (its outcomes).
 const OUTCOMES: [&str; 6] = [
@@ -240,9 +247,8 @@ impl Metrics {
         let mut by_status: HashMap<&'static str, i64> =
             LIVE_STATUSES.iter().map(|s| (*s, 0)).collect();
         for c in &calls {
-            let s = c.call.status.as_str();
-            if s != "ended" {
-                *by_status.entry(s).or_insert(0) += 1;
+            if !c.call.status.is_terminal() {
+                *by_status.entry(c.call.status.as_str()).or_insert(0) += 1;
             }
         }
         for (status, n) in by_status {

@@ -104,6 +104,11 @@ pub enum CallStatus {
     Transferring,
     /// Finished; terminal.
     Ended,
+    /// An outbound call being dialled (the SIP request is on its way).
+    Dialing,
+    /// An outbound call that never connected (busy, no answer, declined, dial failure);
+    /// terminal, with the SIP status in [`OutboundLeg::sip_status`].
+    Failed,
 }
 
 impl CallStatus {
@@ -116,7 +121,14 @@ impl CallStatus {
             CallStatus::OnHold => "on_hold",
             CallStatus::Transferring => "transferring",
             CallStatus::Ended => "ended",
+            CallStatus::Dialing => "dialing",
+            CallStatus::Failed => "failed",
         }
+    }
+
+    /// Whether the call is over (`ended` or `failed`): nothing changes it any more.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, CallStatus::Ended | CallStatus::Failed)
     }
 }
 
@@ -178,6 +190,100 @@ pub struct Call {
     /// The caller's phone number, for a phone caller.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caller_number: Option<String>,
+    /// The organisation the call belongs to (calls made with an organisation's API key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org_id: Option<String>,
+    /// Whether the caller called in or the switchboard called out.
+    #[serde(default)]
+    pub direction: Direction,
+    /// The AI assistant that runs the call (outbound assistant calls), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assistant_id: Option<String>,
+    /// The dial-out of an outbound call: trunk, number and how it went.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbound: Option<OutboundLeg>,
+    /// The call's recording, when one was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording: Option<Recording>,
+}
+
+/// Which way a call was set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// The caller reached the switchboard (browser or phone).
+    #[default]
+    Inbound,
+    /// The switchboard dialled the number (through a SIP trunk).
+    Outbound,
+}
+
+/// The dial-out of an outbound call through a SIP trunk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutboundLeg {
+    /// The switchboard trunk dialled through.
+    pub trunk_id: String,
+    /// LiveKit's id of that trunk (`ST_…`).
+    pub livekit_trunk_id: String,
+    /// The number dialled (E.164).
+    pub to_number: String,
+    /// The trunk number shown to the callee, if chosen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_number: Option<String>,
+    /// The SIP status that ended a failed dial (486 busy, 480 no answer, 603 declined, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sip_status: Option<u16>,
+    /// The SIP reason phrase, or why the dial failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sip_reason: Option<String>,
+    /// LiveKit's agent dispatch that sent the assistant to the room.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dispatch_id: Option<String>,
+    /// The LiveKit identity of the assistant's participant, once it joined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assistant_identity: Option<String>,
+    /// When the callee answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_at: Option<DateTime<Utc>>,
+}
+
+/// Where a call's recording is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordingStatus {
+    /// Asked of LiveKit's egress, not started yet.
+    Requested,
+    /// Recording.
+    Active,
+    /// Finished and uploaded to `location`.
+    Complete,
+    /// Could not start, or failed while recording (`error` says why).
+    Failed,
+}
+
+impl RecordingStatus {
+    /// Whether the recording will not change any more.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, RecordingStatus::Complete | RecordingStatus::Failed)
+    }
+}
+
+/// A call's audio recording (a LiveKit room-composite egress to S3-compatible storage).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Recording {
+    /// LiveKit's egress id, once it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress_id: Option<String>,
+    /// Where it is.
+    pub status: RecordingStatus,
+    /// The stored file (`s3://bucket/key` or the storage's URL), when complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// How a caller reached the switchboard.
@@ -189,6 +295,9 @@ pub enum Channel {
     Web,
     /// A phone call through Twilio, always inside a Twilio conference.
     Phone,
+    /// A phone reached through a SIP trunk into a LiveKit room (outbound calls); it cannot
+    /// be moved between rooms, so it stays in the main room.
+    Sip,
 }
 
 /// How a transfer hands the caller over.

@@ -38,6 +38,11 @@ fn call() -> Call {
         metadata: json!({}),
         channel: Channel::Web,
         caller_number: None,
+        org_id: None,
+        direction: Default::default(),
+        assistant_id: None,
+        outbound: None,
+        recording: None,
     }
 }
 
@@ -194,7 +199,7 @@ fn check(m: &CallMachine, last_seq: &mut u64, step_events: &[switchboard::model:
         (None, Some(t)) => assert!(t.status.is_terminal(), "a transfer left open: {t:?}"),
         (None, None) => {}
     }
-    if m.call.status == CallStatus::Ended {
+    if m.call.status.is_terminal() {
         assert!(m.call.open_transfer_id.is_none());
         assert!(
             m.timers.is_empty(),

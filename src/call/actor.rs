@@ -13,7 +13,9 @@ use crate::call::machine::{CallMachine, Effect, Input, Observation, Rejection, S
 use crate::call::machine::{Party, HELD_SUFFIX};
 use crate::call::registry::{CallChanged, Registry};
 use crate::hub::Hub;
-use crate::media::livekit::{LiveKit, LiveKitError, ParticipantRole};
+use crate::media::livekit::{
+    LiveKit, LiveKitError, ParticipantRole, RecordingTarget, SipDial, SipDialError,
+};
 use crate::media::twilio::TwilioBridge;
 use crate::model::{new_id, Event, Room};
 use crate::store::{CallCommit, Store, StoreError, StoredCall};
@@ -32,6 +34,19 @@ pub struct CallDeps {
     pub livekit: LiveKit,
     /// The Twilio plane, when configured.
     pub twilio: Option<TwilioBridge>,
+    /// Where recordings are uploaded, when configured.
+    pub recording: Option<RecordingTarget>,
+    /// Sends end-of-call notices (the assistant's webhook), when the app has any.
+    pub end_of_call: Option<Arc<dyn EndOfCall>>,
+}
+
+/// Sends a finished call's end-of-call notice. The actor asks once the call is over (and
+/// its recording settled) and again, later, until it succeeds; implementations must be
+/// idempotent (one notice per call however often they are asked).
+#[async_trait::async_trait]
+pub trait EndOfCall: Send + Sync {
+    /// Queues the notice durably (delivery happens later, with retries).
+    async fn call_ended(&self, machine: &CallMachine) -> Result<(), String>;
 }
 
 /// Why a call operation failed.
@@ -189,6 +204,7 @@ impl CallActor {
                     .filter(|_| m.call.agent_a_id.is_none()),
                 declined_by: m.declined_by.clone(),
                 request_agent,
+                settled: m.is_settled(),
             });
         }
     }
@@ -261,16 +277,188 @@ impl CallActor {
                         }
                     }.instrument(span.clone()));
                 }
+                Effect::DispatchAssistant { .. }
+                | Effect::DialSip { .. }
+                | Effect::DismissAssistant { .. }
+                | Effect::StartRecording { .. }
+                | Effect::StopRecording { .. }
+                | Effect::NotifyEnded => {
+                    self.carry_out_outbound(effect.clone(), &step.machine, span.clone(), ctx)
+                }
                 twilio_effect => self.carry_out_twilio(twilio_effect.clone(), span.clone(), ctx),
             }
         }
         self.report(request_agent);
-        if self
-            .machine
-            .as_ref()
-            .is_some_and(|m| m.call.status == crate::model::CallStatus::Ended)
-        {
+        if self.machine.as_ref().is_some_and(|m| m.is_settled()) {
             ctx.stop();
+        }
+    }
+
+    /// Carries out an effect of an outbound assistant call (dispatch, SIP dial-out,
+    /// recording, end-of-call notice) and feeds LiveKit's answers back into the machine.
+    fn carry_out_outbound(
+        &mut self,
+        effect: Effect,
+        machine: &CallMachine,
+        span: tracing::Span,
+        ctx: &mut Context<Self>,
+    ) {
+        use tracing::Instrument;
+        let me = ctx.address();
+        let feed = move |obs: Observation| {
+            let me = me.clone();
+            async move {
+                me.send(Execute {
+                    input: Input::Observe(obs),
+                    idempotency_key: None,
+                })
+                .await
+                .is_ok()
+            }
+        };
+        let lk = self.deps.livekit.clone();
+        let call_id = self.call_id.clone();
+        match effect {
+            Effect::DispatchAssistant {
+                room,
+                agent_name,
+                metadata,
+            } => {
+                actix::spawn(
+                    async move {
+                        match lk.dispatch_agent(&room, &agent_name, &metadata).await {
+                            Ok(dispatch_id) => {
+                                feed(Observation::AssistantDispatched { dispatch_id }).await;
+                            }
+                            Err(e) => {
+                                tracing::error!(%call_id, error = %e, "the assistant could not be dispatched");
+                                feed(Observation::DispatchFailed {
+                                    reason: e.to_string(),
+                                })
+                                .await;
+                            }
+                        }
+                    }
+                    .instrument(span),
+                );
+            }
+            Effect::DialSip {
+                room,
+                livekit_trunk_id,
+                number,
+                identity,
+                ring_secs,
+            } => {
+                let dial = SipDial {
+                    sip_trunk_id: livekit_trunk_id,
+                    to_number: number,
+                    room,
+                    name: "Callee".into(),
+                    identity,
+                    ringing_timeout: std::time::Duration::from_secs(u64::from(ring_secs)),
+                };
+                actix::spawn(
+                    async move {
+                        let obs = match lk.dial_sip(&dial).await {
+                            Ok(answered) => Observation::SipAnswered {
+                                sip_call_id: answered.sip_call_id,
+                            },
+                            Err(e) => {
+                                tracing::info!(%call_id, error = %e, "the outbound call did not connect");
+                                Observation::SipFailed {
+                                    sip_status: e.sip_status(),
+                                    reason: match &e {
+                                        SipDialError::Rejected { reason, .. } => reason.clone(),
+                                        SipDialError::Service(inner) => inner.to_string(),
+                                    },
+                                }
+                            }
+                        };
+                        feed(obs).await;
+                    }
+                    .instrument(span),
+                );
+            }
+            Effect::DismissAssistant {
+                room,
+                identity,
+                dispatch_id,
+            } => {
+                actix::spawn(
+                    async move {
+                        if let Some(id) = dispatch_id {
+                            if let Err(e) = lk.delete_dispatch(&room, &id).await {
+                                tracing::warn!(%room, dispatch_id = %id, error = %e, "assistant dispatch not deleted");
+                            }
+                        }
+                        if let Some(identity) = identity {
+                            if let Err(e) = lk.remove_participant(&room, &identity).await {
+                                tracing::debug!(%room, %identity, error = %e, "assistant not removed");
+                            }
+                        }
+                    }
+                    .instrument(span),
+                );
+            }
+            Effect::StartRecording { room, file_stem } => {
+                let target = self.deps.recording.clone();
+                actix::spawn(
+                    async move {
+                        let Some(target) = target else {
+                            feed(Observation::RecordingRefused {
+                                error: "recordings are not configured (SWITCHBOARD_RECORDING_S3_*)".into(),
+                            })
+                            .await;
+                            return;
+                        };
+                        let obs = match lk.start_audio_recording(&room, &target, &file_stem).await {
+                            Ok(egress_id) => Observation::RecordingStarted { egress_id },
+                            Err(e) => {
+                                tracing::error!(%call_id, error = %e, "the recording could not be started");
+                                Observation::RecordingRefused {
+                                    error: format!("{e}: {}", error_chain(&e)),
+                                }
+                            }
+                        };
+                        feed(obs).await;
+                    }
+                    .instrument(span),
+                );
+            }
+            Effect::StopRecording { egress_id } => {
+                actix::spawn(
+                    async move {
+                        if let Err(e) = lk.stop_egress(&egress_id).await {
+                            tracing::warn!(%egress_id, error = %e, "recording not stopped; the room's deletion ends it");
+                        }
+                    }
+                    .instrument(span),
+                );
+            }
+            Effect::NotifyEnded => {
+                let Some(notifier) = self.deps.end_of_call.clone() else {
+                    // Nothing to send: the call is settled.
+                    actix::spawn(async move {
+                        feed(Observation::Notified).await;
+                    });
+                    return;
+                };
+                let machine = machine.clone();
+                actix::spawn(
+                    async move {
+                        match notifier.call_ended(&machine).await {
+                            Ok(()) => {
+                                feed(Observation::Notified).await;
+                            }
+                            Err(e) => {
+                                tracing::error!(%call_id, error = %e, "end-of-call notice not queued; asking again later");
+                            }
+                        }
+                    }
+                    .instrument(span),
+                );
+            }
+            other => tracing::error!(%call_id, ?other, "not an outbound effect"),
         }
     }
 
@@ -423,7 +611,13 @@ impl CallActor {
                 Effect::EnsureRoom { .. }
                 | Effect::CloseRoom { .. }
                 | Effect::RemoveParticipant { .. }
-                | Effect::RequestAgent => {}
+                | Effect::RequestAgent
+                | Effect::DispatchAssistant { .. }
+                | Effect::DialSip { .. }
+                | Effect::DismissAssistant { .. }
+                | Effect::StartRecording { .. }
+                | Effect::StopRecording { .. }
+                | Effect::NotifyEnded => {}
             }
         }.instrument(span));
     }
@@ -517,6 +711,17 @@ async fn record_room(deps: &CallDeps, call_id: &str, room: &str, status: &str) {
     }
 }
 
+/// The sources of an error, joined (`a: b: c`), for records that outlive the log line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![];
+    let mut source = e.source();
+    while let Some(s) = source {
+        parts.push(s.to_string());
+        source = s.source();
+    }
+    parts.join(": ")
+}
+
 /// The machine stored with a call.
 pub fn decode(stored: &StoredCall) -> Result<CallMachine, serde_json::Error> {
     serde_json::from_value(stored.state.clone())
@@ -531,6 +736,7 @@ pub fn commit_of(step: &Step, expected_version: Option<u64>) -> Result<CallCommi
         expected_version,
         transfers: step.transfers.clone(),
         events: step.events.clone(),
+        open: !step.machine.is_settled(),
     })
 }
 

@@ -151,6 +151,11 @@ pub enum TimerKey {
     Arrival(Party),
     /// The party that left its room must be back by then.
     Rejoin(Party),
+    /// An outbound dial must have answered or failed by then.
+    Dial,
+    /// The end-of-call notice is due (after the recording settled), and asked again until
+    /// the actor confirms it was queued.
+    Finish,
 }
 
 /// Who issued a command.
@@ -321,6 +326,61 @@ pub enum Observation {
         /// `hung_up` / `no_input` / `declined` as seen in a conference or a prompt.
         status: String,
     },
+    /// The callee of an outbound call answered.
+    SipAnswered {
+        /// LiveKit's SIP call id.
+        sip_call_id: String,
+    },
+    /// The dial-out of an outbound call failed (busy, no answer, declined, trunk error).
+    SipFailed {
+        /// The SIP status, when the trunk gave one.
+        sip_status: Option<u16>,
+        /// The reason phrase or error.
+        reason: String,
+    },
+    /// LiveKit accepted the assistant's dispatch.
+    AssistantDispatched {
+        /// The dispatch's id.
+        dispatch_id: String,
+    },
+    /// LiveKit refused the assistant's dispatch.
+    DispatchFailed {
+        /// Why.
+        reason: String,
+    },
+    /// The assistant's participant joined the main room.
+    AssistantJoined {
+        /// Its LiveKit identity.
+        identity: String,
+    },
+    /// The assistant's participant left the main room.
+    AssistantLeft {
+        /// Its LiveKit identity.
+        identity: String,
+    },
+    /// LiveKit started the call's recording.
+    RecordingStarted {
+        /// The egress id.
+        egress_id: String,
+    },
+    /// The recording's egress changed (LiveKit's egress webhooks, or a refused start).
+    RecordingUpdated {
+        /// The egress id.
+        egress_id: String,
+        /// Its status now.
+        status: crate::model::RecordingStatus,
+        /// The uploaded file, when complete.
+        location: Option<String>,
+        /// Why it failed.
+        error: Option<String>,
+    },
+    /// The recording could not be started.
+    RecordingRefused {
+        /// Why.
+        error: String,
+    },
+    /// The end-of-call notice was queued durably (the actor's confirmation).
+    Notified,
     /// A transcript chunk of the call was stored (told to its agents).
     TranscriptAppended {
         /// Its id.
@@ -430,6 +490,51 @@ pub enum Effect {
         /// Its SID, when known.
         conference_sid: Option<String>,
     },
+    /// Dispatch the call's assistant (a LiveKit agent) to the room.
+    DispatchAssistant {
+        /// The room.
+        room: String,
+        /// The LiveKit agent name.
+        agent_name: String,
+        /// The dispatch metadata (rendered prompt and voice).
+        metadata: String,
+    },
+    /// Dial the callee of an outbound call through a SIP trunk into the room.
+    DialSip {
+        /// The room.
+        room: String,
+        /// LiveKit's trunk id.
+        livekit_trunk_id: String,
+        /// The number.
+        number: String,
+        /// The callee's participant identity.
+        identity: String,
+        /// How long to let it ring, in seconds.
+        ring_secs: u32,
+    },
+    /// Send the assistant away: delete its dispatch and remove its participant.
+    DismissAssistant {
+        /// The room.
+        room: String,
+        /// Its participant identity, when known.
+        identity: Option<String>,
+        /// Its dispatch, when known.
+        dispatch_id: Option<String>,
+    },
+    /// Start recording the room (audio only).
+    StartRecording {
+        /// The room.
+        room: String,
+        /// The file name's stem.
+        file_stem: String,
+    },
+    /// Stop the recording.
+    StopRecording {
+        /// The egress id.
+        egress_id: String,
+    },
+    /// Queue the end-of-call notice (webhook), then confirm with [`Observation::Notified`].
+    NotifyEnded,
 }
 
 /// Why a command was refused. Observations are never refused.
@@ -513,7 +618,13 @@ pub struct CallMachine {
     /// Conference SIDs by friendly name, as Twilio reported them.
     #[serde(default)]
     pub conferences: BTreeMap<String, String>,
+    /// Whether the assistant of an outbound call is in the main room now.
+    #[serde(default)]
+    pub assistant_present: bool,
 }
+
+mod outbound;
+pub use outbound::{assistant_party_id, dial_outcome, OutboundPlan};
 
 /// Maps whose keys are not strings, stored in JSON as `[[key, value], ...]`.
 mod as_pairs {
@@ -548,6 +659,16 @@ struct Tx {
 }
 
 impl Tx {
+    fn new(m: CallMachine, now: Millis) -> Tx {
+        Tx {
+            m,
+            now,
+            events: vec![],
+            transfer_changed: false,
+            effects: vec![],
+        }
+    }
+
     fn emit(&mut self, kind: &str, audience: Audience, data: Value) {
         self.m.seq += 1;
         self.events.push(Event {
@@ -891,6 +1012,21 @@ impl Tx {
             self.release(&t.to_agent_id, status.as_str());
         }
         self.drop_phone(&Party::Agent(t.to_agent_id.clone()));
+        if self.automated_owner() {
+            // The caller stayed with the assistant in the main room all along.
+            if self.m.assistant_present {
+                self.place(Party::Caller, Space::Main);
+                self.set_status(CallStatus::Active);
+                self.emit(
+                    "call.resumed",
+                    self.everyone(),
+                    json!({ "ownerId": self.m.call.owner_id }),
+                );
+            } else {
+                self.enqueue("assistant_left");
+            }
+            return;
+        }
         match self.owner() {
             Some(owner) => {
                 self.place(Party::Agent(owner), Space::Main);
@@ -925,6 +1061,12 @@ impl Tx {
 
     /// Ends the call for everyone.
     fn end_call(&mut self, reason: &str) {
+        self.finish_call(CallStatus::Ended, reason);
+    }
+
+    /// Ends the call for everyone with a terminal status (`ended`, or `failed` for a dial-out
+    /// that never connected).
+    fn finish_call(&mut self, status: CallStatus, reason: &str) {
         // Everyone involved before the transfer closes, so a ringing target hears the end too.
         let audience = self.everyone();
         if self.open_transfer().is_some() {
@@ -937,10 +1079,19 @@ impl Tx {
             self.transfer_to(status, Some(reason), audience.clone());
         }
         self.m.call.offered_to = None;
-        self.set_status(CallStatus::Ended);
+        self.set_status(status);
         self.m.call.end_at = Some(from_millis(self.now));
         self.m.call.end_reason = Some(reason.to_string());
-        self.emit("call.ended", audience, json!({ "reason": reason }));
+        if status == CallStatus::Failed {
+            let sip_status = self.m.call.outbound.as_ref().and_then(|l| l.sip_status);
+            self.emit(
+                "call.failed",
+                audience,
+                json!({ "reason": reason, "sipStatus": sip_status }),
+            );
+        } else {
+            self.emit("call.ended", audience, json!({ "reason": reason }));
+        }
         let placed: Vec<(Party, Placement)> =
             std::mem::take(&mut self.m.placements).into_iter().collect();
         for (party, p) in placed {
@@ -958,14 +1109,22 @@ impl Tx {
                 conference,
             });
         }
-        if self.m.call.channel == Channel::Web {
-            self.effects.push(Effect::CloseRoom {
+        match self.m.call.channel {
+            Channel::Web => {
+                self.effects.push(Effect::CloseRoom {
+                    room: self.m.call.main_room.clone(),
+                });
+                self.effects.push(Effect::CloseRoom {
+                    room: self.m.call.hold_room.clone(),
+                });
+            }
+            // Deleting the room hangs the SIP leg up and ends the room's egress.
+            Channel::Sip => self.effects.push(Effect::CloseRoom {
                 room: self.m.call.main_room.clone(),
-            });
-            self.effects.push(Effect::CloseRoom {
-                room: self.m.call.hold_room.clone(),
-            });
+            }),
+            Channel::Phone => {}
         }
+        self.after_end();
     }
 
     /// The caller is with the target now: B owns the call, A is released.
@@ -974,6 +1133,9 @@ impl Tx {
             return;
         };
         let audience = self.everyone();
+        if self.automated_owner() {
+            self.dismiss_assistant();
+        }
         self.place(Party::Agent(t.to_agent_id.clone()), Space::Main);
         self.place(Party::Caller, Space::Main);
         self.m.call.owner_id = Some(t.to_agent_id.clone());
@@ -992,7 +1154,7 @@ impl Tx {
 
     /// A party is gone for good (disconnected, or never arrived).
     fn party_gone(&mut self, party: &Party) {
-        if self.m.call.status == CallStatus::Ended {
+        if self.m.call.status.is_terminal() {
             return;
         }
         match party {
@@ -1049,6 +1211,43 @@ impl Tx {
 }
 
 impl CallMachine {
+    /// A machine for `call` with nothing placed, no timers and no events yet.
+    fn blank(call: Call, timeouts: Timeouts) -> CallMachine {
+        CallMachine {
+            call,
+            transfer: None,
+            placements: BTreeMap::new(),
+            timers: BTreeMap::new(),
+            declined_by: vec![],
+            seq: 0,
+            moves: 0,
+            timeouts,
+            phones: BTreeMap::new(),
+            main_plane: Plane::Livekit,
+            consult_plane: Plane::Livekit,
+            conferences: BTreeMap::new(),
+            assistant_present: false,
+        }
+    }
+
+    /// A new outbound call (`call.outbound` set, `call.channel` = sip): the room is made, the
+    /// assistant dispatched, the recording started when asked, and the number dialled. The
+    /// assistant owns the call; it is `dialing` until the callee answers or the dial fails.
+    pub fn create_outbound(
+        call: Call,
+        plan: OutboundPlan,
+        timeouts: Timeouts,
+        now: Millis,
+    ) -> Step {
+        outbound::create(call, plan, timeouts, now)
+    }
+
+    /// Whether nothing more will happen to the call: it is over and its end-of-call notice
+    /// (if any) was queued.
+    pub fn is_settled(&self) -> bool {
+        self.call.status.is_terminal() && !self.timers.contains_key(&TimerKey::Finish)
+    }
+
     /// A new call, queued (or waiting for the agent it names), with the caller placed in the
     /// main room. A phone caller (`caller_call_sid`, with `call.channel` = phone) is placed in
     /// the main conference by the answer to Twilio's voice webhook. Returns the machine and
@@ -1089,6 +1288,7 @@ impl CallMachine {
             main_plane,
             consult_plane: Plane::Livekit,
             conferences: BTreeMap::new(),
+            assistant_present: false,
         };
         let mut tx = Tx {
             m,
@@ -1144,7 +1344,7 @@ impl CallMachine {
     /// Agents this call engages now (owner, offered agent, transfer parties): routing treats
     /// them as busy.
     pub fn engaged_agents(&self) -> Vec<String> {
-        if self.call.status == CallStatus::Ended {
+        if self.call.status.is_terminal() {
             return vec![];
         }
         let tx = Tx {
@@ -1250,7 +1450,7 @@ fn require_initiator(tx: &Tx, actor: &Actor, verb: &str) -> Result<Transfer, Rej
 }
 
 fn require_live(tx: &Tx) -> Result<(), Rejection> {
-    if tx.m.call.status == CallStatus::Ended {
+    if tx.m.call.status.is_terminal() {
         return Err(conflict("call_ended", "the call has ended"));
     }
     Ok(())
@@ -1344,6 +1544,12 @@ fn command(tx: &mut Tx, actor: Actor, cmd: Command) -> Result<(), Rejection> {
         }
         Command::Hold => {
             require_owner(tx, &actor)?;
+            if tx.sip_caller() {
+                return Err(conflict(
+                    "not_supported",
+                    "a caller on a SIP trunk stays in the main room and cannot be held",
+                ));
+            }
             match tx.m.call.status {
                 CallStatus::OnHold => return Ok(()),
                 CallStatus::Active => {}
@@ -1365,7 +1571,7 @@ fn command(tx: &mut Tx, actor: Actor, cmd: Command) -> Result<(), Rejection> {
             tx.emit("call.resumed", tx.everyone(), json!({}));
         }
         Command::Hangup => {
-            if tx.m.call.status == CallStatus::Ended {
+            if tx.m.call.status.is_terminal() {
                 return Ok(());
             }
             let reason = match &actor {
@@ -1390,6 +1596,13 @@ fn command(tx: &mut Tx, actor: Actor, cmd: Command) -> Result<(), Rejection> {
             briefing,
         } => {
             let owner = require_owner(tx, &actor)?;
+            // An assistant's hand-off: the target joins the caller and the assistant in the
+            // main room and takes over when it arrives (no consult room for an assistant).
+            let mode = if tx.automated_owner() {
+                TransferMode::Conference
+            } else {
+                mode
+            };
             if tx
                 .m
                 .transfer
@@ -1473,9 +1686,11 @@ fn command(tx: &mut Tx, actor: Actor, cmd: Command) -> Result<(), Rejection> {
                         room: transfer_room.clone(),
                     });
                 }
-                tx.place(Party::Caller, Space::Hold);
+                if !tx.sip_caller() {
+                    tx.place(Party::Caller, Space::Hold);
+                }
                 tx.place(Party::Agent(owner.clone()), Space::Consult);
-            } else if mode == TransferMode::Cold {
+            } else if mode == TransferMode::Cold && !tx.sip_caller() {
                 tx.place(Party::Caller, Space::Hold);
             }
             tx.m.timers
@@ -1669,9 +1884,12 @@ fn observe(tx: &mut Tx, obs: Observation) {
         // Even after the call ended: a leg Twilio created too late must not stay up.
         return dialed(tx, party, call_sid);
     }
-    if tx.m.call.status == CallStatus::Ended {
-        return;
+    if tx.m.call.status.is_terminal() {
+        return outbound::after_end(tx, obs);
     }
+    let Err(obs) = outbound::observe_live(tx, obs) else {
+        return;
+    };
     match obs {
         Observation::Dialed { .. } => {}
         Observation::ConferenceStarted {
@@ -1741,6 +1959,13 @@ fn observe(tx: &mut Tx, obs: Observation) {
                 audience,
                 json!({ "identity": identity, "room": room, "space": p.space }),
             );
+            if party == Party::Caller && tx.m.call.status == CallStatus::Dialing {
+                // LiveKit adds the SIP participant when it starts ringing the number.
+                tx.set_status(CallStatus::Ringing);
+                let agents = tx.agents_only();
+                tx.emit("call.ringing", agents, json!({ "identity": identity }));
+            }
+            tx.arrived(&party);
         }
         Observation::Left { identity, room, at } => {
             let Some(party) = party_of_identity(&tx.m, &identity) else {
@@ -1757,6 +1982,13 @@ fn observe(tx: &mut Tx, obs: Observation) {
                 || !p.confirmed
             {
                 return; // stale, or leaving a room it was moved out of
+            }
+            if party == Party::Caller && tx.sip_caller() {
+                if matches!(tx.m.call.status, CallStatus::Dialing | CallStatus::Ringing) {
+                    return; // the dial's own result (or its deadline) says how it ended
+                }
+                // A SIP callee that leaves has hung up: it cannot come back.
+                return tx.end_call("caller_hangup");
             }
             let placement = tx.m.placements.get_mut(&party).expect("checked above");
             placement.last_observed = at;
@@ -1792,8 +2024,20 @@ fn observe(tx: &mut Tx, obs: Observation) {
                 audience,
                 json!({ "identity": identity, "room": room, "space": p.space, "acknowledged": true }),
             );
+            tx.arrived(&party);
         }
         Observation::AgentGone { agent_id } => tx.agent_gone(&agent_id),
+        // Taken by `outbound::observe_live` above.
+        Observation::SipAnswered { .. }
+        | Observation::SipFailed { .. }
+        | Observation::AssistantDispatched { .. }
+        | Observation::DispatchFailed { .. }
+        | Observation::AssistantJoined { .. }
+        | Observation::AssistantLeft { .. }
+        | Observation::RecordingStarted { .. }
+        | Observation::RecordingUpdated { .. }
+        | Observation::RecordingRefused { .. }
+        | Observation::Notified => {}
         Observation::SummaryStored {
             summary_id,
             summary_text,
@@ -1875,6 +2119,9 @@ fn observe(tx: &mut Tx, obs: Observation) {
                         tx.party_gone(&party);
                     }
                 }
+                TimerKey::Dial => outbound::dial_timed_out(tx),
+                // Handled with the recording (it also fires after the end).
+                TimerKey::Finish => {}
             }
         }
     }

@@ -12,7 +12,9 @@ use serde_json::json;
 use crate::call::actor::{
     commit_of, decode, now_ms, CallActor, CallDeps, CallError, CallResult, Execute,
 };
-use crate::call::machine::{Actor as By, CallMachine, Command, Input, Observation, Timeouts};
+use crate::call::machine::{
+    Actor as By, CallMachine, Command, Input, Observation, OutboundPlan, Timeouts,
+};
 use crate::model::{Agent, AgentKind, AgentStatus, Call, CallStatus, Presence, WireEvent};
 
 /// What an actor reports after every transition.
@@ -33,6 +35,9 @@ pub struct CallChanged {
     pub declined_by: Vec<String>,
     /// The machine asked for an agent.
     pub request_agent: bool,
+    /// Nothing more will happen to the call (over, and its end-of-call notice queued): its
+    /// actor stops.
+    pub settled: bool,
 }
 
 /// Create a call and its actor.
@@ -43,6 +48,9 @@ pub struct CreateCall {
     pub call: Call,
     /// The caller's Twilio CallSid, for a phone caller.
     pub caller_call_sid: Option<String>,
+    /// For an outbound call: the assistant to dispatch and whether to record (the call
+    /// record carries the trunk and number).
+    pub outbound: Option<OutboundPlan>,
 }
 
 /// Where a call is.
@@ -312,7 +320,7 @@ impl Registry {
             );
             self.queued_at.insert(msg.call_id.clone(), key);
         }
-        if msg.status == CallStatus::Ended {
+        if msg.settled {
             self.actors.remove(&msg.call_id);
             self.call_agents.remove(&msg.call_id);
         }
@@ -356,7 +364,10 @@ impl Handler<CreateCall> for Registry {
     type Result = ResponseActFuture<Self, CallResult>;
 
     fn handle(&mut self, msg: CreateCall, _ctx: &mut Context<Self>) -> Self::Result {
-        let step = CallMachine::create(msg.call, msg.caller_call_sid, self.timeouts, now_ms());
+        let step = match msg.outbound {
+            Some(plan) => CallMachine::create_outbound(msg.call, plan, self.timeouts, now_ms()),
+            None => CallMachine::create(msg.call, msg.caller_call_sid, self.timeouts, now_ms()),
+        };
         let deps = self.deps.clone();
         let prepared = commit_of(&step, None).map_err(CallError::from);
         Box::pin(
@@ -396,7 +407,7 @@ impl Handler<Lookup> for Registry {
                 .into_actor(self)
                 .map(move |res, act, ctx| {
                     let stored = res?.ok_or_else(|| CallError::NotFound(msg.call_id.clone()))?;
-                    if stored.call.status == CallStatus::Ended {
+                    if stored.call.status.is_terminal() {
                         let m = decode(&stored).map_err(|e| {
                             CallError::from(crate::store::StoreError::backend("decoding call", e))
                         })?;
@@ -582,6 +593,8 @@ mod tests {
                 api_secret: Secret::new("s"),
             }),
             twilio: None,
+            recording: None,
+            end_of_call: None,
         }
     }
 
@@ -607,6 +620,11 @@ mod tests {
             metadata: serde_json::Value::Null,
             channel: Default::default(),
             caller_number: None,
+            org_id: None,
+            direction: Default::default(),
+            assistant_id: None,
+            outbound: None,
+            recording: None,
         }
     }
 
@@ -630,6 +648,7 @@ mod tests {
             .send(CreateCall {
                 call: new_call("call-p"),
                 caller_call_sid: None,
+                outbound: None,
             })
             .await
             .unwrap()
@@ -672,6 +691,7 @@ mod tests {
                     .send(CreateCall {
                         call: new_call(id),
                         caller_call_sid: None,
+                        outbound: None,
                     })
                     .await
                     .unwrap()

@@ -236,12 +236,18 @@ async fn create(
         metadata,
         channel: Channel::Web,
         caller_number: None,
+        org_id: None,
+        direction: Default::default(),
+        assistant_id: None,
+        outbound: None,
+        recording: None,
     };
     let m = state
         .registry
         .send(CreateCall {
             call,
             caller_call_sid: None,
+            outbound: None,
         })
         .await
         .map_err(|_| ApiError::Unavailable("the switchboard is shutting down".into()))??;

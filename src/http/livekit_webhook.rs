@@ -5,6 +5,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::{ApiError, AppState};
 use crate::call::machine::{Input, Observation};
+use crate::media::livekit::{EgressStatus, ParticipantKind, RoomActivity};
+use crate::model::RecordingStatus;
 
 /// Routes of this module.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -44,22 +46,11 @@ async fn receive(
         crate::metrics::metrics().webhook_verification_failed("livekit");
         ApiError::Forbidden("invalid LiveKit webhook signature".into())
     })?;
-    let (Some(call_id), Some(identity)) = (call_of_room(&activity.room), activity.identity.clone())
-    else {
+    let Some(obs) = observation_of(&activity) else {
         return Ok(HttpResponse::Ok().finish());
     };
-    let obs = match activity.event.as_str() {
-        "participant_joined" => Observation::Joined {
-            identity,
-            room: activity.room.clone(),
-            at: activity.at_ms,
-        },
-        "participant_left" | "participant_connection_aborted" => Observation::Left {
-            identity,
-            room: activity.room.clone(),
-            at: activity.at_ms,
-        },
-        _ => return Ok(HttpResponse::Ok().finish()),
+    let Some(call_id) = call_of_room(&activity.room) else {
+        return Ok(HttpResponse::Ok().finish());
     };
     match state.execute(call_id, Input::Observe(obs), None).await {
         Ok(_) | Err(ApiError::NotFound { .. }) | Err(ApiError::Conflict { .. }) => {
@@ -67,6 +58,45 @@ async fn receive(
         }
         // Not processed: let LiveKit retry.
         Err(e) => Err(e),
+    }
+}
+
+/// What a webhook tells the call machine, if anything: joins and leaves of its parties
+/// (the assistant, a LiveKit agent, told apart by its kind), and recording progress.
+pub fn observation_of(activity: &RoomActivity) -> Option<Observation> {
+    if let Some(egress) = &activity.egress {
+        let status = match egress.status {
+            EgressStatus::Starting | EgressStatus::Active | EgressStatus::Ending => {
+                RecordingStatus::Active
+            }
+            EgressStatus::Complete | EgressStatus::LimitReached => RecordingStatus::Complete,
+            EgressStatus::Failed | EgressStatus::Aborted => RecordingStatus::Failed,
+        };
+        let error = match (egress.status, &egress.error) {
+            (EgressStatus::Aborted, None) => Some("the recording was aborted".to_string()),
+            (_, e) => e.clone(),
+        };
+        return Some(Observation::RecordingUpdated {
+            egress_id: egress.egress_id.clone(),
+            status,
+            location: egress.location.clone(),
+            error,
+        });
+    }
+    let identity = activity.identity.clone()?;
+    let agent = activity.participant_kind == Some(ParticipantKind::Agent);
+    let room = activity.room.clone();
+    let at = activity.at_ms;
+    match (activity.event.as_str(), agent) {
+        ("participant_joined", true) => Some(Observation::AssistantJoined { identity }),
+        ("participant_left" | "participant_connection_aborted", true) => {
+            Some(Observation::AssistantLeft { identity })
+        }
+        ("participant_joined", false) => Some(Observation::Joined { identity, room, at }),
+        ("participant_left" | "participant_connection_aborted", false) => {
+            Some(Observation::Left { identity, room, at })
+        }
+        _ => None,
     }
 }
 

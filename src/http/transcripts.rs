@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::calls::visible_call;
 use super::{check_id, check_text, principal, ApiError, AppState, Body, Principal};
 use crate::call::machine::{Input, Observation};
-use crate::model::{new_id, CallStatus, Summary, Transcript, TranscriptSource};
+use crate::model::{new_id, Summary, Transcript, TranscriptSource};
 
 /// Longest transcript chunk, in characters.
 pub const MAX_TRANSCRIPT_CHARS: usize = 10_000;
@@ -113,7 +113,7 @@ async fn append_with_id(
         return Err(ApiError::invalid("text", "must not be blank"));
     }
     let m = state.machine(call_id).await?;
-    if m.call.status == CallStatus::Ended {
+    if m.call.status.is_terminal() {
         return Err(ApiError::Conflict {
             code: "call_ended",
             message: format!("call {call_id} has ended"),
@@ -275,7 +275,7 @@ async fn create_summary(
         None => state.summaries.generate(&m.call, true).await,
     }
     .map_err(summary_error)?;
-    if m.call.status != CallStatus::Ended {
+    if !m.call.status.is_terminal() {
         state
             .execute(
                 &body.call_id,

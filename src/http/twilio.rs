@@ -183,18 +183,24 @@ async fn voice(
                 metadata: serde_json::json!({ "twilioCallSid": call_sid, "to": p.form("To") }),
                 channel: Channel::Phone,
                 caller_number: Some(from.clone()),
+                org_id: None,
+                direction: Default::default(),
+                assistant_id: None,
+                outbound: None,
+                recording: None,
             };
             state
                 .registry
                 .send(CreateCall {
                     call,
                     caller_call_sid: Some(call_sid.to_string()),
+                    outbound: None,
                 })
                 .await
                 .map_err(|_| ApiError::Unavailable("the switchboard is shutting down".into()))??
         }
     };
-    if m.call.status == CallStatus::Ended {
+    if m.call.status.is_terminal() {
         return Ok(twiml_response(twiml::hangup()));
     }
     Ok(twiml_response(bridge.join_twiml(
@@ -240,7 +246,7 @@ async fn client(
             .is_some_and(|pl| pl.plane == Plane::Twilio)
             && m.room_of_party(&party).as_deref() == Some(conference)
     });
-    if m.call.status == CallStatus::Ended || !allowed {
+    if m.call.status.is_terminal() || !allowed {
         tracing::info!(%call_id, %identity, %conference, "client leg refused: not placed there");
         return Ok(twiml_response(twiml::say_and_hangup(
             "You are not expected in this conversation.",

@@ -107,6 +107,7 @@ pub async fn snapshot(state: &AppState) -> Result<Snapshot, ApiError> {
         .list_unfinished_calls()
         .await?
         .into_iter()
+        .filter(|s| !s.call.status.is_terminal())
         .map(|s| WallCall {
             status: wire(&s.call.status),
             call_id: s.call.call_id,

@@ -249,6 +249,15 @@ pub enum SipTransport {
 }
 
 impl SipTransport {
+    fn from_proto(transport: i32) -> SipTransport {
+        match proto::SipTransport::try_from(transport) {
+            Ok(proto::SipTransport::Udp) => SipTransport::Udp,
+            Ok(proto::SipTransport::Tcp) => SipTransport::Tcp,
+            Ok(proto::SipTransport::Tls) => SipTransport::Tls,
+            _ => SipTransport::Auto,
+        }
+    }
+
     fn to_proto(self) -> proto::SipTransport {
         match self {
             SipTransport::Auto => proto::SipTransport::Auto,
@@ -272,6 +281,23 @@ pub struct OutboundTrunkSpec {
     pub auth_username: Option<String>,
     /// Digest auth password at the provider (never logged, never returned).
     pub auth_password: Option<Secret>,
+    /// SIP transport.
+    pub transport: SipTransport,
+}
+
+/// An outbound SIP trunk as LiveKit holds it (its password is never read back).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundTrunk {
+    /// The trunk id (`ST_...`).
+    pub sip_trunk_id: String,
+    /// Its name.
+    pub name: String,
+    /// The provider's host name or IP.
+    pub address: String,
+    /// The numbers calls go out from.
+    pub numbers: Vec<String>,
+    /// The digest auth user name, if any.
+    pub auth_username: Option<String>,
     /// SIP transport.
     pub transport: SipTransport,
 }
@@ -561,6 +587,27 @@ impl LiveKit {
         })
         .await?;
         Ok(trunk.sip_trunk_id)
+    }
+
+    /// The outbound SIP trunks LiveKit holds (grant `sip.admin`), without their passwords.
+    pub async fn list_outbound_trunks(&self) -> Result<Vec<OutboundTrunk>, LiveKitError> {
+        use livekit_api::services::sip::ListSIPOutboundTrunkFilter;
+        let list = retry("ListSIPOutboundTrunk", || {
+            self.sip
+                .list_sip_outbound_trunk(ListSIPOutboundTrunkFilter::All)
+        })
+        .await?;
+        Ok(list
+            .into_iter()
+            .map(|t| OutboundTrunk {
+                sip_trunk_id: t.sip_trunk_id,
+                name: t.name,
+                address: t.address,
+                numbers: t.numbers,
+                auth_username: Some(t.auth_username).filter(|u| !u.is_empty()),
+                transport: SipTransport::from_proto(t.transport),
+            })
+            .collect())
     }
 
     /// Deletes a SIP trunk (one that is already gone counts as deleted).

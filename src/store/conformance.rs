@@ -176,6 +176,11 @@ pub mod fixtures {
             metadata: Value::Null,
             channel: Default::default(),
             caller_number: None,
+            org_id: None,
+            direction: Default::default(),
+            assistant_id: None,
+            outbound: None,
+            recording: None,
             call_id,
         }
     }
@@ -272,6 +277,7 @@ pub mod fixtures {
             expected_version: None,
             transfers: vec![],
             events: vec![],
+            open: !call.status.is_terminal(),
         }
     }
 
@@ -283,6 +289,7 @@ pub mod fixtures {
             expected_version: Some(version),
             transfers: vec![],
             events: vec![],
+            open: !call.status.is_terminal(),
         }
     }
 }
@@ -471,6 +478,7 @@ pub async fn call_create_starts_at_version_one(store: &dyn Store) {
             expected_version: None,
             transfers: vec![],
             events: vec![],
+            open: !call.status.is_terminal(),
         })
         .await
         .expect("commit_call create");

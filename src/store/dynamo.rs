@@ -68,9 +68,7 @@ use self::codec::{codec_err, from_item, get_i64, get_s, get_u64, item_size, n, s
 pub use self::tables::{TableAction, TableNames, TableReport, TABLE_VARS};
 use super::{CallCommit, Store, StoreError, StoredCall};
 use crate::config::Secret;
-use crate::model::{
-    Agent, Call, CallStatus, Event, Room, Summary, Transcript, Transfer, TransferStatus,
-};
+use crate::model::{Agent, Call, Event, Room, Summary, Transcript, Transfer, TransferStatus};
 use crate::org::{ApiKeyRecord, Assistant, SipTrunk};
 
 /// DynamoDB's limit of writes in one `TransactWriteItems`.
@@ -831,7 +829,7 @@ impl DynamoStore {
 
         // Whether it is open (for recovery).
         let open_key = HashMap::from([("callId".to_owned(), s(call_id))]);
-        if call.status == CallStatus::Ended {
+        if !commit.open {
             let del = Delete::builder()
                 .table_name(&t.open_calls)
                 .set_key(Some(open_key))
@@ -1236,12 +1234,7 @@ impl Store for DynamoStore {
             .iter()
             .filter_map(|i| get_s(i, "callId").map(str::to_owned))
             .collect();
-        let mut calls: Vec<StoredCall> = self
-            .load_calls(&ids)
-            .await?
-            .into_iter()
-            .filter(|c| c.call.status != CallStatus::Ended)
-            .collect();
+        let mut calls: Vec<StoredCall> = self.load_calls(&ids).await?;
         calls.sort_by(|a, b| {
             (a.call.created_at, &a.call.call_id).cmp(&(b.call.created_at, &b.call.call_id))
         });

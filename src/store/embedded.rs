@@ -48,9 +48,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{CallCommit, Store, StoreError, StoredCall};
-use crate::model::{
-    Agent, Call, CallStatus, Event, Room, Summary, Transcript, Transfer, TransferStatus,
-};
+use crate::model::{Agent, Call, Event, Room, Summary, Transcript, Transfer, TransferStatus};
 use crate::org::{ApiKeyRecord, Assistant, SipTrunk};
 
 /// The name of the database file inside the data directory.
@@ -526,7 +524,7 @@ fn apply_commit(txn: &WriteTransaction, commit: &CallCommit) -> Result<u64, Stor
         .or_backend(|| format!("{OP}: writing call {call_id}"))?;
 
     let mut unfinished = open_table!(txn, UNFINISHED_CALLS, OP);
-    if commit.call.status == CallStatus::Ended {
+    if !commit.open {
         unfinished
             .remove(call_id)
             .or_backend(|| format!("{OP}: unindexing finished call {call_id}"))?;
@@ -1330,6 +1328,7 @@ mod tests {
                     expected_version: None,
                     transfers: vec![transfer.clone()],
                     events: vec![event.clone()],
+                    open: !call.status.is_terminal(),
                 })
                 .await
                 .unwrap();
@@ -1454,6 +1453,7 @@ mod tests {
                 expected_version: None,
                 transfers: vec![],
                 events: vec![],
+                open: !call.status.is_terminal(),
             })
             .await
             .unwrap();
@@ -1472,6 +1472,7 @@ mod tests {
         assert_backend(
             store
                 .commit_call(CallCommit {
+                    open: !call.status.is_terminal(),
                     call,
                     state: Value::Null,
                     expected_version: Some(1),

@@ -99,6 +99,9 @@ pub struct CallCommit {
     pub transfers: Vec<Transfer>,
     /// New events; each `(callId, seq)` must be new.
     pub events: Vec<Event>,
+    /// Whether the call stays in the unfinished index that recovery restarts actors from:
+    /// unfinished, or finished with work left (its end-of-call notice).
+    pub open: bool,
 }
 
 /// The storage contract. Every method is atomic; a commit either lands whole or not at all.

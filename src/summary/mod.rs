@@ -19,7 +19,7 @@ use chrono::Utc;
 
 use crate::config::LlmConfig;
 use crate::model::{
-    new_id, Call, CallStatus, Sentiment, Summary, SummarySource, TokenUsage, Transcript, Urgency,
+    new_id, Call, Sentiment, Summary, SummarySource, TokenUsage, Transcript, Urgency,
 };
 use crate::store::{Store, StoreError};
 
@@ -422,7 +422,7 @@ impl Summaries {
         let Some(stored) = store.get_call(call_id).await? else {
             return Ok(None);
         };
-        if stored.call.status == CallStatus::Ended {
+        if stored.call.status.is_terminal() {
             return Ok(None);
         }
         let count = store.list_transcripts_by_call(call_id).await?.len();

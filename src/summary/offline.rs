@@ -435,6 +435,11 @@ mod tests {
             metadata: serde_json::Value::Null,
             channel: Default::default(),
             caller_number: None,
+            org_id: None,
+            direction: Default::default(),
+            assistant_id: None,
+            outbound: None,
+            recording: None,
         }
     }
 

@@ -306,7 +306,7 @@ async fn ended_or_unknown_calls_are_not_refreshed() {
     );
     say(&f, "Bye.").await;
     let mut ended = f.call.clone();
-    ended.status = CallStatus::Ended;
+    ended.status = crate::model::CallStatus::Ended;
     f.store
         .commit_call(fixtures::update(&ended, 1))
         .await

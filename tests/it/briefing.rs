@@ -452,6 +452,11 @@ mod fixtures {
             metadata: Value::Null,
             channel: Default::default(),
             caller_number: None,
+            org_id: None,
+            direction: Default::default(),
+            assistant_id: None,
+            outbound: None,
+            recording: None,
         }
     }
 

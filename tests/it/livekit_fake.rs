@@ -1,7 +1,8 @@
-//! Tests of the LiveKit fake itself, driven by the official livekit-api client.
+//! Tests of the LiveKit fake itself, driven by the official livekit-api client and by the
+//! switchboard's own LiveKit client (`media::livekit`: SIP, agent dispatch, egress).
 //!
-//! Every Twirp call goes through `livekit_api::services::room::RoomClient` (or raw HTTP where
-//! the wire format itself is under test), every webhook is verified by
+//! Every Twirp call goes through `livekit_api`'s clients or ours (or raw HTTP where the wire
+//! format or a grant itself is under test), every webhook is verified by
 //! `livekit_api::webhooks::WebhookReceiver` in a small actix-web endpoint, and tokens and
 //! webhooks are cross-checked with LiveKit's Python SDK (`tests/py/livekit_check.py`).
 
@@ -1587,7 +1588,15 @@ async fn sip_trunks_are_created_listed_and_deleted_through_our_client() {
     assert_eq!(t.auth_password, "acme-trunk-password");
     assert_eq!(t.transport, proto::SipTransport::Tls as i32);
 
-    // The official client lists it.
+    // Listed by our client (no password) and by the official one.
+    let ours_listed = ours.list_outbound_trunks().await.expect("list ours");
+    assert_eq!(ours_listed.len(), 1);
+    assert_eq!(ours_listed[0].sip_trunk_id, id);
+    assert_eq!(ours_listed[0].address, "acme.pstn.example.com");
+    assert_eq!(ours_listed[0].numbers, ["+15550001111"]);
+    assert_eq!(ours_listed[0].auth_username.as_deref(), Some("acme-user"));
+    assert_eq!(ours_listed[0].transport, SipTransport::Tls);
+    assert!(!format!("{ours_listed:?}").contains("acme-trunk-password"));
     let sip = livekit_api::services::sip::SIPClient::with_api_key(&lk.url(), KEY, SECRET);
     let listed = sip
         .list_sip_outbound_trunk(livekit_api::services::sip::ListSIPOutboundTrunkFilter::All)

@@ -13,6 +13,11 @@ fn phone_call() -> Call {
     Call {
         channel: Channel::Phone,
         caller_number: Some("+15557654321".into()),
+        org_id: None,
+        direction: Default::default(),
+        assistant_id: None,
+        outbound: None,
+        recording: None,
         ..new_call()
     }
 }

@@ -82,6 +82,11 @@ fn new_call() -> Call {
         metadata: Value::Null,
         channel: Default::default(),
         caller_number: None,
+        org_id: None,
+        direction: Default::default(),
+        assistant_id: None,
+        outbound: None,
+        recording: None,
     }
 }
 
@@ -3186,6 +3191,18 @@ fn observation_expectation(m: &CallMachine, now: Millis, obs: &Observation) -> E
         | Observation::PhoneAnswered { .. }
         | Observation::PhoneLegEnded { .. } => Expect::Anything,
         Observation::TranscriptAppended { .. } => Expect::Anything,
+        // Outbound-call observations are exercised by `outbound_tests`; on an inbound call
+        // they change nothing.
+        Observation::SipAnswered { .. }
+        | Observation::SipFailed { .. }
+        | Observation::AssistantDispatched { .. }
+        | Observation::DispatchFailed { .. }
+        | Observation::AssistantJoined { .. }
+        | Observation::AssistantLeft { .. }
+        | Observation::RecordingStarted { .. }
+        | Observation::RecordingUpdated { .. }
+        | Observation::RecordingRefused { .. }
+        | Observation::Notified => Expect::Nothing,
     }
 }
 
@@ -3321,6 +3338,7 @@ fn check_invariants(m: &CallMachine, persisted: &BTreeMap<String, Transfer>) {
             assert_eq!(agents, want.into_iter().collect(), "{state}");
         }
         CallStatus::Ended => unreachable!(),
+        CallStatus::Dialing | CallStatus::Failed => panic!("an inbound call is never {state}"),
     }
 
     // The caller, from the moment the call is created, is either confirmed where it was
@@ -3436,3 +3454,6 @@ fn transcript_chunks_reach_the_agents_only() {
 
 #[path = "phone_tests.rs"]
 mod phone;
+
+#[path = "outbound_tests.rs"]
+mod outbound_calls;

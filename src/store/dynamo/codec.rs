@@ -275,6 +275,11 @@ mod tests {
             metadata: json!({"big": 1e300, "": [1, "x"], "neg": -7, "u": 18446744073709551615u64}),
             channel: Default::default(),
             caller_number: None,
+            org_id: None,
+            direction: Default::default(),
+            assistant_id: None,
+            outbound: None,
+            recording: None,
         }
     }
 
