@@ -30,6 +30,22 @@ async fn send(
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
+/// Every endpoint of this issue (ids that need not exist: authentication comes first).
+const NEW_ENDPOINTS: [(&str, &str); 12] = [
+    ("POST", "/api/keys"),
+    ("GET", "/api/keys"),
+    ("DELETE", "/api/keys/k-x"),
+    ("POST", "/api/assistants"),
+    ("GET", "/api/assistants"),
+    ("GET", "/api/assistants/as-x"),
+    ("PATCH", "/api/assistants/as-x"),
+    ("DELETE", "/api/assistants/as-x"),
+    ("POST", "/api/sip/trunks"),
+    ("GET", "/api/sip/trunks"),
+    ("GET", "/api/sip/trunks/trunk-x"),
+    ("DELETE", "/api/sip/trunks/trunk-x"),
+];
+
 async fn root_app() -> TestApp {
     spawn_app_with(TestOptions {
         api_key: Some(ROOT.into()),
@@ -232,6 +248,23 @@ async fn keys_are_made_by_admin_keys_only_shown_once_hashed_listed_without_secre
     let (s, b) = send(&app, Some(&member_key), "GET", "/api/assistants", None).await;
     assert_eq!(s, 401, "{b}");
     assert!(text(&b, "message").contains("revoked"), "{b}");
+    // Every endpoint of this issue refuses a missing, unknown, malformed or revoked key.
+    let unknown = "sbk_000000000000000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    for key in [
+        None,
+        Some(unknown),
+        Some("sbk_bad"),
+        Some(member_key.as_str()),
+    ] {
+        for (method, path) in NEW_ENDPOINTS {
+            let (s, b) = send(&app, key, method, path, Some(json!({}))).await;
+            assert_eq!(
+                (s, b["code"].as_str()),
+                (401, Some("unauthorized")),
+                "{method} {path} with {key:?}: {b}"
+            );
+        }
+    }
     let (_, listed) = send(&app, Some(&acme_key), "GET", "/api/keys", None).await;
     let revoked = listed
         .as_array()
