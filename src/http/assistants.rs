@@ -9,7 +9,7 @@ use chrono::Utc;
 use super::keys::{list_scope, OrgQuery};
 use super::{authenticate, check_id, ApiError, AppState, LateBody, Principal};
 use crate::model::new_id;
-use crate::org::{Assistant, AssistantPatch, NewAssistant};
+use crate::org::{Assistant, AssistantPatch, NewAssistant, TemplateError};
 
 /// Routes of this resource.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -24,6 +24,27 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::patch().to(patch))
             .route(web::delete().to(delete)),
     );
+}
+
+/// A call's metadata that cannot fill an assistant's templates: 400 naming the field and
+/// every missing key (`missing_metadata`) or the key whose value is not text, a number or a
+/// boolean (`invalid_metadata`).
+impl From<TemplateError> for ApiError {
+    fn from(e: TemplateError) -> Self {
+        match e {
+            TemplateError::Missing(keys) => ApiError::BadRequest {
+                code: "missing_metadata",
+                message: format!(
+                    "metadata: lacks {} used by the assistant's prompt or start instruction",
+                    keys.join(", ")
+                ),
+            },
+            TemplateError::NotScalar(key) => ApiError::BadRequest {
+                code: "invalid_metadata",
+                message: format!("metadata: {key} must be text, a number or a boolean"),
+            },
+        }
+    }
 }
 
 /// The key id recorded as an assistant's creator when the root key creates it.
@@ -126,4 +147,30 @@ async fn delete(
         return Err(ApiError::not_found("assistant", &a.assistant_id));
     }
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_errors_are_400s_naming_every_missing_key() {
+        let e = ApiError::from(TemplateError::Missing(vec!["name".into(), "order".into()]));
+        match &e {
+            ApiError::BadRequest { code, message } => {
+                assert_eq!(*code, "missing_metadata");
+                assert!(message.starts_with("metadata:"), "{message}");
+                assert!(message.contains("name, order"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = ApiError::from(TemplateError::NotScalar("o".into()));
+        assert!(matches!(
+            e,
+            ApiError::BadRequest {
+                code: "invalid_metadata",
+                ..
+            }
+        ));
+    }
 }

@@ -56,7 +56,7 @@ pub fn list_scope(who: &Principal, query: &OrgQuery) -> Result<Option<String>, A
 }
 
 /// The answer of `POST /api/keys`: the key and its webhook secret, shown this once.
-#[derive(Debug, Serialize)]
+#[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatedKey {
     /// `sbk_<keyId>_<secret>`: send it as `x-api-key`.
@@ -69,6 +69,18 @@ pub struct CreatedKey {
     pub role: KeyRole,
     /// Verifies the signatures of this key's end-of-call webhooks.
     pub webhook_secret: String,
+}
+
+impl std::fmt::Debug for CreatedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedKey")
+            .field("api_key", &"[redacted]")
+            .field("key_id", &self.key_id)
+            .field("org_id", &self.org_id)
+            .field("role", &self.role)
+            .field("webhook_secret", &"[redacted]")
+            .finish()
+    }
 }
 
 async fn create(

@@ -660,10 +660,19 @@ impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for Body<T
 
 /// A JSON body read before the handler but parsed by it ([`LateBody::parse`]), so that
 /// the handler authenticates first: a request without a valid key is 401 whatever its body.
-#[derive(Debug)]
+/// Its `Debug` shows the length only (a body may carry a password).
 pub struct LateBody {
     content_type: Option<String>,
     bytes: Result<web::Bytes, String>,
+}
+
+impl std::fmt::Debug for LateBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LateBody")
+            .field("content_type", &self.content_type)
+            .field("len", &self.bytes.as_ref().map(|b| b.len()))
+            .finish()
+    }
 }
 
 impl LateBody {

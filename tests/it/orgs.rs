@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use crate::support::app::{spawn_app_with, TestApp, TestOptions};
+use crate::support::app::{spawn_app_with, TestApp, TestOptions, TestStore};
 
 const ROOT: &str = "orgs-root-management-key";
 
@@ -29,6 +29,22 @@ async fn send(
     let text = resp.text().await.unwrap_or_default();
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
+
+/// Every endpoint of this issue (ids that need not exist: authentication comes first).
+const NEW_ENDPOINTS: [(&str, &str); 12] = [
+    ("POST", "/api/keys"),
+    ("GET", "/api/keys"),
+    ("DELETE", "/api/keys/k-x"),
+    ("POST", "/api/assistants"),
+    ("GET", "/api/assistants"),
+    ("GET", "/api/assistants/as-x"),
+    ("PATCH", "/api/assistants/as-x"),
+    ("DELETE", "/api/assistants/as-x"),
+    ("POST", "/api/sip/trunks"),
+    ("GET", "/api/sip/trunks"),
+    ("GET", "/api/sip/trunks/trunk-x"),
+    ("DELETE", "/api/sip/trunks/trunk-x"),
+];
 
 async fn root_app() -> TestApp {
     spawn_app_with(TestOptions {
@@ -232,6 +248,23 @@ async fn keys_are_made_by_admin_keys_only_shown_once_hashed_listed_without_secre
     let (s, b) = send(&app, Some(&member_key), "GET", "/api/assistants", None).await;
     assert_eq!(s, 401, "{b}");
     assert!(text(&b, "message").contains("revoked"), "{b}");
+    // Every endpoint of this issue refuses a missing, unknown, malformed or revoked key.
+    let unknown = "sbk_000000000000000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    for key in [
+        None,
+        Some(unknown),
+        Some("sbk_bad"),
+        Some(member_key.as_str()),
+    ] {
+        for (method, path) in NEW_ENDPOINTS {
+            let (s, b) = send(&app, key, method, path, Some(json!({}))).await;
+            assert_eq!(
+                (s, b["code"].as_str()),
+                (401, Some("unauthorized")),
+                "{method} {path} with {key:?}: {b}"
+            );
+        }
+    }
     let (_, listed) = send(&app, Some(&acme_key), "GET", "/api/keys", None).await;
     let revoked = listed
         .as_array()
@@ -295,10 +328,42 @@ async fn organisation_keys_get_no_management_power() {
 
 #[actix_web::test]
 async fn assistants_belong_to_one_organisation_and_are_validated_and_versioned() {
-    let app = root_app().await;
-    let acme = make_key(&app, ROOT, "Acme", "ada", "admin").await;
-    let acme_member = make_key(&app, text(&acme, "apiKey"), "Acme", "bob", "member").await;
-    let globex = make_key(&app, ROOT, "Globex", "gina", "admin").await;
+    assistants_flow(&root_app().await).await;
+}
+
+/// The same on the DynamoDB store (moto), and a key revoked there is refused at once.
+#[actix_web::test]
+async fn assistants_and_key_revocation_on_dynamodb() {
+    let app = spawn_app_with(TestOptions {
+        api_key: Some(ROOT.into()),
+        store: TestStore::DynamoDb {
+            prefix: crate::support::dynamo::fresh_prefix(),
+        },
+        ..Default::default()
+    })
+    .await;
+    assistants_flow(&app).await;
+    let k = make_key(&app, ROOT, "Initech", "ida", "member").await;
+    let key = text(&k, "apiKey");
+    let (s, _) = send(&app, Some(key), "GET", "/api/assistants", None).await;
+    assert_eq!(s, 200);
+    let (s, _) = send(
+        &app,
+        Some(ROOT),
+        "DELETE",
+        &format!("/api/keys/{}", text(&k, "keyId")),
+        None,
+    )
+    .await;
+    assert_eq!(s, 204);
+    let (s, _) = send(&app, Some(key), "GET", "/api/assistants", None).await;
+    assert_eq!(s, 401);
+}
+
+async fn assistants_flow(app: &TestApp) {
+    let acme = make_key(app, ROOT, "Acme", "ada", "admin").await;
+    let acme_member = make_key(app, text(&acme, "apiKey"), "Acme", "bob", "member").await;
+    let globex = make_key(app, ROOT, "Globex", "gina", "admin").await;
     let (a_key, m_key, g_key) = (
         text(&acme, "apiKey"),
         text(&acme_member, "apiKey"),
@@ -313,13 +378,13 @@ async fn assistants_belong_to_one_organisation_and_are_validated_and_versioned()
         ("PATCH", "/api/assistants/as-x"),
         ("DELETE", "/api/assistants/as-x"),
     ] {
-        let (s, _) = send(&app, None, method, path, Some(json!({}))).await;
+        let (s, _) = send(app, None, method, path, Some(json!({}))).await;
         assert_eq!(s, 401, "{method} {path}");
     }
 
     // A member key creates in its organisation; the answer is the stored assistant.
     let (s, a) = send(
-        &app,
+        app,
         Some(m_key),
         "POST",
         "/api/assistants",
@@ -337,7 +402,7 @@ async fn assistants_belong_to_one_organisation_and_are_validated_and_versioned()
     let mut other = assistant_body("X");
     other["orgId"] = json!("globex");
     let (s, _) = send(
-        &app,
+        app,
         Some(a_key),
         "POST",
         "/api/assistants",
@@ -346,7 +411,7 @@ async fn assistants_belong_to_one_organisation_and_are_validated_and_versioned()
     .await;
     assert_eq!(s, 403);
     let (s, b) = send(
-        &app,
+        app,
         Some(ROOT),
         "POST",
         "/api/assistants",
@@ -355,7 +420,7 @@ async fn assistants_belong_to_one_organisation_and_are_validated_and_versioned()
     .await;
     assert_eq!(s, 400, "{b}");
     assert!(text(&b, "message").starts_with("orgId"), "{b}");
-    let (s, g) = send(&app, Some(ROOT), "POST", "/api/assistants", Some(other)).await;
+    let (s, g) = send(app, Some(ROOT), "POST", "/api/assistants", Some(other)).await;
     assert_eq!(s, 201, "{g}");
     assert_eq!(g["createdByKeyId"], "root");
 
@@ -365,14 +430,14 @@ async fn assistants_belong_to_one_organisation_and_are_validated_and_versioned()
         ("PATCH", Some(json!({"name": "Hijacked"}))),
         ("DELETE", None),
     ] {
-        let (s, b) = send(&app, Some(g_key), method, &path, body).await;
+        let (s, b) = send(app, Some(g_key), method, &path, body).await;
         assert_eq!(s, 404, "{method}: {b}");
         assert_eq!(b["code"], "not_found");
     }
-    let (_, g_list) = send(&app, Some(g_key), "GET", "/api/assistants", None).await;
+    let (_, g_list) = send(app, Some(g_key), "GET", "/api/assistants", None).await;
     assert!(!g_list.to_string().contains(&id), "{g_list}");
     assert_eq!(g_list.as_array().unwrap().len(), 1);
-    let (_, a_list) = send(&app, Some(a_key), "GET", "/api/assistants", None).await;
+    let (_, a_list) = send(app, Some(a_key), "GET", "/api/assistants", None).await;
     let ids: Vec<&str> = a_list
         .as_array()
         .unwrap()
@@ -380,10 +445,10 @@ async fn assistants_belong_to_one_organisation_and_are_validated_and_versioned()
         .map(|x| text(x, "assistantId"))
         .collect();
     assert_eq!(ids, vec![id.as_str()]);
-    let (_, all) = send(&app, Some(ROOT), "GET", "/api/assistants", None).await;
+    let (_, all) = send(app, Some(ROOT), "GET", "/api/assistants", None).await;
     assert_eq!(all.as_array().unwrap().len(), 2);
     let (s, _) = send(
-        &app,
+        app,
         Some(a_key),
         "GET",
         "/api/assistants?orgId=globex",
@@ -391,7 +456,7 @@ async fn assistants_belong_to_one_organisation_and_are_validated_and_versioned()
     )
     .await;
     assert_eq!(s, 403);
-    let (s, unchanged) = send(&app, Some(a_key), "GET", &path, None).await;
+    let (s, unchanged) = send(app, Some(a_key), "GET", &path, None).await;
     assert_eq!(s, 200);
     assert_eq!(unchanged["name"], "Support");
 
@@ -420,7 +485,7 @@ async fn assistants_belong_to_one_organisation_and_are_validated_and_versioned()
         ),
     ];
     for (patch, field) in cases {
-        let (s, b) = send(&app, Some(a_key), "PATCH", &path, Some(patch.clone())).await;
+        let (s, b) = send(app, Some(a_key), "PATCH", &path, Some(patch.clone())).await;
         assert_eq!(s, 400, "{patch}: {b}");
         assert_eq!(b["code"], "invalid_field", "{b}");
         assert!(text(&b, "message").starts_with(field), "{patch}: {b}");
@@ -428,15 +493,15 @@ async fn assistants_belong_to_one_organisation_and_are_validated_and_versioned()
         for (k, v) in patch.as_object().unwrap() {
             create[k] = v.clone();
         }
-        let (s, b) = send(&app, Some(a_key), "POST", "/api/assistants", Some(create)).await;
+        let (s, b) = send(app, Some(a_key), "POST", "/api/assistants", Some(create)).await;
         assert_eq!(s, 400, "create {patch}: {b}");
         assert!(text(&b, "message").starts_with(field), "{b}");
     }
-    let (s, b) = send(&app, Some(a_key), "PATCH", &path, Some(json!({"bogus": 1}))).await;
+    let (s, b) = send(app, Some(a_key), "PATCH", &path, Some(json!({"bogus": 1}))).await;
     assert_eq!(s, 400, "{b}");
 
     // PATCH is partial; null clears optional fields; each change bumps the version.
-    let (s, p) = send(&app, Some(a_key), "PATCH", &path,
+    let (s, p) = send(app, Some(a_key), "PATCH", &path,
         Some(json!({"name": "Support 2", "endCallUrl": null, "tts": {"provider": "sarvam", "speaker": "meera"}}))).await;
     assert_eq!(s, 200, "{p}");
     assert_eq!(p["name"], "Support 2");
@@ -444,15 +509,15 @@ async fn assistants_belong_to_one_organisation_and_are_validated_and_versioned()
     assert_eq!(p["tts"], json!({"provider": "sarvam", "speaker": "meera"}));
     assert_eq!(p["prompt"], a["prompt"]);
     assert_eq!(p["version"], 2);
-    let (_, got) = send(&app, Some(m_key), "GET", &path, None).await;
+    let (_, got) = send(app, Some(m_key), "GET", &path, None).await;
     assert_eq!(got, p);
 
     // Delete: once.
-    let (s, _) = send(&app, Some(a_key), "DELETE", &path, None).await;
+    let (s, _) = send(app, Some(a_key), "DELETE", &path, None).await;
     assert_eq!(s, 204);
-    let (s, _) = send(&app, Some(a_key), "GET", &path, None).await;
+    let (s, _) = send(app, Some(a_key), "GET", &path, None).await;
     assert_eq!(s, 404);
-    let (s, _) = send(&app, Some(a_key), "DELETE", &path, None).await;
+    let (s, _) = send(app, Some(a_key), "DELETE", &path, None).await;
     assert_eq!(s, 404);
 }
 
