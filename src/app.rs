@@ -151,6 +151,9 @@ impl Application {
             Some(t) => Some(TwilioBridge::new(t).map_err(StartupError::Twilio)?),
             None => None,
         };
+        // Started before the calls are recovered: a recovered call may send its notice.
+        let webhooks =
+            crate::webhooks::Webhooks::new(store.clone(), config.webhooks.clone()).start();
         let deps = CallDeps {
             store: store.clone(),
             hub: hub.clone(),
@@ -160,7 +163,11 @@ impl Application {
                 .recording
                 .as_ref()
                 .map(crate::media::livekit::RecordingTarget::from_config),
-            end_of_call: None,
+            end_of_call: Some(Arc::new(crate::call::notice::WebhookNotices::new(
+                store.clone(),
+                webhooks.clone(),
+                config.webhooks.signing_secret.clone(),
+            ))),
         };
         let registry = Registry::new(deps, config.timeouts, config.disconnect_grace).start();
         let recovered = registry
@@ -184,8 +191,7 @@ impl Application {
             keys: keys.clone(),
             summaries: crate::summary::Summaries::new(store.clone(), &config.llm)
                 .map_err(StartupError::Summaries)?,
-            webhooks: crate::webhooks::Webhooks::new(store.clone(), config.webhooks.clone())
-                .start(),
+            webhooks,
         };
         let shutdown = crate::shutdown::Shutdown::new();
         let ws = web::Data::new(WsContext {
@@ -219,6 +225,7 @@ impl Application {
                 .configure(http::agents::routes)
                 // Before calls: `/api/calls/{callId}/{action}` would take its GET path.
                 .configure(http::webhooks::routes)
+                .configure(http::outbound::routes)
                 .configure(http::calls::routes)
                 .configure(http::transfers::routes)
                 .configure(http::transcripts::routes)

@@ -741,6 +741,9 @@ pub struct WebhookConfig {
     pub poll_interval: Duration,
     /// `SWITCHBOARD_WEBHOOK_ALLOW_PRIVATE` and `SWITCHBOARD_WEBHOOK_ALLOWED_HOSTS`.
     pub policy: crate::webhooks::ssrf::EgressPolicy,
+    /// `SWITCHBOARD_WEBHOOK_SECRET`: signs the webhooks of assistants created with the
+    /// management key (an organisation key's assistants use that key's own secret).
+    pub signing_secret: Option<Secret>,
 }
 
 impl Default for WebhookConfig {
@@ -752,6 +755,7 @@ impl Default for WebhookConfig {
             attempt_timeout: Duration::from_secs(10),
             poll_interval: Duration::from_secs(5),
             policy: Default::default(),
+            signing_secret: None,
         }
     }
 }
@@ -794,6 +798,16 @@ fn webhook_config(get: &dyn Fn(&str) -> Option<String>) -> Result<WebhookConfig,
                 get("SWITCHBOARD_WEBHOOK_ALLOW_PRIVATE"),
             )?,
             allowed_hosts,
+        },
+        signing_secret: match get("SWITCHBOARD_WEBHOOK_SECRET") {
+            None => None,
+            Some(s) if s.len() >= 16 => Some(Secret::new(s)),
+            Some(_) => {
+                return Err(ConfigError::Invalid {
+                    name: "SWITCHBOARD_WEBHOOK_SECRET",
+                    message: "must be at least 16 characters".into(),
+                })
+            }
         },
     })
 }

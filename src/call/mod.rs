@@ -3,4 +3,5 @@
 
 pub mod actor;
 pub mod machine;
+pub mod notice;
 pub mod registry;

@@ -98,8 +98,26 @@ async fn create(
         }
     };
     let a = Assistant::create(body, new_id("as"), org_id, creator, Utc::now())?;
+    check_webhook(&state, &a)?;
     let a = state.store.create_assistant(&a).await?;
     Ok(HttpResponse::Created().json(a))
+}
+
+/// An assistant's end-of-call URL must pass the SSRF guard's static checks (its addresses
+/// are checked again at each delivery), and there must be a secret to sign with.
+fn check_webhook(state: &AppState, a: &Assistant) -> Result<(), ApiError> {
+    let Some(url) = &a.end_call_url else {
+        return Ok(());
+    };
+    crate::webhooks::ssrf::check_url(url, &state.config.webhooks.policy)
+        .map_err(|e| ApiError::invalid("endCallUrl", e))?;
+    if a.created_by_key_id == ROOT_CREATOR && state.config.webhooks.signing_secret.is_none() {
+        return Err(ApiError::BadRequest {
+            code: "webhook_secret_missing",
+            message: "endCallUrl: assistants made with the management key sign their webhooks with SWITCHBOARD_WEBHOOK_SECRET, which is not set (or create the assistant with an organisation key)".into(),
+        });
+    }
+    Ok(())
 }
 
 async fn list(
@@ -131,6 +149,7 @@ async fn patch(
     let current = visible_assistant(&state, &who, &path).await?;
     let patch: AssistantPatch = body.parse()?;
     let changed = current.patched(patch, Utc::now())?;
+    check_webhook(&state, &changed)?;
     // Conditional on the version read: a concurrent change makes this a 409.
     let saved = state.store.update_assistant(&changed).await?;
     Ok(HttpResponse::Ok().json(saved))

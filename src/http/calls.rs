@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{
-    check_id, check_text, idempotency_key, principal, ApiError, AppState, Body, OptionalBody,
-    Principal,
+    authenticate, check_id, check_text, idempotency_key, principal, ApiError, AppState, Body,
+    OptionalBody, Principal,
 };
 use crate::call::machine::{Actor, CallMachine, Command, Input, Party, Plane, Space};
 use crate::call::registry::CreateCall;
@@ -139,7 +139,8 @@ pub fn can_see(who: &Principal, m: &CallMachine) -> bool {
         Principal::Admin => true,
         Principal::Agent(a) => m.involves_agent(a),
         Principal::Caller(c) => *c == m.call.call_id,
-        Principal::Org(_) => false,
+        // An organisation's key sees its organisation's calls (its assistants' calls).
+        Principal::Org(k) => m.call.org_id.as_deref() == Some(k.org_id.as_str()),
     }
 }
 
@@ -152,7 +153,7 @@ pub async fn visible_call(
     let m = state.machine(call_id).await?;
     if !can_see(who, &m) {
         return Err(match who {
-            Principal::Caller(_) => ApiError::not_found("call", call_id),
+            Principal::Caller(_) | Principal::Org(_) => ApiError::not_found("call", call_id),
             _ => ApiError::Forbidden(format!("you are not part of call {call_id}")),
         });
     }
@@ -285,7 +286,7 @@ async fn get(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let who = principal(&req, &state)?;
+    let who = authenticate(&req, &state)?;
     let m = visible_call(&state, &who, &path).await?;
     Ok(HttpResponse::Ok().json(view(&m, &who)))
 }
@@ -439,13 +440,17 @@ async fn hangup(
     state: web::Data<AppState>,
     call_id: String,
 ) -> Result<HttpResponse, ApiError> {
-    let who = principal(&req, &state)?;
+    let who = authenticate(&req, &state)?;
     let actor = match &who {
         Principal::Admin => Actor::System,
         Principal::Agent(a) => Actor::Agent(a.clone()),
         Principal::Caller(c) if *c == call_id => Actor::Caller,
         Principal::Caller(_) => return Err(ApiError::not_found("call", call_id)),
-        Principal::Org(_) => return Err(Principal::org_forbidden()),
+        // An organisation ends its own calls (as the switchboard would).
+        Principal::Org(_) => {
+            visible_call(&state, &who, &call_id).await?;
+            Actor::System
+        }
     };
     let m = state
         .execute(

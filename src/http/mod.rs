@@ -7,6 +7,7 @@ pub mod calls;
 pub mod keys;
 pub mod livekit_webhook;
 pub mod meta;
+pub mod outbound;
 pub mod rooms;
 pub mod sessions;
 pub mod transcripts;

@@ -7,8 +7,8 @@ use serde_json::json;
 
 use super::calls::resolve_agent;
 use super::{
-    check_id, check_text, idempotency_key, principal, ApiError, AppState, Body, OptionalBody,
-    Principal,
+    authenticate, check_id, check_text, idempotency_key, principal, ApiError, AppState, Body,
+    OptionalBody, Principal,
 };
 use crate::call::machine::{Actor, Command, Input};
 use crate::call::registry::PresenceList;
@@ -63,11 +63,17 @@ async fn initiate(
     state: web::Data<AppState>,
     body: Body<InitiateTransfer>,
 ) -> Result<HttpResponse, ApiError> {
-    let who = principal(&req, &state)?;
+    let who = authenticate(&req, &state)?;
     let body = body.into_inner();
     check_id("callId", &body.call_id)?;
     check_id("agentBId", &body.agent_b_id)?;
-    let agent_a = resolve_agent(&state, &who, body.agent_a_id.as_deref(), "agentAId").await?;
+    let agent_a = match &who {
+        // An organisation's key speaks for its call's assistant: the hand-off to a human.
+        Principal::Org(_) => {
+            assistant_owner(&state, &who, &body.call_id, body.agent_a_id.as_deref()).await?
+        }
+        _ => resolve_agent(&state, &who, body.agent_a_id.as_deref(), "agentAId").await?,
+    };
     if let Some(n) = &body.note {
         check_text("note", n, 0, 2000)?;
     }
@@ -76,7 +82,8 @@ async fn initiate(
     }
     let key = idempotency_key(&req)?;
     let m = state.machine(&body.call_id).await?;
-    if who != Principal::Admin && !m.involves_agent(&agent_a) {
+    let by_org = matches!(who, Principal::Org(_));
+    if who != Principal::Admin && !by_org && !m.involves_agent(&agent_a) {
         return Err(ApiError::Forbidden(format!(
             "you are not part of call {}",
             body.call_id
@@ -89,6 +96,12 @@ async fn initiate(
         .ok_or_else(|| ApiError::invalid("agentBId", format!("no agent {}", body.agent_b_id)))?;
     if !target.active {
         return Err(ApiError::invalid("agentBId", "the agent is not active"));
+    }
+    if m.call.channel == crate::model::Channel::Sip && target.kind == AgentKind::Phone {
+        return Err(ApiError::BadRequest {
+            code: "unsupported_target",
+            message: "agentBId: a caller on a SIP trunk can be handed to web agents only (a phone agent is reached through Twilio, another media plane)".into(),
+        });
     }
     let to_number = match target.kind {
         AgentKind::Phone if state.twilio.is_none() => {
@@ -207,7 +220,12 @@ async fn initiate(
             .participant_token(agent, agent, &room, ParticipantRole::Agent)
             .map_err(|e| ApiError::Internal(Box::new(e)))
     };
-    let token_a = token_for(&t.from_agent_id, false)?;
+    // An assistant joins through its LiveKit dispatch, not with a token of ours.
+    let token_a = if by_org {
+        None
+    } else {
+        Some(token_for(&t.from_agent_id, false)?)
+    };
     // B's credential goes only to B (over B's WebSocket) or to management.
     let token_b = if who == Principal::Admin {
         Some(token_for(&t.to_agent_id, true)?)
@@ -230,6 +248,38 @@ async fn initiate(
     })))
 }
 
+/// The assistant that owns `call_id`, for an organisation's key: the call must be the
+/// organisation's (404 otherwise) and still be its assistant's (409 once a human has it).
+async fn assistant_owner(
+    state: &AppState,
+    who: &Principal,
+    call_id: &str,
+    named: Option<&str>,
+) -> Result<String, ApiError> {
+    let m = super::calls::visible_call(state, who, call_id).await?;
+    let assistant = m
+        .call
+        .assistant_id
+        .as_deref()
+        .map(crate::call::machine::assistant_party_id)
+        .ok_or_else(|| ApiError::Conflict {
+            code: "no_assistant",
+            message: format!("call {call_id} has no assistant to hand it over"),
+        })?;
+    if named.is_some_and(|n| n != assistant) {
+        return Err(ApiError::Forbidden(format!(
+            "an organisation's key acts as the call's assistant ({assistant})"
+        )));
+    }
+    if m.call.owner_id.as_deref() != Some(assistant.as_str()) {
+        return Err(ApiError::Conflict {
+            code: "not_assistant_call",
+            message: format!("call {call_id} is no longer with its assistant"),
+        });
+    }
+    Ok(assistant)
+}
+
 async fn load_visible(
     state: &AppState,
     who: &Principal,
@@ -247,7 +297,13 @@ async fn load_visible(
             "you are not part of transfer {transfer_id}"
         ))),
         Principal::Caller(_) => Err(ApiError::not_found("transfer", transfer_id)),
-        Principal::Org(_) => Err(Principal::org_forbidden()),
+        // An organisation sees the transfers of its own calls.
+        Principal::Org(_) => {
+            super::calls::visible_call(state, who, &t.call_id)
+                .await
+                .map_err(|_| ApiError::not_found("transfer", transfer_id))?;
+            Ok(t)
+        }
     }
 }
 
@@ -322,8 +378,16 @@ async fn answer(
     cmd: Command,
     by_target: bool,
 ) -> Result<HttpResponse, ApiError> {
-    let who = principal(&req, &state)?;
+    let who = authenticate(&req, &state)?;
     let t = load_visible(&state, &who, &transfer_id).await?;
+    if let Principal::Org(_) = &who {
+        // The assistant may cancel or complete its own hand-off; only B answers it.
+        if by_target {
+            return Err(ApiError::Forbidden(
+                "only the transfer's target answers it".into(),
+            ));
+        }
+    }
     let default_agent = if by_target {
         &t.to_agent_id
     } else {
@@ -333,7 +397,24 @@ async fn answer(
         .0
         .agent_id
         .or_else(|| (who == Principal::Admin).then(|| default_agent.clone()));
-    let agent = resolve_agent(&state, &who, named.as_deref(), "agentId").await?;
+    let agent = match &who {
+        Principal::Org(_) => {
+            if !t.from_agent_id.starts_with("assistant:") {
+                return Err(ApiError::Forbidden(format!(
+                    "transfer {transfer_id} belongs to agent {}, not to an assistant",
+                    t.from_agent_id
+                )));
+            }
+            if named.is_some_and(|n| n != t.from_agent_id) {
+                return Err(ApiError::Forbidden(format!(
+                    "an organisation's key acts as {}",
+                    t.from_agent_id
+                )));
+            }
+            t.from_agent_id.clone()
+        }
+        _ => resolve_agent(&state, &who, named.as_deref(), "agentId").await?,
+    };
     let m = state.machine(&t.call_id).await?;
     let current = m.transfer.as_ref().map(|x| x.transfer_id.as_str());
     if current != Some(transfer_id.as_str()) {

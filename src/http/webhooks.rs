@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{check_id, principal, ApiError, AppState};
+use super::{authenticate, check_id, principal, ApiError, AppState, Principal};
 use crate::webhooks::{DeliveryAttempt, DeliveryStatus, WebhookDelivery, WebhookError};
 
 /// Routes of this module.
@@ -91,7 +91,13 @@ async fn list_route(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    principal(&req, &state)?.require_admin()?;
+    // Management, or the organisation whose call it is.
+    let who = authenticate(&req, &state)?;
+    if let Principal::Org(_) = who {
+        super::calls::visible_call(&state, &who, &path).await?;
+    } else {
+        who.require_admin()?;
+    }
     let call_id = path.into_inner();
     check_id("callId", &call_id)?;
     if state.store.get_call(&call_id).await?.is_none() {
