@@ -171,6 +171,7 @@ fn fast_config(policy: EgressPolicy) -> WebhookConfig {
         attempt_timeout: Duration::from_secs(1),
         poll_interval: Duration::from_millis(200),
         policy,
+        signing_secret: None,
     }
 }
 
