@@ -15,6 +15,7 @@ mod hostile;
 mod lifecycle;
 mod livekit_fake;
 mod orgs;
+mod outbound;
 mod races;
 mod recovery;
 mod resources;

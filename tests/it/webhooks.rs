@@ -27,7 +27,7 @@ const SECRET: &str = "whsec_integration_test_secret";
 
 /// What the receiver does with one request.
 #[derive(Debug, Clone)]
-enum Reply {
+pub(crate) enum Reply {
     Status(u16),
     /// 429 with `Retry-After: <secs>`.
     TooMany(u64),
@@ -37,14 +37,14 @@ enum Reply {
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
-struct Received {
-    at: Instant,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+pub(crate) struct Received {
+    pub(crate) at: Instant,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Received {
-    fn header(&self, name: &str) -> &str {
+    pub(crate) fn header(&self, name: &str) -> &str {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -60,13 +60,13 @@ struct ReceiverState {
 }
 
 /// A webhook receiver on 127.0.0.1, port 0, answering from a script (then 200).
-struct Receiver {
+pub(crate) struct Receiver {
     port: u16,
     state: Arc<Mutex<ReceiverState>>,
 }
 
 impl Receiver {
-    fn start(script: Vec<Reply>) -> Receiver {
+    pub(crate) fn start(script: Vec<Reply>) -> Receiver {
         let state = Arc::new(Mutex::new(ReceiverState {
             script: script.into(),
             got: vec![],
@@ -88,15 +88,19 @@ impl Receiver {
         Receiver { port, state }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}/hooks/ended", self.port)
     }
 
-    fn got(&self) -> Vec<Received> {
+    pub(crate) fn got(&self) -> Vec<Received> {
         self.state.lock().unwrap().got.clone()
     }
 
-    async fn wait_for(&self, n: usize, within: Duration) -> Vec<Received> {
+    pub(crate) async fn wait_for(&self, n: usize, within: Duration) -> Vec<Received> {
         let deadline = Instant::now() + within;
         loop {
             let got = self.got();
@@ -146,7 +150,7 @@ async fn receive(
 }
 
 /// Settings for fast tests: first backoff 0.2 s, attempt timeout 1 s.
-fn fast_env(receiver_port: u16) -> Vec<(String, String)> {
+pub(crate) fn fast_env(receiver_port: u16) -> Vec<(String, String)> {
     [
         ("SWITCHBOARD_WEBHOOK_MAX_ATTEMPTS", "6".to_string()),
         ("SWITCHBOARD_WEBHOOK_BACKOFF", "0.2".to_string()),
