@@ -476,7 +476,6 @@ async fn organisation_keys_reach_their_own_organisation_and_nothing_else() {
             Some(json!({"callerName": "X", "reason": "y"})),
         ),
         ("GET", "/api/calls/agent/alice".into(), None),
-        ("GET", format!("/api/calls/{call}"), None),
         (
             "PATCH",
             format!("/api/calls/{call}"),
@@ -484,17 +483,6 @@ async fn organisation_keys_reach_their_own_organisation_and_nothing_else() {
         ),
         ("GET", "/api/transfers".into(), None),
         ("GET", "/api/transfers/tr-x".into(), None),
-        ("POST", "/api/transfers/tr-x/accept".into(), Some(json!({}))),
-        (
-            "POST",
-            "/api/transfers/initiate".into(),
-            Some(json!({"callId": call, "agentBId": "bob", "mode": "warm"})),
-        ),
-        (
-            "POST",
-            "/api/transcripts".into(),
-            Some(json!({"callId": call, "text": "hi"})),
-        ),
         ("GET", format!("/api/transcripts/call/{call}"), None),
         ("GET", "/api/transcripts/tx-x".into(), None),
         (
@@ -510,8 +498,36 @@ async fn organisation_keys_reach_their_own_organisation_and_nothing_else() {
         ("POST", format!("/api/calls/{call}/accept"), Some(json!({}))),
         ("POST", format!("/api/calls/{call}/hold"), Some(json!({}))),
         ("POST", format!("/api/calls/{call}/mute"), Some(json!({}))),
-        ("POST", format!("/api/calls/{call}/hangup"), Some(json!({}))),
     ];
+    // What an organisation key does on its own calls (its assistants' calls): on a call or
+    // transfer of no organisation, or of another, it gets 404, as if it did not exist.
+    let not_theirs: Vec<(&'static str, String, Option<Value>)> = vec![
+        ("GET", format!("/api/calls/{call}"), None),
+        ("POST", format!("/api/calls/{call}/hangup"), Some(json!({}))),
+        ("GET", format!("/api/calls/{call}/webhooks"), None),
+        ("POST", "/api/transfers/tr-x/accept".into(), Some(json!({}))),
+        ("POST", "/api/transfers/tr-x/cancel".into(), Some(json!({}))),
+        (
+            "POST",
+            "/api/transfers/initiate".into(),
+            Some(json!({"callId": call, "agentBId": "bob", "mode": "warm"})),
+        ),
+        (
+            "POST",
+            "/api/transcripts".into(),
+            Some(json!({"callId": call, "text": "hi"})),
+        ),
+    ];
+    for (method, path, body) in not_theirs {
+        for who in [OwnAdmin, OwnMember] {
+            let got = send(who, method, path.clone(), body.clone()).await;
+            if got != 404 {
+                failures.push(format!(
+                    "{method} {path} as {who:?}: expected 404 (not its organisation's), got {got}"
+                ));
+            }
+        }
+    }
     for (method, path, body) in existing {
         for who in [OwnAdmin, OwnMember] {
             let got = send(who, method, path.clone(), body.clone()).await;

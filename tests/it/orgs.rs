@@ -49,6 +49,11 @@ const NEW_ENDPOINTS: [(&str, &str); 12] = [
 async fn root_app() -> TestApp {
     spawn_app_with(TestOptions {
         api_key: Some(ROOT.into()),
+        // Signs the webhooks of the assistants the management key makes.
+        env: vec![(
+            "SWITCHBOARD_WEBHOOK_SECRET".into(),
+            "whsec_root_secret_for_tests".into(),
+        )],
         ..Default::default()
     })
     .await

@@ -592,6 +592,33 @@ async fn organisations_are_kept_apart_and_bad_requests_dial_nothing() {
     let (status, _) = send(&app, Some(&globex.key), "GET", "/api/assistants", None).await;
     assert_eq!(status, 401);
 
+    // The management key's assistants need SWITCHBOARD_WEBHOOK_SECRET to sign their
+    // webhooks; without it, an end-of-call URL is refused rather than left unsigned.
+    let (status, reply) = send(
+        &app,
+        Some(ROOT),
+        "POST",
+        "/api/assistants",
+        Some(json!({"orgId": "acme", "name": "R", "prompt": "p", "tts": {"provider": "openai"}, "endCallUrl": receiver.url()})),
+    )
+    .await;
+    assert_eq!(status, 400, "{reply}");
+    assert_eq!(reply["code"], "webhook_secret_missing");
+    // An end-of-call URL on a private address (not allowed here) is refused.
+    let (status, reply) = send(
+        &app,
+        Some(&acme.key),
+        "PATCH",
+        &format!("/api/assistants/{}", acme.assistant_id),
+        Some(json!({"endCallUrl": "http://169.254.169.254/latest/meta-data"})),
+    )
+    .await;
+    assert_eq!(status, 400, "{reply}");
+    assert!(
+        reply["message"].as_str().unwrap().starts_with("endCallUrl"),
+        "{reply}"
+    );
+
     // The organisation hangs its own call up.
     let (status, reply) = send(
         &app,
