@@ -508,6 +508,7 @@ impl CallActor {
                             let fed = feed(Observation::Dialed {
                                 party: party.clone(),
                                 call_sid: call_sid.clone(),
+                                transfer_id: Some(transfer_id.clone()),
                             })
                             .await;
                             if !fed {
@@ -519,6 +520,7 @@ impl CallActor {
                             tracing::warn!(%call_id, %transfer_id, error = %e, "dialling the phone agent failed");
                             feed(Observation::DialFailed {
                                 party,
+                                transfer_id: Some(transfer_id.clone()),
                                 reason: e.to_string(),
                             })
                             .await;

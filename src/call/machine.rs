@@ -301,6 +301,10 @@ pub enum Observation {
         party: Party,
         /// The new call's SID.
         call_sid: String,
+        /// The transfer whose dial this answers, when known (a late answer to an older
+        /// transfer's dial of the same party must not be taken for the newer one).
+        #[serde(default)]
+        transfer_id: Option<String>,
     },
     /// Twilio refused to dial a phone party.
     DialFailed {
@@ -308,6 +312,9 @@ pub enum Observation {
         party: Party,
         /// Why (Twilio's message).
         reason: String,
+        /// The transfer whose dial failed, when known.
+        #[serde(default)]
+        transfer_id: Option<String>,
     },
     /// A dialled phone party answered and Twilio asks us what to play (the whisper).
     PhoneAnswered {
@@ -1880,9 +1887,14 @@ fn party_of_identity(m: &CallMachine, identity: &str) -> Option<Party> {
 }
 
 fn observe(tx: &mut Tx, obs: Observation) {
-    if let Observation::Dialed { party, call_sid } = &obs {
+    if let Observation::Dialed {
+        party,
+        call_sid,
+        transfer_id,
+    } = &obs
+    {
         // Even after the call ended: a leg Twilio created too late must not stay up.
-        return dialed(tx, party, call_sid);
+        return dialed(tx, party, call_sid, transfer_id.as_deref());
     }
     if tx.m.call.status.is_terminal() {
         return outbound::after_end(tx, obs);
@@ -1918,9 +1930,15 @@ fn observe(tx: &mut Tx, obs: Observation) {
                 }
             }
         }
-        Observation::DialFailed { party, reason: _ } => {
+        Observation::DialFailed {
+            party,
+            reason: _,
+            transfer_id,
+        } => {
             let ringing_target = tx.open_transfer().is_some_and(|t| {
-                t.status == TransferStatus::Ringing && party == Party::Agent(t.to_agent_id.clone())
+                t.status == TransferStatus::Ringing
+                    && party == Party::Agent(t.to_agent_id.clone())
+                    && transfer_id.as_deref().is_none_or(|id| id == t.transfer_id)
             });
             if ringing_target {
                 tx.m.phones.remove(&party);
@@ -2128,8 +2146,20 @@ fn observe(tx: &mut Tx, obs: Observation) {
 }
 
 /// Twilio created the call dialling `party`: remember its SID, or hang it up when the party
-/// is no longer wanted (the transfer ended before Twilio answered our request).
-fn dialed(tx: &mut Tx, party: &Party, call_sid: &str) {
+/// is no longer wanted (the transfer ended before Twilio answered our request, or the answer
+/// is about an older transfer's dial of the same party).
+fn dialed(tx: &mut Tx, party: &Party, call_sid: &str, transfer_id: Option<&str>) {
+    let current = tx.open_transfer().map(|t| t.transfer_id.clone());
+    if transfer_id.is_some_and(|id| Some(id) != current.as_deref()) {
+        let known = tx.m.phones.get(party).and_then(|l| l.call_sid.as_deref()) == Some(call_sid);
+        if !known {
+            tx.effects.push(Effect::HangupPhone {
+                call_sid: call_sid.to_string(),
+                ringing: true,
+            });
+        }
+        return;
+    }
     match tx.m.phones.get_mut(party) {
         Some(leg) if leg.call_sid.is_none() => leg.call_sid = Some(call_sid.to_string()),
         Some(_) => {}

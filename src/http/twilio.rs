@@ -463,6 +463,8 @@ async fn status(
         "queued" | "initiated" | "ringing" | "in-progress" | "answered" => Observation::Dialed {
             party,
             call_sid: call_sid.clone(),
+            // Older status callbacks' URLs name no transfer.
+            transfer_id: p.query("transferId").ok().map(str::to_string),
         },
         "completed" | "busy" | "no-answer" | "failed" | "canceled" => Observation::PhoneLegEnded {
             party,

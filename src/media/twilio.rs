@@ -154,10 +154,7 @@ impl TwilioBridge {
             from: self.inner.config.phone_number.clone(),
             url: Some(self.url("/twilio/whisper", &query)),
             twiml: None,
-            status_callback: Some(self.url(
-                "/twilio/status",
-                &[("callId", call_id), ("agentId", agent_id)],
-            )),
+            status_callback: Some(self.url("/twilio/status", &query)),
             status_callback_event: CALL_EVENTS.iter().map(|e| e.to_string()).collect(),
             timeout_secs: Some(ring_secs),
             ..CreateCall::default()

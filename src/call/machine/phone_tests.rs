@@ -58,6 +58,7 @@ fn dialed() -> Input {
     observe(Observation::Dialed {
         party: party(B),
         call_sid: B_SID.into(),
+        transfer_id: Some(XFER.into()),
     })
 }
 
@@ -332,6 +333,7 @@ fn a_failed_dial_request_rolls_back() {
         observe(Observation::DialFailed {
             party: party(B),
             reason: "21211 invalid To".into(),
+            transfer_id: Some(XFER.into()),
         }),
     );
     assert_eq!(transfer(&step.machine).status, TransferStatus::Failed);
@@ -596,4 +598,82 @@ fn a_consult_conference_reported_after_its_transfer_ended_is_ended_then() {
         }),
     );
     assert!(twilio_effects(&step).is_empty());
+}
+
+/// Regression (found by the `call_machine` fuzz target): Twilio's answer to an older
+/// transfer's dial of B, arriving after a newer transfer dialled B again, was taken for the
+/// newer leg (which then kept the old SID while its own call stayed up unseen). The answer
+/// names its transfer now: the old leg is hung up and the new one keeps its own SID.
+#[test]
+fn a_late_answer_to_an_older_dial_of_the_same_agent_is_hung_up_not_adopted() {
+    let (m, _) = web_caller_phone_b_ringing(TransferMode::Cold);
+    // A calls the first transfer off before Twilio answered the dial request.
+    let m = apply(&m, T_INIT + 10, by(A, Command::CancelTransfer)).machine;
+    let second = match phone_initiate(TransferMode::Cold) {
+        Command::InitiateTransfer {
+            mode,
+            summary_id,
+            summary_text,
+            note,
+            to_number,
+            briefing,
+            ..
+        } => Command::InitiateTransfer {
+            transfer_id: "xfer-2".into(),
+            to_agent_id: B.into(),
+            mode,
+            transfer_room: "room-consult-2".into(),
+            summary_id,
+            summary_text,
+            note,
+            to_number,
+            briefing,
+        },
+        other => other,
+    };
+    let m = apply(&m, T_INIT + 20, by(A, second)).machine;
+    const OLD_SID: &str = "CA0000000000000000000000000000old1";
+    let step = apply(
+        &m,
+        T_INIT + 30,
+        observe(Observation::Dialed {
+            party: party(B),
+            call_sid: OLD_SID.into(),
+            transfer_id: Some(XFER.into()),
+        }),
+    );
+    assert_eq!(
+        step.effects,
+        vec![Effect::HangupPhone {
+            call_sid: OLD_SID.into(),
+            ringing: true,
+        }]
+    );
+    assert_eq!(step.machine.phones[&party(B)].call_sid, None);
+    // The newer dial's own answer is adopted.
+    let step = apply(
+        &step.machine,
+        T_INIT + 40,
+        observe(Observation::Dialed {
+            party: party(B),
+            call_sid: B_SID.into(),
+            transfer_id: Some("xfer-2".into()),
+        }),
+    );
+    assert_eq!(
+        step.machine.phones[&party(B)].call_sid.as_deref(),
+        Some(B_SID)
+    );
+    assert!(step.effects.is_empty());
+    // A late failure report of the older dial does not roll the newer transfer back.
+    let step = apply(
+        &step.machine,
+        T_INIT + 50,
+        observe(Observation::DialFailed {
+            party: party(B),
+            reason: "late".into(),
+            transfer_id: Some(XFER.into()),
+        }),
+    );
+    assert_eq!(transfer(&step.machine).status, TransferStatus::Ringing);
 }
