@@ -80,6 +80,7 @@ macro_rules! store_conformance_tests {
             concurrent_commits_one_wins,
             concurrent_creates_one_wins,
             unknown_ids_are_none_or_empty,
+            finished_calls_left_open_stay_unfinished,
             // Organisations (src/org.rs).
             org_api_keys_create_get_list_revoke,
             org_assistants_versioned_by_org,
@@ -122,6 +123,7 @@ pub async fn run_all(store: &dyn Store) {
     concurrent_commits_one_wins(store).await;
     concurrent_creates_one_wins(store).await;
     unknown_ids_are_none_or_empty(store).await;
+    finished_calls_left_open_stay_unfinished(store).await;
     org_api_keys_create_get_list_revoke(store).await;
     org_assistants_versioned_by_org(store).await;
     org_sip_trunks_by_org(store).await;
@@ -1236,6 +1238,33 @@ pub async fn concurrent_creates_one_wins(store: &dyn Store) {
         let stored = store.get_call(&call.call_id).await.unwrap().unwrap();
         assert_eq!((stored.version, stored.state), (1, json!(winner)));
     }
+}
+
+/// A finished call committed as still `open` (its end-of-call notice not queued yet) stays
+/// in the unfinished list, so recovery restarts its actor; committed closed, it leaves it.
+pub async fn finished_calls_left_open_stay_unfinished(store: &dyn Store) {
+    let owner = crate::model::new_id("agent");
+    let call = fixtures::call(&owner);
+    store.commit_call(create(&call)).await.unwrap();
+    let mut failed = call.clone();
+    failed.status = CallStatus::Failed;
+    failed.end_at = Some(at(5_000));
+    let mut lingering = update(&failed, 1);
+    lingering.open = true;
+    store.commit_call(lingering).await.unwrap();
+    let listed = store.list_unfinished_calls().await.unwrap();
+    let entry = listed.iter().find(|c| c.call.call_id == call.call_id);
+    assert_eq!(
+        entry.map(|c| c.call.status),
+        Some(CallStatus::Failed),
+        "a finished call with work left is listed for recovery"
+    );
+    store.commit_call(update(&failed, 2)).await.unwrap();
+    let listed = store.list_unfinished_calls().await.unwrap();
+    assert!(
+        !listed.iter().any(|c| c.call.call_id == call.call_id),
+        "settled, it is no longer listed"
+    );
 }
 
 /// Reads of unknown ids are `Ok(None)`; listings for unknown ids are empty.
