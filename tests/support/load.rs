@@ -1277,6 +1277,11 @@ pub struct ChaosCall {
     pub phone_initiated: usize,
     /// Whether the phone specialist, owning the call, hung up (the call is done).
     pub phone_hung_up: bool,
+    /// Whether the call was seen ended.
+    pub ended: bool,
+    /// Times the call had the phone specialist as its owner while the Twilio fake had no
+    /// leg of theirs up (so the caller hung up).
+    pub phone_owner_gone: usize,
 }
 
 /// How the phone specialist's phone behaves for one transfer (`dice` in 0..100): mostly it
@@ -1367,6 +1372,8 @@ impl ChaosCall {
             phone,
             phone_initiated: 0,
             phone_hung_up: false,
+            phone_owner_gone: 0,
+            ended: false,
         }
     }
 
@@ -1427,6 +1434,7 @@ impl ChaosCall {
             }
         }
         if status == "ended" {
+            self.ended = true;
             return Progress::Settled;
         }
         if hang_up {
@@ -1543,6 +1551,19 @@ impl ChaosCall {
                         if let Some(sid) = self.phone_leg() {
                             self.twilio.as_deref().map(|f| f.hang_up(&sid));
                             self.phone_hung_up = true;
+                        } else {
+                            // The server has the specialist in the call, Twilio has no leg
+                            // of theirs up (its report of the end was lost): the caller,
+                            // alone, hangs up.
+                            self.phone_owner_gone += 1;
+                            let r = api
+                                .post(
+                                    &format!("/api/calls/{}/hangup", self.call_id),
+                                    Some(&self.caller_token),
+                                    json!({}),
+                                )
+                                .await;
+                            self.hung_up = r.status == 200;
                         }
                     }
                     return Progress::Busy;
@@ -1684,6 +1705,13 @@ pub struct ChaosOutcome {
     pub phone_initiated: usize,
     /// Calls that ended with their phone specialist (owning them) hanging up.
     pub phone_hangups: usize,
+    /// Calls the server still gave to a phone specialist whose leg was gone in Twilio (its
+    /// end's callback lost): their callers hung up. Not a violation (Twilio does not retry a
+    /// lost status callback and the server does not poll legs), but counted.
+    pub phone_owner_gone: usize,
+    /// Calls the server ended by itself (a party gone for good, a specialist owning the
+    /// call hanging up on their own); each was replaced by a new call.
+    pub ended_by_server: usize,
     /// Server kills (each followed by a restart).
     pub kills: usize,
     /// Longest time from a restart's spawn to `/health`.
@@ -1777,6 +1805,8 @@ pub async fn run_chaos(opts: ChaosOptions) -> ChaosOutcome {
     let hangups = Rc::new(RefCell::new(0usize));
     let phone_initiated = Rc::new(RefCell::new(0usize));
     let phone_hangups = Rc::new(RefCell::new(0usize));
+    let owner_gone = Rc::new(RefCell::new(0usize));
+    let server_ended = Rc::new(RefCell::new(0usize));
     let call_ids: Rc<RefCell<Vec<String>>> = Rc::new(RefCell::new(vec![]));
     let running = Rc::new(RefCell::new(true));
     let mut rng = Rng::new(opts.seed);
@@ -1786,6 +1816,7 @@ pub async fn run_chaos(opts: ChaosOptions) -> ChaosOutcome {
         let (api, livekit, seen) = (api.clone(), livekit.clone(), seen.clone());
         let (twilio, phone) = (twilio.clone(), specialists.get(w).cloned());
         let (phone_initiated, phone_hangups) = (phone_initiated.clone(), phone_hangups.clone());
+        let (owner_gone, server_ended) = (owner_gone.clone(), server_ended.clone());
         let (initiated, hangups, call_ids, running) = (
             initiated.clone(),
             hangups.clone(),
@@ -1809,16 +1840,22 @@ pub async fn run_chaos(opts: ChaosOptions) -> ChaosOutcome {
                 let more = *initiated.borrow() < target;
                 let hang_up = more && call.initiated > 0 && rng.chance(0.004);
                 let (before, phone_before) = (call.initiated, call.phone_initiated);
+                let gone_before = call.phone_owner_gone;
                 let progress = call
                     .step(&api, &livekit, more, hang_up, rng.below(100))
                     .await;
+                *owner_gone.borrow_mut() += call.phone_owner_gone - gone_before;
                 *initiated.borrow_mut() += call.initiated - before;
                 *phone_initiated.borrow_mut() += call.phone_initiated - phone_before;
-                if call.hung_up || call.phone_hung_up {
+                // Ended by the caller, by the specialist who owned it, or by the server (a
+                // party gone for good): a new call takes its place.
+                if call.hung_up || call.phone_hung_up || (call.ended && *running.borrow()) {
                     if call.hung_up {
                         *hangups.borrow_mut() += 1;
-                    } else {
+                    } else if call.phone_hung_up {
                         *phone_hangups.borrow_mut() += 1;
+                    } else {
+                        *server_ended.borrow_mut() += 1;
                     }
                     call.hung_up = false;
                     call.phone_hung_up = false;
@@ -1829,6 +1866,12 @@ pub async fn run_chaos(opts: ChaosOptions) -> ChaosOutcome {
                             break;
                         }
                         tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    // Its pages close, whether or not the end was seen yet (the server
+                    // may be down): they leave their rooms and conferences.
+                    let twilio = ended.twilio.clone();
+                    for (seat, _) in ended.seats.values_mut() {
+                        seat.leave(&livekit, twilio.as_deref());
                     }
                     ended.caller.stop();
                     call = ChaosCall::start(
@@ -1862,7 +1905,17 @@ pub async fn run_chaos(opts: ChaosOptions) -> ChaosOutcome {
     // Requests hanging past the Twilio client's 10 s timeout stall a transfer for that long:
     // a few per run.
     let mut timeouts_left = (opts.transfers / 40).max(1);
+    // A run in which no transfer starts for a minute is stuck (every call waiting on
+    // something that never comes): it stops and the checker says what is left.
+    let (mut last_count, mut last_progress) = (0usize, Instant::now());
+    let mut stalled = None;
     while *initiated.borrow() < opts.transfers || kills < opts.kills {
+        if *initiated.borrow() != last_count {
+            (last_count, last_progress) = (*initiated.borrow(), Instant::now());
+        } else if last_progress.elapsed() > Duration::from_secs(60) {
+            stalled = Some(last_count);
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(20 + rng.below(60))).await;
         let burst = if opts.faults && *initiated.borrow() < opts.transfers {
             1 + rng.below(3)
@@ -1943,6 +1996,12 @@ pub async fn run_chaos(opts: ChaosOptions) -> ChaosOutcome {
     // The clients' record so far (taken out, so no borrow is held across the checks).
     let record = std::mem::take(&mut *seen.borrow_mut());
     let mut report = check_invariants(&api, &livekit, twilio.as_deref(), &record, &ids).await;
+    if let Some(n) = stalled {
+        report.violations.push(format!(
+            "the run stalled: no transfer initiated for 60 s after {n} (of {})",
+            opts.transfers
+        ));
+    }
     let mut views = HashMap::new();
     for id in &ids {
         let r = api.get(&format!("/api/calls/{id}"), None).await;
@@ -1961,6 +2020,8 @@ pub async fn run_chaos(opts: ChaosOptions) -> ChaosOutcome {
     let initiated = *initiated.borrow();
     let hangups = *hangups.borrow();
     let (phone_initiated, phone_hangups) = (*phone_initiated.borrow(), *phone_hangups.borrow());
+    let phone_owner_gone = *owner_gone.borrow();
+    let ended_by_server = *server_ended.borrow();
     ChaosOutcome {
         seed: opts.seed,
         initiated,
@@ -1968,6 +2029,8 @@ pub async fn run_chaos(opts: ChaosOptions) -> ChaosOutcome {
         hangups,
         phone_initiated,
         phone_hangups,
+        phone_owner_gone,
+        ended_by_server,
         kills,
         max_restart_ms: max_restart.as_secs_f64() * 1000.0,
         faults,
