@@ -30,9 +30,10 @@ const AGENTS: [&str; 3] = ["a", "b", "c"];
 /// (the actor runs each `Effect::Dial` in its own task, so it can). Off for now: the machine
 /// then gives the newer leg the older call's SID and leaves the newer call up, because
 /// `Observation::Dialed` / `DialFailed` do not say which transfer's dial they answer (the
-/// reproducer is `fuzz/regressions/call_machine/late-dialed`; run it with
-/// `cargo fuzz run --fuzz-dir fuzz call_machine fuzz/regressions/call_machine/late-dialed`).
-/// Turn it on once those observations carry the transfer id.
+/// reproducer is `fuzz/regressions/call_machine/late-dialed`: with this set to true,
+/// `RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir fuzz call_machine
+/// fuzz/regressions/call_machine/late-dialed` fails on it). Turn it on once those
+/// observations carry the transfer id.
 const LATE_DIAL_REPORTS: bool = false;
 
 /// The statuses a phone leg's end is reported with (Twilio's `CallStatus` and the ones the
