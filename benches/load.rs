@@ -15,8 +15,9 @@
 //! * `polling` (`--transfers 100 --concurrency 10 --period 3`): B learns of each transfer by
 //!   push and, in parallel, by polling `GET /api/transfers?status=active` every `period`
 //!   seconds (seed 001's Agent B); B accepts once both have seen it.
-//! * `chaos` (`--transfers 500 --calls 20 --kills 25 --seed <n>`): the chaos run at full size
-//!   (`tests/it/chaos.rs` runs it small in CI).
+//! * `chaos` (`--transfers 500 --calls 20 --kills 25 --seed <n> --phone 1`): the chaos run
+//!   at full size (`tests/it/chaos.rs` runs it small in CI); `--phone 0` leaves out the
+//!   transfers to phone specialists through the Twilio fake.
 //!
 //! It is a `harness = false` bench so that it is built in the release profile together with
 //! the server binary (`CARGO_BIN_EXE_switchboard`) and can include the LiveKit fake from
@@ -494,6 +495,7 @@ async fn chaos(args: &Args) {
         kills: args.num("kills", 25.0) as usize,
         seed,
         faults: true,
+        phone: args.num("phone", 1.0) != 0.0,
     })
     .await;
     let ok = outcome.report.violations.is_empty();

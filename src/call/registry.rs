@@ -125,9 +125,49 @@ struct QueueEntry {
     declined_by: Vec<String>,
 }
 
+/// The arbiters call actors run on: one thread per core, so calls' transitions run in
+/// parallel (every actor used to run on the thread that started the registry).
+#[derive(Clone)]
+struct Pool {
+    arbiters: Arc<Vec<ArbiterHandle>>,
+}
+
+impl Pool {
+    /// One arbiter per available core (`SWITCHBOARD_CALL_THREADS` overrides; 0 keeps every
+    /// actor on the registry's own arbiter).
+    fn new() -> Pool {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = std::env::var("SWITCHBOARD_CALL_THREADS")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(cores);
+        let arbiters = (0..threads).map(|_| Arbiter::new().handle()).collect();
+        Pool {
+            arbiters: Arc::new(arbiters),
+        }
+    }
+
+    /// Starts a call actor under a supervisor on the arbiter `call_id` hashes to (or on the
+    /// current one when the pool is empty).
+    fn start<F>(&self, call_id: &str, make: F) -> Addr<CallActor>
+    where
+        F: FnOnce(&mut Context<CallActor>) -> CallActor + Send + 'static,
+    {
+        if self.arbiters.is_empty() {
+            return actix::Supervisor::start(make);
+        }
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        call_id.hash(&mut h);
+        let i = (h.finish() % self.arbiters.len() as u64) as usize;
+        actix::Supervisor::start_in_arbiter(&self.arbiters[i], make)
+    }
+}
+
 /// The registry actor.
 pub struct Registry {
     deps: CallDeps,
+    pool: Pool,
     timeouts: Timeouts,
     disconnect_grace: Duration,
     actors: HashMap<String, Addr<CallActor>>,
@@ -146,6 +186,7 @@ impl Registry {
     pub fn new(deps: CallDeps, timeouts: Timeouts, disconnect_grace: Duration) -> Self {
         Registry {
             deps,
+            pool: Pool::new(),
             timeouts,
             disconnect_grace,
             actors: HashMap::new(),
@@ -169,7 +210,9 @@ impl Registry {
         let deps = self.deps.clone();
         let me = ctx.address();
         let id = call_id.to_string();
-        let addr = actix::Supervisor::start(move |_| CallActor::recover(id, deps, me));
+        let addr = self
+            .pool
+            .start(call_id, move |_| CallActor::recover(id, deps, me));
         self.actors.insert(call_id.to_string(), addr.clone());
         addr
     }
@@ -383,7 +426,9 @@ impl Handler<CreateCall> for Registry {
                 let id = machine.call.call_id.clone();
                 let deps = act.deps.clone();
                 let me = ctx.address();
-                let addr = actix::Supervisor::start(move |_| CallActor::created(step, deps, me));
+                let addr = act
+                    .pool
+                    .start(&id, move |_| CallActor::created(step, deps, me));
                 act.actors.insert(id, addr);
                 Ok(machine)
             }),
@@ -655,7 +700,13 @@ mod tests {
             .unwrap();
         let addr = live(&registry, "call-p").await;
         addr.do_send(Crash);
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The actor runs on an arbiter of the pool (another thread): wait for its end.
+        for _ in 0..200 {
+            if !addr.connected() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         assert!(!addr.connected(), "the panic killed the actor");
         let hangup = Execute {
             input: Input::Command(By::Caller, Command::Hangup),

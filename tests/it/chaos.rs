@@ -1,9 +1,13 @@
-//! The chaos run at CI size: warm transfers between agent pairs with LiveKit faults (webhooks
-//! dropped, duplicated and reordered; RoomService 429/500/503 and latency) while the real
-//! binary is killed with SIGKILL and restarted at random moments; then the invariant checker
-//! (every transfer terminal, every caller with an agent or cleanly ended, no `seq` received
-//! twice, the store consistent with the API). The full size is `cargo bench --bench load --
-//! chaos` (BENCHMARKS.md).
+//! The chaos run at CI size: warm transfers between agent pairs and to phone specialists
+//! (dialled through the Twilio fake, whose phones accept, decline, stay silent, are busy, do
+//! not answer, cannot be dialled or hang up), with LiveKit faults (webhooks dropped,
+//! duplicated and reordered; RoomService 429/500/503 and latency) and Twilio faults (REST
+//! latency, 429/500/503, a request hanging past the client's timeout; callbacks dropped,
+//! duplicated and reordered) while the real binary is killed with SIGKILL and restarted at
+//! random moments; then the invariant checker (every transfer terminal, every caller with an
+//! agent or cleanly ended, no `seq` received twice, the store consistent with the API, the
+//! Twilio fake holding no leg or conference of a finished call or transfer). The full size is
+//! `cargo bench --bench load -- chaos` (BENCHMARKS.md).
 
 use crate::support::load::{run_chaos, ChaosOptions};
 
@@ -25,6 +29,7 @@ async fn transfers_survive_faults_and_kill_9_with_every_invariant_holding() {
         kills: 5,
         seed,
         faults: true,
+        phone: true,
     })
     .await;
     println!(
@@ -45,6 +50,15 @@ async fn transfers_survive_faults_and_kill_9_with_every_invariant_holding() {
         "every initiated transfer is stored: {r:?}"
     );
     assert_eq!(r.duplicate_seqs, 0);
+    assert!(
+        outcome.phone_initiated >= 10,
+        "phone transfers were driven: {outcome:?}"
+    );
+    assert!(
+        r.phone_legs.values().sum::<usize>() >= 5,
+        "the specialists' phones were dialled: {r:?}"
+    );
+    assert!(r.client_legs > 0, "browsers joined conferences: {r:?}");
 }
 
 /// The checker is not a rubber stamp: a transfer left ringing, a call left transferring and a
@@ -63,12 +77,62 @@ async fn the_invariant_checker_reports_what_is_wrong() {
     let api = Api::new(app.port);
     let mut seen = Seen::default();
     seen.duplicates.push(("alice".into(), c.call_id.clone(), 3));
-    let report =
-        check_invariants(&api, &app.livekit, &seen, std::slice::from_ref(&c.call_id)).await;
+    let report = check_invariants(
+        &api,
+        &app.livekit,
+        None,
+        &seen,
+        std::slice::from_ref(&c.call_id),
+    )
+    .await;
     let all = report.violations.join("\n");
     assert!(all.contains(" still "), "{all}");
     assert!(all.contains("left in status transferring"), "{all}");
     assert!(all.contains("received seq 3"), "{all}");
     assert_eq!(report.duplicate_seqs, 1);
     assert_eq!(report.with_agent + report.ended, 0);
+}
+
+/// The Twilio fake's timeout switch: a request hanging past the client's timeout is carried
+/// out (the call exists though its creator saw no answer) or not (a late 504, no call).
+#[actix_web::test]
+async fn the_twilio_fakes_hanging_requests_time_out_carried_out_or_not() {
+    use crate::support::twilio::{FakeTwilio, FakeTwilioConfig, Route};
+    use std::time::Duration;
+    let number = "+15550100000";
+    let fake = FakeTwilio::start(FakeTwilioConfig {
+        numbers: [(number.to_string(), "http://127.0.0.1:9/voice".to_string())].into(),
+        ..Default::default()
+    });
+    let create = |timeout: Duration| {
+        reqwest::Client::new()
+            .post(format!(
+                "{}/2010-04-01/Accounts/{}/Calls.json",
+                fake.base_url(),
+                fake.account_sid()
+            ))
+            .basic_auth(fake.account_sid(), Some(fake.auth_token()))
+            .form(&[
+                ("From", number),
+                ("To", "+15550009999"),
+                ("Url", "http://127.0.0.1:9/twiml"),
+            ])
+            .timeout(timeout)
+            .send()
+    };
+    fake.hang_next(Route::CreateCall, 1, true, Duration::from_secs(2));
+    let err = create(Duration::from_millis(300))
+        .await
+        .expect_err("the answer is held past the timeout");
+    assert!(err.is_timeout(), "{err}");
+    assert_eq!(fake.calls().len(), 1, "carried out: the call exists");
+
+    fake.hang_next(Route::CreateCall, 1, false, Duration::from_millis(300));
+    let late = create(Duration::from_secs(5)).await.expect("a late answer");
+    assert_eq!(late.status().as_u16(), 504);
+    assert_eq!(fake.calls().len(), 1, "not carried out: no new call");
+
+    let ok = create(Duration::from_secs(5)).await.expect("answer");
+    assert_eq!(ok.status().as_u16(), 201, "the switch is used up");
+    assert_eq!(fake.calls().len(), 2);
 }

@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::livekit::FakeLiveKit;
+use super::twilio::{FakeTwilio, PhoneScript, RestFault, Route};
 
 /// A free loopback port.
 pub fn free_port() -> u16 {
@@ -478,10 +479,58 @@ impl Api {
 /// Where a party of one call is in the LiveKit fake.
 #[derive(Debug, Clone, Default)]
 pub struct Seat {
-    /// The room it joined.
+    /// The room it joined (or the conference its Voice SDK leg is in).
     pub room: Option<String>,
     /// Its identity.
     pub identity: Option<String>,
+    /// Its Voice SDK leg (a CallSid in the Twilio fake) when it is in a conference.
+    pub twilio_call: Option<String>,
+}
+
+impl Seat {
+    /// Leaves the LiveKit room or hangs up the Voice SDK leg, whichever it is in.
+    pub fn leave(&mut self, livekit: &FakeLiveKit, twilio: Option<&FakeTwilio>) {
+        let room = self.room.take();
+        if let (Some(sid), Some(fake)) = (self.twilio_call.take(), twilio) {
+            fake.client_disconnect(&sid);
+        } else if let (Some(room), Some(id)) = (room, self.identity.clone()) {
+            livekit.leave(&room, &id);
+        }
+    }
+}
+
+/// Follows a move or a token answer into either plane, like the browser: leaves where it is,
+/// then joins the LiveKit room, or (`plane: twilio`) connects the Voice SDK to the conference
+/// with the Access Token. Returns false when the fake refused the token.
+pub fn follow_any(
+    livekit: &FakeLiveKit,
+    twilio: Option<&FakeTwilio>,
+    seat: &mut Seat,
+    data: &Value,
+) -> bool {
+    if data["plane"] != "twilio" {
+        if let (Some(sid), Some(fake)) = (seat.twilio_call.take(), twilio) {
+            fake.client_disconnect(&sid);
+            seat.room = None;
+        }
+        return follow(livekit, seat, data);
+    }
+    let (Some(fake), Some(token), Some(room)) =
+        (twilio, data["token"].as_str(), data["roomName"].as_str())
+    else {
+        return false;
+    };
+    seat.leave(livekit, twilio);
+    let call_id = room.split("--").next().unwrap_or_default();
+    match fake.client_connect(token, &[("conference", room), ("callId", call_id)]) {
+        Ok(sid) => {
+            seat.twilio_call = Some(sid);
+            seat.room = Some(room.to_string());
+            seat.identity = data["identity"].as_str().map(str::to_string);
+            true
+        }
+        Err(_) => false,
+    }
 }
 
 /// Follows a `participant.move`'s data like a browser: leave the old room, join the new one
@@ -837,6 +886,12 @@ pub struct InvariantReport {
     pub events: usize,
     /// Frames the clients received with a `seq` they had already received.
     pub duplicate_seqs: usize,
+    /// Phone specialists' legs in the Twilio fake, by final status.
+    pub phone_legs: BTreeMap<String, usize>,
+    /// Voice SDK client legs the fake saw (browsers in conferences).
+    pub client_legs: usize,
+    /// Conferences the fake held, by final status.
+    pub conferences: BTreeMap<String, usize>,
     /// Everything wrong, one line each (empty when every invariant holds).
     pub violations: Vec<String>,
 }
@@ -859,6 +914,7 @@ const TERMINAL: &[&str] = &[
 pub async fn check_invariants(
     api: &Api,
     livekit: &FakeLiveKit,
+    twilio: Option<&FakeTwilio>,
     seen: &Seen,
     call_ids: &[String],
 ) -> InvariantReport {
@@ -932,13 +988,31 @@ pub async fn check_invariants(
             )),
         }
         if status == "active" {
-            // The LiveKit fake agrees: caller and owner are in the main room.
+            // The plane agrees: caller and owner are in the main room (LiveKit), or in the
+            // main conference (the Twilio fake), not held.
             let main = call["mainRoom"].as_str().unwrap_or_default();
-            for who in [call["callerId"].as_str(), call["ownerId"].as_str()]
-                .into_iter()
-                .flatten()
-            {
-                if !livekit.is_in_room(main, who) {
+            let owner = call["ownerId"].as_str().unwrap_or_default();
+            for (party, who) in [("caller", call["callerId"].as_str()), (owner, Some(owner))] {
+                let Some(who) = who else { continue };
+                let plane = parties
+                    .iter()
+                    .find(|p| p["party"] == party)
+                    .map(|p| p["plane"].as_str().unwrap_or_default().to_string());
+                if plane.as_deref() == Some("twilio") {
+                    let there = twilio
+                        .and_then(|f| f.conference(main))
+                        .filter(|c| c.status == "in-progress")
+                        .is_some_and(|c| {
+                            c.participants
+                                .iter()
+                                .any(|p| p.label.as_deref() == Some(who) && !p.hold)
+                        });
+                    if !there {
+                        report.violations.push(format!(
+                            "{id}: the Twilio fake does not have {who} in conference {main}"
+                        ));
+                    }
+                } else if !livekit.is_in_room(main, who) {
                     report
                         .violations
                         .push(format!("{id}: LiveKit does not have {who} in {main}"));
@@ -947,6 +1021,122 @@ pub async fn check_invariants(
         }
     }
     report
+}
+
+/// Checks the Twilio fake's state against the calls as the API showed them at the end of the
+/// run (`views`: `GET /api/calls/{id}` bodies) and the phone specialists (`(agent id,
+/// number)`), adding counts and violations to `report`: every conference of an ended call
+/// is completed, and so is every consult conference of a call without an open transfer;
+/// every browser's Voice SDK leg still up belongs to a call that runs and sits in the
+/// conference its party is placed in; every specialist's leg is over (completed, canceled,
+/// busy, no-answer or failed) unless a running call has that specialist placed, and then
+/// only one is up.
+pub fn check_twilio(
+    fake: &FakeTwilio,
+    views: &HashMap<String, Value>,
+    specialists: &[(String, String)],
+    report: &mut InvariantReport,
+) {
+    let call_of = |name: &str| name.split("--").next().unwrap_or_default().to_string();
+    let running = |v: &Value| v["status"] != "ended" && !v.is_null();
+    let open_transfer = |v: &Value| {
+        let t = &v["transfer"];
+        !t.is_null() && !TERMINAL.contains(&t["status"].as_str().unwrap_or_default())
+    };
+    let placed_in = |v: &Value, party: &str| {
+        v["parties"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["party"] == party))
+            .map(|p| {
+                (
+                    p["plane"].as_str().unwrap_or_default().to_string(),
+                    p["room"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+    };
+    for c in fake.conferences() {
+        *report.conferences.entry(c.status.clone()).or_default() += 1;
+        if c.status == "completed" {
+            continue;
+        }
+        let id = call_of(&c.friendly_name);
+        let Some(v) = views.get(&id) else {
+            report.violations.push(format!(
+                "conference {} ({}) belongs to no call of the run",
+                c.friendly_name, c.status
+            ));
+            continue;
+        };
+        if !running(v) {
+            report.violations.push(format!(
+                "{id}: ended but conference {} is still {} with {:?}",
+                c.friendly_name,
+                c.status,
+                c.participants.iter().map(|p| &p.label).collect::<Vec<_>>()
+            ));
+        } else if v["mainRoom"] != c.friendly_name.as_str() && !open_transfer(v) {
+            report.violations.push(format!(
+                "{id}: no open transfer but consult conference {} is still {}",
+                c.friendly_name, c.status
+            ));
+        }
+    }
+    for leg in fake.calls() {
+        let Some(identity) = leg.from.strip_prefix("client:") else {
+            continue;
+        };
+        report.client_legs += 1;
+        if leg.is_over() {
+            continue;
+        }
+        let id = leg
+            .extra_params
+            .iter()
+            .find(|(k, _)| k == "callId")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        let Some(v) = views.get(&id).filter(|v| running(v)) else {
+            report.violations.push(format!(
+                "{id}: client leg {} of {identity} still {} after its call ended",
+                leg.sid, leg.status
+            ));
+            continue;
+        };
+        let party = if v["callerId"] == identity {
+            "caller"
+        } else {
+            identity
+        };
+        let expected = placed_in(v, party);
+        let here = leg.conference.clone().unwrap_or_default();
+        if expected != Some(("twilio".into(), here.clone())) {
+            report.violations.push(format!(
+                "{id}: client leg {} of {identity} is {} in {here:?}, but the call places it at {expected:?}",
+                leg.sid, leg.status
+            ));
+        }
+    }
+    for (spec, number) in specialists {
+        let legs: Vec<_> = fake
+            .calls()
+            .into_iter()
+            .filter(|c| c.to == *number)
+            .collect();
+        for leg in &legs {
+            *report.phone_legs.entry(leg.status.clone()).or_default() += 1;
+        }
+        let up: Vec<_> = legs.iter().filter(|c| !c.is_over()).collect();
+        let wanted = views
+            .values()
+            .filter(|v| running(v) && placed_in(v, spec).is_some())
+            .count();
+        if up.len() > wanted.min(1) {
+            report.violations.push(format!(
+                "phone specialist {spec}: legs {:?} still up, {wanted} running call(s) place them",
+                up.iter().map(|c| (&c.sid, &c.status)).collect::<Vec<_>>()
+            ));
+        }
+    }
 }
 
 /// Checks the store file of a stopped server against what the API said (`calls` = the
@@ -1078,6 +1268,42 @@ pub struct ChaosCall {
     pub initiated: usize,
     /// Whether the caller hung up (the call is done).
     pub hung_up: bool,
+    /// The Twilio fake, when the run has phone legs.
+    pub twilio: Option<Arc<FakeTwilio>>,
+    /// The phone specialist this call may be transferred to: agent id and number (dialled
+    /// through the Twilio fake, which plays the far end as scripted per transfer).
+    pub phone: Option<(String, String)>,
+    /// Transfers to the phone specialist initiated.
+    pub phone_initiated: usize,
+    /// Whether the phone specialist, owning the call, hung up (the call is done).
+    pub phone_hung_up: bool,
+    /// Whether the call was seen ended.
+    pub ended: bool,
+    /// Times the call had the phone specialist as its owner while the Twilio fake had no
+    /// leg of theirs up (so the caller hung up).
+    pub phone_owner_gone: usize,
+}
+
+/// How the phone specialist's phone behaves for one transfer (`dice` in 0..100): mostly it
+/// answers and presses 1; else it presses 2, presses nothing, is busy, does not answer,
+/// cannot be dialled, or hangs up during the briefing.
+pub fn phone_script(dice: u64) -> (PhoneScript, &'static str) {
+    let after = Duration::from_millis(dice * 7);
+    match dice {
+        0..=59 => (PhoneScript::answering_after(after).pressing("1"), "accepts"),
+        60..=67 => (
+            PhoneScript::answering_after(after).pressing("2"),
+            "declines",
+        ),
+        68..=73 => (PhoneScript::answering().pressing_nothing(), "no_input"),
+        74..=80 => (PhoneScript::busy(), "busy"),
+        81..=86 => (PhoneScript::no_answer(), "no_answer"),
+        87..=92 => (PhoneScript::failing(), "dial_fails"),
+        _ => (
+            PhoneScript::hanging_up_after(Duration::from_millis(200)),
+            "hangs_up",
+        ),
+    }
 }
 
 /// What a [`ChaosCall::step`] did.
@@ -1098,6 +1324,8 @@ impl ChaosCall {
         livekit: &FakeLiveKit,
         seen: &SharedSeen,
         agents: [(String, String); 2],
+        twilio: Option<Arc<FakeTwilio>>,
+        phone: Option<(String, String)>,
     ) -> ChaosCall {
         let port: u16 = api
             .base
@@ -1140,7 +1368,26 @@ impl ChaosCall {
             seats,
             initiated: 0,
             hung_up: false,
+            twilio,
+            phone,
+            phone_initiated: 0,
+            phone_hung_up: false,
+            phone_owner_gone: 0,
+            ended: false,
         }
+    }
+
+    fn is_phone(&self, party: &str) -> bool {
+        self.phone.as_ref().is_some_and(|(id, _)| id == party)
+    }
+
+    /// The phone specialist's leg that is up in the Twilio fake, if any.
+    fn phone_leg(&self) -> Option<String> {
+        let (fake, (_, number)) = (self.twilio.as_ref()?, self.phone.as_ref()?);
+        fake.calls()
+            .into_iter()
+            .find(|c| c.to == *number && c.status == "in-progress")
+            .map(|c| c.sid)
     }
 
     fn token_of(&self, party: &str) -> Option<String> {
@@ -1180,14 +1427,14 @@ impl ChaosCall {
             .iter()
             .filter_map(|p| p["party"].as_str().map(str::to_string))
             .collect();
+        let twilio = self.twilio.clone();
         for (name, (seat, _)) in self.seats.iter_mut() {
             if !placed.contains(name) {
-                if let (Some(room), Some(id)) = (seat.room.take(), seat.identity.clone()) {
-                    livekit.leave(&room, &id);
-                }
+                seat.leave(livekit, twilio.as_deref());
             }
         }
         if status == "ended" {
+            self.ended = true;
             return Progress::Settled;
         }
         if hang_up {
@@ -1210,7 +1457,8 @@ impl ChaosCall {
             let room = p["room"].as_str().unwrap_or_default().to_string();
             let confirmed = p["confirmed"] == true;
             all_confirmed &= confirmed;
-            if p["plane"] != "livekit" {
+            if p["plane"] != "livekit" && (self.twilio.is_none() || self.is_phone(&name)) {
+                // Twilio moves phone legs itself; web parties join conferences below.
                 continue;
             }
             let entry = self
@@ -1237,7 +1485,7 @@ impl ChaosCall {
                 .await;
             if t.status == 200 && t.body["roomName"] == room.as_str() {
                 let entry = self.seats.get_mut(&name).expect("seat inserted above");
-                follow(livekit, &mut entry.0, &t.body);
+                follow_any(livekit, twilio.as_deref(), &mut entry.0, &t.body);
                 entry.1 = Instant::now();
             }
         }
@@ -1296,15 +1544,47 @@ impl ChaosCall {
                     return Progress::Settled;
                 }
                 let owner = call["ownerId"].as_str().unwrap_or_default().to_string();
+                if self.is_phone(&owner) {
+                    // The phone specialist took the call over: they hang up after a while,
+                    // which ends it; a new call takes its place.
+                    if dice < 30 {
+                        if let Some(sid) = self.phone_leg() {
+                            self.twilio.as_deref().map(|f| f.hang_up(&sid));
+                            self.phone_hung_up = true;
+                        } else {
+                            // The server has the specialist in the call, Twilio has no leg
+                            // of theirs up (its report of the end was lost): the caller,
+                            // alone, hangs up.
+                            self.phone_owner_gone += 1;
+                            let r = api
+                                .post(
+                                    &format!("/api/calls/{}/hangup", self.call_id),
+                                    Some(&self.caller_token),
+                                    json!({}),
+                                )
+                                .await;
+                            self.hung_up = r.status == 200;
+                        }
+                    }
+                    return Progress::Busy;
+                }
                 let Some(t) = self.token_of(&owner) else {
                     return Progress::Busy;
                 };
-                let target = self
+                let mut target = self
                     .agents
                     .iter()
                     .find(|(a, _)| *a != owner)
                     .map(|(a, _)| a.clone())
                     .unwrap_or_default();
+                let mut to_phone = false;
+                if let (Some(fake), Some((spec, number))) = (&self.twilio, &self.phone) {
+                    if dice.is_multiple_of(2) {
+                        fake.set_phone(number, phone_script(dice).0);
+                        target = spec.clone();
+                        to_phone = true;
+                    }
+                }
                 let r = api
                     .post(
                         "/api/transfers/initiate",
@@ -1314,10 +1594,75 @@ impl ChaosCall {
                     .await;
                 if r.status == 201 {
                     self.initiated += 1;
+                    self.phone_initiated += usize::from(to_phone);
                 }
                 Progress::Busy
             }
             _ => Progress::Busy,
+        }
+    }
+}
+
+/// Injects Twilio fault number `kind` (7..15) into the fake; returns its name.
+fn twilio_fault(
+    fake: &FakeTwilio,
+    kind: u64,
+    rng: &mut Rng,
+    timeouts_left: &mut usize,
+) -> &'static str {
+    // REST faults wait for the next request; they do not pile up, and they are rarer than
+    // the rest (Twilio requests are few: a handful per phone transfer).
+    let rest = (8..=11).contains(&kind);
+    let kind = if rest && (fake.rest_faults_pending() > 0 || !rng.chance(0.1)) {
+        7
+    } else {
+        kind
+    };
+    match kind {
+        7 => {
+            let ms = if rng.chance(0.5) { 0 } else { rng.below(300) };
+            fake.set_rest_latency(Duration::from_millis(ms));
+            "twilio_latency"
+        }
+        8 => {
+            let retry_after_secs = rng.below(2);
+            fake.fail_next(
+                Route::Any,
+                1,
+                RestFault::TooManyRequests { retry_after_secs },
+            );
+            "twilio_429"
+        }
+        9 => {
+            fake.fail_next(Route::Any, 1, RestFault::ServerError);
+            "twilio_500"
+        }
+        10 => {
+            fake.fail_next(Route::Any, 1, RestFault::Unavailable);
+            "twilio_503"
+        }
+        11 if *timeouts_left > 0 && rng.chance(0.3) => {
+            *timeouts_left -= 1;
+            // Past the client's 10 s per attempt; carried out or not, as Twilio may.
+            let carried_out = rng.chance(0.5);
+            fake.hang_next(Route::Any, 1, carried_out, Duration::from_secs(11));
+            if carried_out {
+                "twilio_timeout_carried_out"
+            } else {
+                "twilio_timeout_not_carried_out"
+            }
+        }
+        11 | 12 => {
+            fake.drop_next_callbacks(1);
+            "twilio_callback_dropped"
+        }
+        13 => {
+            fake.duplicate_next_callbacks(1);
+            "twilio_callback_duplicated"
+        }
+        _ => {
+            fake.reorder_next_callbacks(2);
+            "twilio_callbacks_reordered"
         }
     }
 }
@@ -1336,8 +1681,13 @@ pub struct ChaosOptions {
     /// The schedule's seed.
     pub seed: u64,
     /// Inject LiveKit faults (webhooks dropped, duplicated, reordered; Twirp 429/500/503 and
-    /// latency).
+    /// latency), and with `phone` the Twilio fake's (REST latency, 429/500/503, requests
+    /// hanging past the client's timeout; callbacks dropped, duplicated, reordered).
     pub faults: bool,
+    /// Phone legs: every call may also be transferred to a phone specialist of its own,
+    /// dialled through the Twilio fake (conferences, the web parties joining them as Voice
+    /// SDK client legs), whose phone answers as [`phone_script`] draws it.
+    pub phone: bool,
 }
 
 /// The outcome of a chaos run.
@@ -1351,6 +1701,17 @@ pub struct ChaosOutcome {
     pub calls_created: usize,
     /// Calls the caller hung up mid-run.
     pub hangups: usize,
+    /// Transfers to a phone specialist initiated (201).
+    pub phone_initiated: usize,
+    /// Calls that ended with their phone specialist (owning them) hanging up.
+    pub phone_hangups: usize,
+    /// Calls the server still gave to a phone specialist whose leg was gone in Twilio (its
+    /// end's callback lost): their callers hung up. Not a violation (Twilio does not retry a
+    /// lost status callback and the server does not poll legs), but counted.
+    pub phone_owner_gone: usize,
+    /// Calls the server ended by itself (a party gone for good, a specialist owning the
+    /// call hanging up on their own); each was replaced by a new call.
+    pub ended_by_server: usize,
     /// Server kills (each followed by a restart).
     pub kills: usize,
     /// Longest time from a restart's spawn to `/health`.
@@ -1377,6 +1738,21 @@ pub async fn run_chaos(opts: ChaosOptions) -> ChaosOutcome {
     let livekit = Arc::new(FakeLiveKit::start(FakeOptions::default()));
     let data_dir = tempfile::tempdir().expect("temp dir");
     let port = free_port();
+    let address = format!("http://127.0.0.1:{port}");
+    let twilio = opts.phone.then(|| {
+        use super::app::{TWILIO_APP_SID, TWILIO_NUMBER};
+        Arc::new(FakeTwilio::start(super::twilio::FakeTwilioConfig {
+            apps: [(
+                TWILIO_APP_SID.to_string(),
+                format!("{address}/twilio/client"),
+            )]
+            .into(),
+            numbers: [(TWILIO_NUMBER.to_string(), format!("{address}/twilio/voice"))].into(),
+            // Ring and gather timeouts pass ten times faster.
+            time_scale: 0.1,
+            ..Default::default()
+        }))
+    });
     let test_opts = TestOptions {
         ring_timeout: 4.0,
         move_timeout: 3.0,
@@ -1384,12 +1760,15 @@ pub async fn run_chaos(opts: ChaosOptions) -> ChaosOutcome {
         disconnect_grace: 5.0,
         ..Default::default()
     };
-    let env = server_env(
+    let mut env = server_env(
         &test_opts,
         &livekit,
         data_dir.path(),
         &format!("127.0.0.1:{port}"),
     );
+    if let Some(fake) = &twilio {
+        env.extend(super::app::twilio_env(fake, &address));
+    }
     let mut server = ServerProcess::start(&opts.binary, env, port).await;
     livekit.set_webhook_url(Some(format!("http://127.0.0.1:{port}/livekit/webhook")));
     livekit.set_record(false);
@@ -1403,8 +1782,31 @@ pub async fn run_chaos(opts: ChaosOptions) -> ChaosOutcome {
         agent_clients.push(Client::connect(port, &id, &token, false, seen.clone()).await);
         agents.push((id, token));
     }
+    // One phone specialist per worker (a phone agent is engaged by one call at a time).
+    let mut specialists = vec![];
+    if twilio.is_some() {
+        for w in 0..opts.calls {
+            let (id, number) = (format!("chaos-spec-{w}"), format!("+1555020{w:04}"));
+            let r = api
+                .post(
+                    "/api/agents",
+                    None,
+                    json!({ "agentId": id, "name": id, "kind": "phone", "phoneNumber": number }),
+                )
+                .await;
+            assert!(
+                r.status == 201 || r.status == 409,
+                "create phone agent {id}: {r:?}"
+            );
+            specialists.push((id, number));
+        }
+    }
     let initiated = Rc::new(RefCell::new(0usize));
     let hangups = Rc::new(RefCell::new(0usize));
+    let phone_initiated = Rc::new(RefCell::new(0usize));
+    let phone_hangups = Rc::new(RefCell::new(0usize));
+    let owner_gone = Rc::new(RefCell::new(0usize));
+    let server_ended = Rc::new(RefCell::new(0usize));
     let call_ids: Rc<RefCell<Vec<String>>> = Rc::new(RefCell::new(vec![]));
     let running = Rc::new(RefCell::new(true));
     let mut rng = Rng::new(opts.seed);
@@ -1412,6 +1814,9 @@ pub async fn run_chaos(opts: ChaosOptions) -> ChaosOutcome {
     for w in 0..opts.calls {
         let pair = [agents[2 * w].clone(), agents[2 * w + 1].clone()];
         let (api, livekit, seen) = (api.clone(), livekit.clone(), seen.clone());
+        let (twilio, phone) = (twilio.clone(), specialists.get(w).cloned());
+        let (phone_initiated, phone_hangups) = (phone_initiated.clone(), phone_hangups.clone());
+        let (owner_gone, server_ended) = (owner_gone.clone(), server_ended.clone());
         let (initiated, hangups, call_ids, running) = (
             initiated.clone(),
             hangups.clone(),
@@ -1421,19 +1826,39 @@ pub async fn run_chaos(opts: ChaosOptions) -> ChaosOutcome {
         let target = opts.transfers;
         let mut rng = Rng::new(rng.next_u64());
         workers.push(actix_rt::spawn(async move {
-            let mut call = ChaosCall::start(&api, &livekit, &seen, pair.clone()).await;
+            let mut call = ChaosCall::start(
+                &api,
+                &livekit,
+                &seen,
+                pair.clone(),
+                twilio.clone(),
+                phone.clone(),
+            )
+            .await;
             call_ids.borrow_mut().push(call.call_id.clone());
             loop {
                 let more = *initiated.borrow() < target;
                 let hang_up = more && call.initiated > 0 && rng.chance(0.004);
-                let before = call.initiated;
+                let (before, phone_before) = (call.initiated, call.phone_initiated);
+                let gone_before = call.phone_owner_gone;
                 let progress = call
                     .step(&api, &livekit, more, hang_up, rng.below(100))
                     .await;
+                *owner_gone.borrow_mut() += call.phone_owner_gone - gone_before;
                 *initiated.borrow_mut() += call.initiated - before;
-                if call.hung_up {
-                    *hangups.borrow_mut() += 1;
+                *phone_initiated.borrow_mut() += call.phone_initiated - phone_before;
+                // Ended by the caller, by the specialist who owned it, or by the server (a
+                // party gone for good): a new call takes its place.
+                if call.hung_up || call.phone_hung_up || (call.ended && *running.borrow()) {
+                    if call.hung_up {
+                        *hangups.borrow_mut() += 1;
+                    } else if call.phone_hung_up {
+                        *phone_hangups.borrow_mut() += 1;
+                    } else {
+                        *server_ended.borrow_mut() += 1;
+                    }
                     call.hung_up = false;
+                    call.phone_hung_up = false;
                     // The ended call settles; a new call takes its place.
                     let mut ended = call;
                     for _ in 0..100 {
@@ -1442,8 +1867,22 @@ pub async fn run_chaos(opts: ChaosOptions) -> ChaosOutcome {
                         }
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
+                    // Its pages close, whether or not the end was seen yet (the server
+                    // may be down): they leave their rooms and conferences.
+                    let twilio = ended.twilio.clone();
+                    for (seat, _) in ended.seats.values_mut() {
+                        seat.leave(&livekit, twilio.as_deref());
+                    }
                     ended.caller.stop();
-                    call = ChaosCall::start(&api, &livekit, &seen, pair.clone()).await;
+                    call = ChaosCall::start(
+                        &api,
+                        &livekit,
+                        &seen,
+                        pair.clone(),
+                        twilio.clone(),
+                        phone.clone(),
+                    )
+                    .await;
                     call_ids.borrow_mut().push(call.call_id.clone());
                     continue;
                 }
@@ -1463,15 +1902,29 @@ pub async fn run_chaos(opts: ChaosOptions) -> ChaosOutcome {
     let mut max_restart = Duration::ZERO;
     let share = (opts.transfers / (opts.kills + 1)).max(1);
     let mut next_kill = share / 2 + rng.below(share as u64) as usize;
+    // Requests hanging past the Twilio client's 10 s timeout stall a transfer for that long:
+    // a few per run.
+    let mut timeouts_left = (opts.transfers / 40).max(1);
+    // A run in which no transfer starts for a minute is stuck (every call waiting on
+    // something that never comes): it stops and the checker says what is left.
+    let (mut last_count, mut last_progress) = (0usize, Instant::now());
+    let mut stalled = None;
     while *initiated.borrow() < opts.transfers || kills < opts.kills {
+        if *initiated.borrow() != last_count {
+            (last_count, last_progress) = (*initiated.borrow(), Instant::now());
+        } else if last_progress.elapsed() > Duration::from_secs(60) {
+            stalled = Some(last_count);
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(20 + rng.below(60))).await;
         let burst = if opts.faults && *initiated.borrow() < opts.transfers {
             1 + rng.below(3)
         } else {
             0
         };
+        let kinds = if twilio.is_some() { 15 } else { 7 };
         for _ in 0..burst {
-            let kind = match rng.below(7) {
+            let kind = match rng.below(kinds) {
                 0 => {
                     livekit.webhook_faults(1, 0, 0, Duration::ZERO);
                     "webhook_dropped"
@@ -1497,11 +1950,17 @@ pub async fn run_chaos(opts: ChaosOptions) -> ChaosOutcome {
                     livekit.fail_next_twirp(&["unavailable"]);
                     "twirp_503"
                 }
-                _ => {
+                6 => {
                     let ms = if rng.chance(0.5) { 0 } else { rng.below(400) };
                     livekit.set_api_latency(Duration::from_millis(ms));
                     "twirp_latency"
                 }
+                k => twilio_fault(
+                    twilio.as_deref().expect("Twilio faults only with the fake"),
+                    k,
+                    &mut rng,
+                    &mut timeouts_left,
+                ),
             };
             *faults.entry(kind.into()).or_default() += 1;
         }
@@ -1516,6 +1975,9 @@ pub async fn run_chaos(opts: ChaosOptions) -> ChaosOutcome {
         }
     }
     livekit.set_api_latency(Duration::ZERO);
+    if let Some(fake) = &twilio {
+        fake.set_rest_latency(Duration::ZERO);
+    }
     *running.borrow_mut() = false;
     let settle_deadline = Instant::now() + Duration::from_secs(90);
     for w in workers {
@@ -1523,14 +1985,30 @@ pub async fn run_chaos(opts: ChaosOptions) -> ChaosOutcome {
         let _ = tokio::time::timeout(left, w).await;
     }
     livekit.wait_for_webhooks_idle(Duration::from_secs(5)).await;
+    if let Some(fake) = &twilio {
+        // Twilio's last callbacks (hang-ups the end of the run caused) are delivered.
+        let idle_by = Instant::now() + Duration::from_secs(10);
+        while fake.callbacks_pending() > 0 && Instant::now() < idle_by {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     let ids = call_ids.borrow().clone();
     // The clients' record so far (taken out, so no borrow is held across the checks).
     let record = std::mem::take(&mut *seen.borrow_mut());
-    let mut report = check_invariants(&api, &livekit, &record, &ids).await;
+    let mut report = check_invariants(&api, &livekit, twilio.as_deref(), &record, &ids).await;
+    if let Some(n) = stalled {
+        report.violations.push(format!(
+            "the run stalled: no transfer initiated for 60 s after {n} (of {})",
+            opts.transfers
+        ));
+    }
     let mut views = HashMap::new();
     for id in &ids {
         let r = api.get(&format!("/api/calls/{id}"), None).await;
         views.insert(id.clone(), r.body);
+    }
+    if let Some(fake) = &twilio {
+        check_twilio(fake, &views, &specialists, &mut report);
     }
     for c in &agent_clients {
         c.stop();
@@ -1541,11 +2019,18 @@ pub async fn run_chaos(opts: ChaosOptions) -> ChaosOutcome {
     let created = ids.len();
     let initiated = *initiated.borrow();
     let hangups = *hangups.borrow();
+    let (phone_initiated, phone_hangups) = (*phone_initiated.borrow(), *phone_hangups.borrow());
+    let phone_owner_gone = *owner_gone.borrow();
+    let ended_by_server = *server_ended.borrow();
     ChaosOutcome {
         seed: opts.seed,
         initiated,
         calls_created: created,
         hangups,
+        phone_initiated,
+        phone_hangups,
+        phone_owner_gone,
+        ended_by_server,
         kills,
         max_restart_ms: max_restart.as_secs_f64() * 1000.0,
         faults,

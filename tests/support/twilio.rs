@@ -27,7 +27,8 @@
 //!   conferences with their participants' labels, hold and mute, application errors). CORS
 //!   is open so a page of another port can call them.
 //! * **Fault switches**: REST latency, the next N requests of a route answering 429/500/503,
-//!   callbacks duplicated, delayed, dropped or delivered in reverse, a shorter TwiML timeout.
+//!   or hanging past the client's timeout (carried out or not), callbacks duplicated,
+//!   delayed, dropped or delivered in reverse, a shorter TwiML timeout.
 //!
 //! # Wiring it to the server
 //!
@@ -607,6 +608,9 @@ struct Faults {
     reorder_next: usize,
     callback_delay: Duration,
     twiml_timeout: Option<Duration>,
+    /// Requests that hang (a client-side timeout): route, count left, whether the request
+    /// is carried out before the answer is held back, and for how long it is held.
+    hang: Vec<(Route, usize, bool, Duration)>,
 }
 
 struct State {
@@ -999,6 +1003,26 @@ impl FakeTwilio {
     /// The next `n` requests on `route` (or on any route with [`Route::Any`]) fail with `fault`.
     pub fn fail_next(&self, route: Route, n: usize, fault: RestFault) {
         self.shared.lock().faults.rest.push((route, fault, n));
+    }
+
+    /// REST faults (failures and hangs) still waiting for their requests.
+    pub fn rest_faults_pending(&self) -> usize {
+        let st = self.shared.lock();
+        st.faults.rest.iter().map(|(_, _, n)| n).sum::<usize>()
+            + st.faults.hang.iter().map(|(_, n, _, _)| n).sum::<usize>()
+    }
+
+    /// The next `n` requests on `route` (or any route with [`Route::Any`]) hang for `hold`
+    /// before an answer (a client with a shorter timeout sees a timeout): with
+    /// `carried_out`, the request takes effect at once and only its answer is late (the
+    /// ambiguous case: a created call exists although its creator saw no SID); without, it
+    /// takes no effect and the late answer is a 504.
+    pub fn hang_next(&self, route: Route, n: usize, carried_out: bool, hold: Duration) {
+        self.shared
+            .lock()
+            .faults
+            .hang
+            .push((route, n, carried_out, hold));
     }
 
     /// The next `n` status/conference callbacks are each delivered twice.
@@ -3052,6 +3076,15 @@ async fn rest_entry(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
+    let hang = take_hang(&mut shared.lock().faults, route);
+    if let Some((false, hold)) = hang {
+        tokio::time::sleep(hold).await;
+        return json_reply(
+            504,
+            &json!({ "code": 20504, "message": "Gateway Timeout", "status": 504 }),
+            None,
+        );
+    }
     let mut spawns = Vec::new();
     let (status, body, retry_after) = {
         let mut st = shared.lock();
@@ -3079,7 +3112,25 @@ async fn rest_entry(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared
             }
         }
     }
+    if let Some((true, hold)) = hang {
+        tokio::time::sleep(hold).await;
+    }
     json_reply(status, &body, retry_after)
+}
+
+/// Takes one hang fault matching `route`: whether the request is carried out, and the hold.
+fn take_hang(faults: &mut Faults, route: Route) -> Option<(bool, Duration)> {
+    let i = faults
+        .hang
+        .iter()
+        .position(|(r, n, _, _)| *n > 0 && (*r == route || *r == Route::Any))?;
+    let (_, n, carried_out, hold) = &mut faults.hang[i];
+    *n -= 1;
+    let found = (*carried_out, *hold);
+    if *n == 0 {
+        faults.hang.remove(i);
+    }
+    Some(found)
 }
 
 /// Work a REST answer starts once the state is unlocked.
