@@ -46,14 +46,18 @@ const NEW_ENDPOINTS: [(&str, &str); 12] = [
     ("DELETE", "/api/sip/trunks/trunk-x"),
 ];
 
+/// Signs the webhooks of the assistants the management key makes.
+fn root_env() -> Vec<(String, String)> {
+    vec![(
+        "SWITCHBOARD_WEBHOOK_SECRET".into(),
+        "whsec_root_secret_for_tests".into(),
+    )]
+}
+
 async fn root_app() -> TestApp {
     spawn_app_with(TestOptions {
         api_key: Some(ROOT.into()),
-        // Signs the webhooks of the assistants the management key makes.
-        env: vec![(
-            "SWITCHBOARD_WEBHOOK_SECRET".into(),
-            "whsec_root_secret_for_tests".into(),
-        )],
+        env: root_env(),
         ..Default::default()
     })
     .await
@@ -344,6 +348,7 @@ async fn assistants_and_key_revocation_on_dynamodb() {
         store: TestStore::DynamoDb {
             prefix: crate::support::dynamo::fresh_prefix(),
         },
+        env: root_env(),
         ..Default::default()
     })
     .await;
