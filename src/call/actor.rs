@@ -304,18 +304,7 @@ impl CallActor {
         ctx: &mut Context<Self>,
     ) {
         use tracing::Instrument;
-        let me = ctx.address();
-        let feed = move |obs: Observation| {
-            let me = me.clone();
-            async move {
-                me.send(Execute {
-                    input: Input::Observe(obs),
-                    idempotency_key: None,
-                })
-                .await
-                .is_ok()
-            }
-        };
+        let feed = feeder(ctx);
         let lk = self.deps.livekit.clone();
         let call_id = self.call_id.clone();
         match effect {
@@ -470,19 +459,8 @@ impl CallActor {
             tracing::error!(call_id = %self.call_id, ?effect, "a phone leg needs Twilio, which is not configured");
             return;
         };
-        let me = ctx.address();
         let call_id = self.call_id.clone();
-        let feed = move |obs: Observation| {
-            let me = me.clone();
-            async move {
-                me.send(Execute {
-                    input: Input::Observe(obs),
-                    idempotency_key: None,
-                })
-                .await
-                .is_ok()
-            }
-        };
+        let feed = feeder(ctx);
         let confirmed = move |label: String, room: String| Observation::Joined {
             identity: label,
             room,
@@ -710,6 +688,25 @@ async fn record_room(deps: &CallDeps, call_id: &str, room: &str, status: &str) {
     };
     if let Err(e) = deps.store.put_room(&record).await {
         tracing::warn!(%room, error = %e, "room record not stored");
+    }
+}
+
+/// Feeds an observation back into this actor from a spawned task: whether it was taken
+/// (false once the actor stopped, e.g. the call ended meanwhile).
+fn feeder(
+    ctx: &Context<CallActor>,
+) -> impl Fn(Observation) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool>>> + Clone {
+    let me = ctx.address();
+    move |obs: Observation| {
+        let me = me.clone();
+        Box::pin(async move {
+            me.send(Execute {
+                input: Input::Observe(obs),
+                idempotency_key: None,
+            })
+            .await
+            .is_ok()
+        })
     }
 }
 

@@ -1283,27 +1283,11 @@ impl CallMachine {
             Plane::Livekit
         };
         let m = CallMachine {
-            call,
-            transfer: None,
-            placements: BTreeMap::new(),
-            timers: BTreeMap::new(),
-            declined_by: vec![],
-            seq: 0,
-            moves: 0,
-            timeouts,
             phones,
             main_plane,
-            consult_plane: Plane::Livekit,
-            conferences: BTreeMap::new(),
-            assistant_present: false,
+            ..CallMachine::blank(call, timeouts)
         };
-        let mut tx = Tx {
-            m,
-            now,
-            events: vec![],
-            transfer_changed: false,
-            effects: vec![],
-        };
+        let mut tx = Tx::new(m, now);
         if !phone_caller {
             tx.effects.push(Effect::EnsureRoom {
                 room: tx.m.call.main_room.clone(),
@@ -1354,13 +1338,7 @@ impl CallMachine {
         if self.call.status.is_terminal() {
             return vec![];
         }
-        let tx = Tx {
-            m: self.clone(),
-            now: 0,
-            events: vec![],
-            transfer_changed: false,
-            effects: vec![],
-        };
+        let tx = Tx::new(self.clone(), 0);
         tx.involved_agents()
     }
 
@@ -1382,13 +1360,7 @@ impl CallMachine {
         if p.space == Space::Consult && self.transfer.is_none() {
             return None;
         }
-        let tx = Tx {
-            m: self.clone(),
-            now: 0,
-            events: vec![],
-            transfer_changed: false,
-            effects: vec![],
-        };
+        let tx = Tx::new(self.clone(), 0);
         Some(tx.room_for(party, p.space))
     }
 
@@ -1400,13 +1372,7 @@ impl CallMachine {
     /// Applies one input at time `now`. Commands may be refused; observations never are
     /// (an irrelevant or stale one simply changes nothing).
     pub fn handle(&self, now: Millis, input: Input) -> Result<Step, Rejection> {
-        let mut tx = Tx {
-            m: self.clone(),
-            now,
-            events: vec![],
-            transfer_changed: false,
-            effects: vec![],
-        };
+        let mut tx = Tx::new(self.clone(), now);
         match input {
             Input::Command(actor, cmd) => command(&mut tx, actor, cmd)?,
             Input::Observe(obs) => observe(&mut tx, obs),

@@ -78,24 +78,10 @@ async fn create(
     let who = authenticate(&req, &state)?;
     who.require_org_or_admin()?;
     let body: NewAssistant = body.parse()?;
-    let (org_id, creator) = match &who {
-        Principal::Org(k) => {
-            if body.org_id.as_deref().is_some_and(|o| o != k.org_id) {
-                return Err(ApiError::Forbidden(format!(
-                    "an organisation API key creates assistants in its own organisation ({}) only",
-                    k.org_id
-                )));
-            }
-            (k.org_id.clone(), k.key_id.clone())
-        }
-        _ => {
-            let org = body
-                .org_id
-                .clone()
-                .ok_or_else(|| ApiError::invalid("orgId", "is required with the management key"))?;
-            check_id("orgId", &org)?;
-            (org, ROOT_CREATOR.to_string())
-        }
+    let org_id = who.owning_org(body.org_id.as_deref(), "assistants")?;
+    let creator = match &who {
+        Principal::Org(k) => k.key_id.clone(),
+        _ => ROOT_CREATOR.to_string(),
     };
     let a = Assistant::create(body, new_id("as"), org_id, creator, Utc::now())?;
     check_webhook(&state, &a)?;

@@ -261,6 +261,29 @@ impl Principal {
         }
     }
 
+    /// The organisation a new record (`what`: assistants, trunks) belongs to: an organisation
+    /// key's own (naming another is 403), or the `orgId` the root key must give.
+    pub fn owning_org(&self, asked: Option<&str>, what: &str) -> Result<String, ApiError> {
+        match self {
+            Principal::Org(k) => {
+                if asked.is_some_and(|o| o != k.org_id) {
+                    return Err(ApiError::Forbidden(format!(
+                        "an organisation API key creates {what} in its own organisation ({}) only",
+                        k.org_id
+                    )));
+                }
+                Ok(k.org_id.clone())
+            }
+            _ => {
+                let org = asked.ok_or_else(|| {
+                    ApiError::invalid("orgId", "is required with the management key")
+                })?;
+                check_id("orgId", org)?;
+                Ok(org.to_string())
+            }
+        }
+    }
+
     /// The 403 of an endpoint that organisation keys may not use (yet).
     pub fn org_forbidden() -> ApiError {
         ApiError::Forbidden(

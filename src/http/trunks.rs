@@ -99,25 +99,7 @@ async fn create(
     let who = authenticate(&req, &state)?;
     who.require_org_or_admin()?;
     let body: NewTrunk = body.parse()?;
-    let org_id = match &who {
-        Principal::Org(k) => {
-            if body.org_id.as_deref().is_some_and(|o| o != k.org_id) {
-                return Err(ApiError::Forbidden(format!(
-                    "an organisation API key creates trunks in its own organisation ({}) only",
-                    k.org_id
-                )));
-            }
-            k.org_id.clone()
-        }
-        _ => {
-            let org = body
-                .org_id
-                .clone()
-                .ok_or_else(|| ApiError::invalid("orgId", "is required with the management key"))?;
-            check_id("orgId", &org)?;
-            org
-        }
-    };
+    let org_id = who.owning_org(body.org_id.as_deref(), "trunks")?;
     body.validate()?;
     let transport_name = body.transport.clone().unwrap_or_else(|| "auto".into());
     let spec = OutboundTrunkSpec {

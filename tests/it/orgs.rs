@@ -5,30 +5,9 @@
 
 use serde_json::{json, Value};
 
-use crate::support::app::{spawn_app_with, TestApp, TestOptions, TestStore};
+use crate::support::app::{send_with_key as send, spawn_app_with, TestApp, TestOptions, TestStore};
 
 const ROOT: &str = "orgs-root-management-key";
-
-async fn send(
-    app: &TestApp,
-    key: Option<&str>,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let url = format!("{}{}", app.address, path);
-    let mut req = app.http.request(method.parse().unwrap(), url);
-    if let Some(k) = key {
-        req = req.header("x-api-key", k);
-    }
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.expect("request sent");
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
 
 /// Every endpoint of this issue (ids that need not exist: authentication comes first).
 const NEW_ENDPOINTS: [(&str, &str); 12] = [

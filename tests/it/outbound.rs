@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::webhooks::{fast_env, Receiver};
-use crate::support::app::{spawn_app_with, TestApp, TestOptions};
+use crate::support::app::{send_with_key as send, spawn_app_with, TestApp, TestOptions};
 use crate::support::livekit::{EgressFault, SipScript};
 use switchboard::webhooks::signing::{self, DEFAULT_TOLERANCE};
 
@@ -24,28 +24,6 @@ struct Org {
     webhook_secret: String,
     trunk_id: String,
     assistant_id: String,
-}
-
-async fn send(
-    app: &TestApp,
-    key: Option<&str>,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = app
-        .http
-        .request(method.parse().unwrap(), format!("{}{}", app.address, path));
-    if let Some(k) = key {
-        req = req.header("x-api-key", k);
-    }
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.expect("request sent");
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
 async fn app_with(receiver: &Receiver) -> TestApp {
@@ -185,6 +163,27 @@ async fn the_webhook(receiver: &Receiver, org: &Org) -> Value {
     serde_json::from_slice(&r.body).unwrap()
 }
 
+/// The room (with its SIP leg and assistant) and the dispatch are gone, soon after the end
+/// (the clean-up runs after the end is stored).
+async fn nothing_left(app: &TestApp, room: &str, what: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let gone = !app.livekit.room_exists(room)
+            && app.livekit.dispatches(room).is_empty()
+            && app.livekit.participants(room).is_empty();
+        if gone {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: left behind in {room}: participants {:?}, dispatches {:?}",
+            app.livekit.participants(room),
+            app.livekit.dispatches(room)
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 #[actix_web::test]
 async fn an_answered_recorded_call_ends_with_one_signed_webhook_and_nothing_left_behind() {
     let receiver = Receiver::start(vec![]);
@@ -201,8 +200,8 @@ async fn an_answered_recorded_call_ends_with_one_signed_webhook_and_nothing_left
     let room = created["room"].as_str().unwrap().to_string();
 
     // The assistant is dispatched with the prompt rendered from the metadata.
-    call_until(&app, &org, &call_id, "dispatched", |c| {
-        c["outbound"]["dispatchId"].is_string()
+    call_until(&app, &org, &call_id, "dispatched and dialled", |c| {
+        c["outbound"]["dispatchId"].is_string() && c["status"] != "dialing"
     })
     .await;
     let dispatches = app.livekit.dispatches(&room);
@@ -271,11 +270,7 @@ async fn an_answered_recorded_call_ends_with_one_signed_webhook_and_nothing_left
     );
     // Nothing left behind: the room (with the assistant) is gone, the dispatch deleted,
     // the recording finished.
-    assert!(!app.livekit.room_exists(&room), "the room is deleted");
-    assert!(
-        app.livekit.dispatches(&room).is_empty(),
-        "the dispatch is deleted"
-    );
+    nothing_left(&app, &room, "answered").await;
     let egress = app
         .livekit
         .egresses()
@@ -332,15 +327,7 @@ async fn busy_unanswered_and_failing_dials_fail_the_call_with_the_sip_status() {
         let payload = the_webhook(&receiver, &org).await;
         assert_eq!(payload["sipStatus"], status, "{payload:#}");
         assert_eq!(payload["endReason"], outcome);
-        assert!(
-            !app.livekit.room_exists(room),
-            "{outcome}: the room is deleted"
-        );
-        assert!(
-            app.livekit.dispatches(room).is_empty(),
-            "{outcome}: the dispatch is deleted"
-        );
-        assert!(app.livekit.participants(room).is_empty());
+        nothing_left(&app, room, outcome).await;
     }
 }
 
@@ -659,5 +646,7 @@ async fn a_retried_request_with_the_same_idempotency_key_dials_once() {
         ids.push(v["callId"].as_str().unwrap().to_string());
     }
     assert_eq!(ids[0], ids[1]);
+    // The dial runs after the answer: wait for its result before counting.
+    call_until(&app, &org, &ids[0], "answered", |c| c["status"] == "active").await;
     assert_eq!(app.livekit.sip_dials().len(), 1, "one dial for one request");
 }

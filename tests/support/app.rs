@@ -494,3 +494,26 @@ fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+/// Sends a request with `x-api-key: key` (or no credentials); returns the status and the
+/// JSON body (Null when empty or not JSON).
+pub async fn send_with_key(
+    app: &TestApp,
+    key: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let url = format!("{}{}", app.address, path);
+    let mut req = app.http.request(method.parse().unwrap(), url);
+    if let Some(k) = key {
+        req = req.header("x-api-key", k);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.expect("request sent");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
