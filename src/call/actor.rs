@@ -554,8 +554,7 @@ impl CallActor {
                     conference_sid,
                     label,
                 } => {
-                    let Some(sid) = conference_sid else {
-                        tracing::debug!(%call_id, %conference, %label, "conference never started: nobody to remove");
+                    let Some(sid) = known_or_running(&bridge, &feed, &call_id, &conference, conference_sid).await else {
                         return;
                     };
                     if let Err(e) = bridge.remove(&sid, &label).await {
@@ -568,7 +567,7 @@ impl CallActor {
                     label,
                     muted,
                 } => {
-                    let Some(sid) = conference_sid else {
+                    let Some(sid) = known_or_running(&bridge, &feed, &call_id, &conference, conference_sid).await else {
                         tracing::warn!(%call_id, %conference, "conference not started yet: mute not applied");
                         return;
                     };
@@ -580,8 +579,7 @@ impl CallActor {
                     conference,
                     conference_sid,
                 } => {
-                    let Some(sid) = conference_sid else {
-                        tracing::debug!(%call_id, %conference, "conference never started: nothing to end");
+                    let Some(sid) = known_or_running(&bridge, &feed, &call_id, &conference, conference_sid).await else {
                         return;
                     };
                     if let Err(e) = bridge.end_conference(&sid).await {
@@ -688,6 +686,42 @@ async fn record_room(deps: &CallDeps, call_id: &str, room: &str, status: &str) {
     };
     if let Err(e) = deps.store.put_room(&record).await {
         tracing::warn!(%room, error = %e, "room record not stored");
+    }
+}
+
+/// A conference's SID: the one Twilio's callback told, or else the running conference of that
+/// name, looked up (and told to the machine, so later effects have it). `None` when no such
+/// conference runs (it never started, or is over).
+async fn known_or_running<F>(
+    bridge: &TwilioBridge,
+    feed: &F,
+    call_id: &str,
+    conference: &str,
+    known: Option<String>,
+) -> Option<String>
+where
+    F: Fn(Observation) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool>>>,
+{
+    if known.is_some() {
+        return known;
+    }
+    match bridge.running_conference(conference).await {
+        Ok(Some(sid)) => {
+            feed(Observation::ConferenceStarted {
+                conference: conference.to_string(),
+                conference_sid: sid.clone(),
+            })
+            .await;
+            Some(sid)
+        }
+        Ok(None) => {
+            tracing::debug!(%call_id, %conference, "no such conference running");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(%call_id, %conference, error = %e, "could not look the conference up");
+            None
+        }
     }
 }
 

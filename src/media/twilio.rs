@@ -264,6 +264,22 @@ impl TwilioBridge {
         }
     }
 
+    /// The SID of the conference named `conference` that is running now, if any: for
+    /// effects on a conference whose start Twilio's callback never told us (lost, or sent
+    /// while the switchboard was down).
+    pub async fn running_conference(
+        &self,
+        conference: &str,
+    ) -> Result<Option<String>, TwilioError> {
+        Ok(self
+            .inner
+            .client
+            .find_conferences(conference, "in-progress")
+            .await?
+            .into_iter()
+            .next())
+    }
+
     /// Ends a conference for everyone in it.
     pub async fn end_conference(&self, conference_sid: &str) -> Result<(), TwilioError> {
         match self.inner.client.end_conference(conference_sid).await {

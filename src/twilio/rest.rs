@@ -751,6 +751,24 @@ impl TwilioClient {
             .map(drop)
     }
 
+    /// The SIDs of the conferences named `friendly_name` with `status` (`init`,
+    /// `in-progress`, `completed`), newest first (`GET Conferences.json`).
+    pub async fn find_conferences(
+        &self,
+        friendly_name: &str,
+        status: &str,
+    ) -> Result<Vec<String>, TwilioError> {
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("FriendlyName", friendly_name)
+            .append_pair("Status", status)
+            .finish();
+        let path = self.account_path(&format!("Conferences.json?{query}"));
+        let page: ConferencePage = self
+            .json(Method::GET, &path, None, Repeat::Safe, "conference list")
+            .await?;
+        Ok(page.conferences.into_iter().filter_map(|c| c.sid).collect())
+    }
+
     /// Ends a conference for everyone in it (`Status=completed`).
     pub async fn end_conference(&self, conference_sid: &str) -> Result<(), TwilioError> {
         let path = self.account_path(&format!(
@@ -875,6 +893,19 @@ impl TwilioClient {
             tokio::time::sleep(delay).await;
         }
     }
+}
+
+/// A page of `GET Conferences.json` (only what the switchboard reads).
+#[derive(Debug, Deserialize)]
+struct ConferencePage {
+    #[serde(default)]
+    conferences: Vec<ConferenceRef>,
+}
+
+/// One conference of a list page.
+#[derive(Debug, Deserialize)]
+struct ConferenceRef {
+    sid: Option<String>,
 }
 
 #[cfg(test)]

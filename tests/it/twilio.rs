@@ -917,3 +917,61 @@ async fn a_phone_caller_hanging_up_while_waiting_in_the_queue_ends_the_call() {
         late.types()
     );
 }
+
+/// When Twilio's conference-start callback is lost, effects on the conference (end it,
+/// remove or mute someone) look the running conference up by its name: the lookup against
+/// the fake finds exactly the running conference, and nothing once it is over.
+#[actix_web::test]
+async fn a_running_conference_is_found_by_its_name() {
+    let app = twilio_app(30.0).await;
+    let call = phone_call(&app, "alice").await;
+    let f = fake(&app);
+    let client = switchboard::twilio::rest::TwilioClient::new(
+        &f.base_url(),
+        switchboard::twilio::rest::TwilioAuth::AuthToken {
+            account_sid: f.account_sid(),
+            auth_token: switchboard::config::Secret::new(f.auth_token()),
+        },
+        switchboard::twilio::rest::RetryPolicy::default(),
+    )
+    .expect("client");
+    let running = f.conference(&call.main).expect("the main conference").sid;
+    assert_eq!(
+        client
+            .find_conferences(&call.main, "in-progress")
+            .await
+            .unwrap(),
+        vec![running.clone()]
+    );
+    assert!(client
+        .find_conferences("call-nobody--main", "in-progress")
+        .await
+        .unwrap()
+        .is_empty());
+    let r = app
+        .post(
+            &format!("/api/calls/{}/hangup", call.call_id),
+            Some(&call.owner_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    f.wait_for("the main conference ended", WAIT, |f| {
+        f.conference(&call.main)
+            .filter(|c| c.status == "completed")
+            .map(|_| ())
+    })
+    .await;
+    assert!(client
+        .find_conferences(&call.main, "in-progress")
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        client
+            .find_conferences(&call.main, "completed")
+            .await
+            .unwrap(),
+        vec![running]
+    );
+}

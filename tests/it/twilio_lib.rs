@@ -469,6 +469,10 @@ async fn every_request_the_client_sends_is_valid_for_twilios_openapi() {
         client.remove_participant(CF, CA).await,
     );
     ok("end conference", client.end_conference(CF).await);
+    ok(
+        "find conferences by name",
+        client.find_conferences("call-1--main", "in-progress").await,
+    );
 }
 
 #[tokio::test]
