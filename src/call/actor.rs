@@ -121,6 +121,26 @@ impl CallActor {
         }
     }
 
+    /// An actor for a call recovery has just read from the store (at `version`): it starts
+    /// without reading it again.
+    pub fn recovered(
+        machine: CallMachine,
+        version: u64,
+        deps: CallDeps,
+        registry: Addr<Registry>,
+    ) -> Self {
+        CallActor {
+            call_id: machine.call.call_id.clone(),
+            machine: Some(Arc::new(machine)),
+            version,
+            deps,
+            registry,
+            timers: HashMap::new(),
+            remembered: VecDeque::new(),
+            pending: None,
+        }
+    }
+
     /// An actor for a call just created and committed (version 1) by `step`.
     pub fn created(step: Step, deps: CallDeps, registry: Addr<Registry>) -> Self {
         CallActor {
@@ -788,7 +808,9 @@ impl Actor for CallActor {
         } else if self.machine.is_none() {
             self.load(ctx);
         } else {
+            // Recovered with its state: arm its deadlines and tell routing, as `load` does.
             self.sync_timers(ctx);
+            self.report(false);
         }
     }
 }

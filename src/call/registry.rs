@@ -217,6 +217,23 @@ impl Registry {
         addr
     }
 
+    /// Starts the actor of a call recovery read from the store, with that state.
+    fn start_recovered(
+        &mut self,
+        machine: CallMachine,
+        version: u64,
+        ctx: &mut Context<Self>,
+    ) -> Addr<CallActor> {
+        let deps = self.deps.clone();
+        let me = ctx.address();
+        let id = machine.call.call_id.clone();
+        let addr = self.pool.start(&id, move |_| {
+            CallActor::recovered(machine, version, deps, me)
+        });
+        self.actors.insert(id, addr.clone());
+        addr
+    }
+
     fn presence_of(&self, agent_id: &str) -> Presence {
         let engaged = self.engaged.get(agent_id).is_some_and(|c| !c.is_empty());
         let phone = self
@@ -497,11 +514,18 @@ impl Handler<Recover> for Registry {
                     act.directory.insert(a.agent_id.clone(), a);
                 }
                 let mut engaged_agents = HashSet::new();
-                for stored in &calls {
-                    if let Ok(m) = decode(stored) {
-                        engaged_agents.extend(m.engaged_agents());
+                for stored in calls.iter() {
+                    match decode(stored) {
+                        Ok(m) => {
+                            engaged_agents.extend(m.engaged_agents());
+                            // Read once for all calls: the actor starts from it.
+                            act.start_recovered(m, stored.version, ctx);
+                        }
+                        // Unreadable here: the actor reads it itself (and reports why).
+                        Err(_) => {
+                            act.start_actor(&stored.call.call_id, ctx);
+                        }
                     }
-                    act.start_actor(&stored.call.call_id, ctx);
                 }
                 // Agents engaged before the restart have the grace period to reconnect.
                 for agent_id in engaged_agents {
