@@ -650,3 +650,32 @@ async fn a_retried_request_with_the_same_idempotency_key_dials_once() {
     call_until(&app, &org, &ids[0], "answered", |c| c["status"] == "active").await;
     assert_eq!(app.livekit.sip_dials().len(), 1, "one dial for one request");
 }
+
+#[actix_web::test]
+async fn a_recording_asked_for_without_storage_is_refused_before_dialling() {
+    let receiver = Receiver::start(vec![]);
+    let app = spawn_app_with(TestOptions {
+        api_key: Some(ROOT.into()),
+        env: fast_env(receiver.port()),
+        ..Default::default()
+    })
+    .await;
+    let org = org(&app, "Acme", &receiver, false).await;
+    let (status, reply) = send(
+        &app,
+        Some(&org.key),
+        "POST",
+        "/api/calls/outbound",
+        Some(json!({
+            "assistantId": org.assistant_id,
+            "trunkId": org.trunk_id,
+            "toNumber": CALLEE,
+            "metadata": {"name": "Ada", "orderId": 1},
+            "record": true,
+        })),
+    )
+    .await;
+    assert_eq!(status, 400, "{reply}");
+    assert_eq!(reply["code"], "recording_not_configured");
+    assert!(app.livekit.sip_dials().is_empty(), "nothing was dialled");
+}
