@@ -679,3 +679,44 @@ async fn a_recording_asked_for_without_storage_is_refused_before_dialling() {
     assert_eq!(reply["code"], "recording_not_configured");
     assert!(app.livekit.sip_dials().is_empty(), "nothing was dialled");
 }
+
+#[actix_web::test]
+async fn an_assistant_that_drops_out_leaves_the_caller_queued_for_a_human() {
+    let receiver = Receiver::start(vec![]);
+    let app = app_with(&receiver).await;
+    let org = org(&app, "Acme", &receiver, false).await;
+    let bob_token = app.agent("bob").await;
+    let mut bob = app.connect("bob", &bob_token, None).await;
+    let created = dial(&app, &org, json!({})).await;
+    let call_id = created["callId"].as_str().unwrap().to_string();
+    let room = created["room"].as_str().unwrap().to_string();
+    let active = call_until(&app, &org, &call_id, "assistant in the room", |c| {
+        c["status"] == "active" && c["outbound"]["assistantIdentity"].is_string()
+    })
+    .await;
+    // The assistant's worker crashes: LiveKit reports its participant gone.
+    let worker = active["outbound"]["assistantIdentity"].as_str().unwrap();
+    assert!(app.livekit.leave(&room, worker));
+    // The callee is not left alone with nobody: routing offers the call to a human.
+    let offered = bob.expect("call.offered").await;
+    assert_eq!(offered["callId"], call_id.as_str());
+    let r = app
+        .post(
+            &format!("/api/calls/{call_id}/accept"),
+            Some(&bob_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let mv = bob.follow_move().await;
+    assert_eq!(
+        mv["data"]["room"],
+        room.as_str(),
+        "bob joins the callee where it is"
+    );
+    let c = call_until(&app, &org, &call_id, "bob has the call", |c| {
+        c["ownerId"] == "bob"
+    })
+    .await;
+    assert_eq!(c["status"], "active");
+}
