@@ -720,3 +720,45 @@ async fn an_assistant_that_drops_out_leaves_the_caller_queued_for_a_human() {
     .await;
     assert_eq!(c["status"], "active");
 }
+
+#[actix_web::test]
+async fn a_sip_callee_is_handed_to_web_agents_only() {
+    let receiver = Receiver::start(vec![]);
+    let mut env = fast_env(receiver.port());
+    env.push(("SWITCHBOARD_RING_TIMEOUT".into(), "2".into()));
+    let app = spawn_app_with(TestOptions {
+        api_key: Some(ROOT.into()),
+        twilio: true,
+        env,
+        ..Default::default()
+    })
+    .await;
+    let org = org(&app, "Acme", &receiver, false).await;
+    let r = app
+        .post(
+            "/api/agents",
+            None,
+            json!({"agentId": "spec", "name": "Specialist", "kind": "phone", "phoneNumber": "+15550003333"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let created = dial(&app, &org, json!({})).await;
+    let call_id = created["callId"].as_str().unwrap().to_string();
+    call_until(&app, &org, &call_id, "active", |c| c["status"] == "active").await;
+    let (status, reply) = send(
+        &app,
+        Some(&org.key),
+        "POST",
+        "/api/transfers/initiate",
+        Some(json!({"callId": call_id, "agentBId": "spec"})),
+    )
+    .await;
+    assert_eq!(status, 400, "{reply}");
+    assert_eq!(reply["code"], "unsupported_target");
+    let c = call_until(&app, &org, &call_id, "still the assistant's", |c| {
+        c["status"] == "active"
+    })
+    .await;
+    assert_eq!(c["ownerId"], format!("assistant:{}", org.assistant_id));
+    assert!(c["openTransferId"].is_null(), "{c:#}");
+}
