@@ -59,15 +59,12 @@ pub async fn visible_assistant(
 ) -> Result<Assistant, ApiError> {
     who.require_org_or_admin()?;
     check_id("assistantId", assistant_id)?;
-    let a = state
+    state
         .store
         .get_assistant(assistant_id)
         .await?
-        .ok_or_else(|| ApiError::not_found("assistant", assistant_id))?;
-    match who.org_id() {
-        Some(own) if own != a.org_id => Err(ApiError::not_found("assistant", assistant_id)),
-        _ => Ok(a),
-    }
+        .filter(|a| who.sees_org(&a.org_id))
+        .ok_or_else(|| ApiError::not_found("assistant", assistant_id))
 }
 
 async fn create(

@@ -261,6 +261,12 @@ impl Principal {
         }
     }
 
+    /// Whether a record of organisation `org_id` is visible to this key: the root key sees
+    /// every organisation's, an organisation key its own only.
+    pub fn sees_org(&self, org_id: &str) -> bool {
+        self.org_id().is_none_or(|own| own == org_id)
+    }
+
     /// The organisation a new record (`what`: assistants, trunks) belongs to: an organisation
     /// key's own (naming another is 403), or the `orgId` the root key must give.
     pub fn owning_org(&self, asked: Option<&str>, what: &str) -> Result<String, ApiError> {

@@ -90,7 +90,7 @@ async fn create(
         .store
         .get_assistant(&body.assistant_id)
         .await?
-        .filter(|a| who.org_id().is_none_or(|org| org == a.org_id))
+        .filter(|a| who.sees_org(&a.org_id))
         .ok_or_else(|| {
             ApiError::invalid("assistantId", format!("no assistant {}", body.assistant_id))
         })?;
@@ -98,7 +98,7 @@ async fn create(
         .store
         .get_sip_trunk(&body.trunk_id)
         .await?
-        .filter(|t| who.org_id().is_none_or(|org| org == t.org_id))
+        .filter(|t| who.sees_org(&t.org_id))
         .ok_or_else(|| ApiError::invalid("trunkId", format!("no trunk {}", body.trunk_id)))?;
     if trunk.org_id != assistant.org_id {
         return Err(ApiError::invalid(

@@ -80,15 +80,12 @@ pub async fn visible_trunk(
 ) -> Result<SipTrunk, ApiError> {
     who.require_org_or_admin()?;
     check_id("trunkId", trunk_id)?;
-    let t = state
+    state
         .store
         .get_sip_trunk(trunk_id)
         .await?
-        .ok_or_else(|| ApiError::not_found("sip trunk", trunk_id))?;
-    match who.org_id() {
-        Some(own) if own != t.org_id => Err(ApiError::not_found("sip trunk", trunk_id)),
-        _ => Ok(t),
-    }
+        .filter(|t| who.sees_org(&t.org_id))
+        .ok_or_else(|| ApiError::not_found("sip trunk", trunk_id))
 }
 
 async fn create(
