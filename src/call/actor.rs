@@ -467,7 +467,10 @@ impl CallActor {
                     .instrument(span),
                 );
             }
-            other => tracing::error!(%call_id, ?other, "not an outbound effect"),
+            // Never logged whole: a dispatch carries the rendered prompt (the callee's data).
+            _ => {
+                tracing::error!(%call_id, "an effect that is not an outbound call's was routed here")
+            }
         }
     }
 
