@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::auth::ApiKey;
+use crate::secret::Secret;
 use crate::call::machine::Timeouts;
 use crate::store::dynamo::{
     tables::check_table_name, DynamoConfig, StaticCredentials, TableNames, TABLE_VARS,
@@ -28,27 +29,6 @@ pub enum ConfigError {
          open to the network (set SWITCHBOARD_API_KEY, or bind to 127.0.0.1)"
     )]
     OpenToNetwork(SocketAddr),
-}
-
-/// A secret string: shown as `[redacted]` in `Debug`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-    /// The secret itself, for signing.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[redacted]")
-    }
 }
 
 /// How management endpoints are protected.

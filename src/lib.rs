@@ -29,6 +29,7 @@ pub mod media;
 pub mod metrics;
 pub mod model;
 pub mod org;
+pub mod secret;
 pub mod shutdown;
 pub mod store;
 pub mod summary;

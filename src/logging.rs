@@ -2,7 +2,7 @@
 //! one JSON object a line, with the current span's fields), and the span a call's work runs
 //! in ([`call_span`]), which carries `callId` and, while a transfer is known, `transferId`.
 //!
-//! Secrets never reach a log line: they are held in [`crate::config::Secret`], whose
+//! Secrets never reach a log line: they are held in [`crate::secret::Secret`], whose
 //! `Debug` and `Display` print `[redacted]`, and no log statement takes a token or key.
 
 use tracing_subscriber::EnvFilter;

@@ -25,7 +25,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// The prefix of every organisation API key.
 pub const KEY_PREFIX: &str = "sbk_";
@@ -143,7 +143,7 @@ pub struct ApiKeyRecord {
 mod secret_text {
     use serde::{Deserialize, Deserializer, Serializer};
 
-    use crate::config::Secret;
+    use crate::secret::Secret;
 
     pub fn serialize<S: Serializer>(s: &Secret, ser: S) -> Result<S::Ok, S::Error> {
         ser.serialize_str(s.expose())

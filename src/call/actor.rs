@@ -549,7 +549,9 @@ impl CallActor {
                     label,
                     hold,
                 } => {
-                    let Some(sid) = conference_sid else {
+                    // The conference's start callback may not have arrived yet (Twilio sends
+                    // it and the participant's join independently): look it up by name.
+                    let Some(sid) = known_or_running(&bridge, &feed, &call_id, &conference, conference_sid).await else {
                         tracing::warn!(%call_id, %conference, "conference not started yet: hold not applied");
                         return;
                     };

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use crate::call::actor::EndOfCall;
 use crate::call::machine::CallMachine;
-use crate::config::Secret;
+use crate::secret::Secret;
 use crate::http::assistants::ROOT_CREATOR;
 use crate::store::Store;
 use crate::webhooks::{WebhookError, WebhookTarget, Webhooks};

@@ -645,7 +645,8 @@ mod tests {
     use super::*;
     use crate::call::actor::Crash;
     use crate::call::machine::{Actor as By, Command, Input};
-    use crate::config::{LiveKitConfig, Secret};
+    use crate::config::LiveKitConfig;
+    use crate::secret::Secret;
     use crate::hub::Hub;
     use crate::media::livekit::LiveKit;
     use crate::store::embedded::EmbeddedStore;

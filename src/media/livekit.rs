@@ -20,7 +20,8 @@ use livekit_api::services::{ServerError, ServiceError, SipCallError};
 use livekit_api::webhooks::WebhookReceiver;
 use livekit_protocol as proto;
 
-use crate::config::{LiveKitConfig, RecordingConfig, Secret};
+use crate::config::{LiveKitConfig, RecordingConfig};
+use crate::secret::Secret;
 
 /// How long a participant token may be used to join.
 const JOIN_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
@@ -869,7 +870,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
+    use crate::secret::Secret;
 
     fn lk() -> LiveKit {
         LiveKit::new(&LiveKitConfig {

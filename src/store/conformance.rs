@@ -1551,7 +1551,7 @@ fn delivery(call_id: &str, id: &str) -> crate::webhooks::WebhookDelivery {
         url: "https://hooks.example.com/ended".into(),
         event: "call.ended".into(),
         payload: json!({"event": "call.ended", "callId": call_id, "nested": {"a": [1, 2]}}),
-        secret: crate::config::Secret::new("whsec_conformance"),
+        secret: crate::secret::Secret::new("whsec_conformance"),
         status: DeliveryStatus::Pending,
         attempts: vec![DeliveryAttempt {
             attempt: 1,

@@ -25,7 +25,7 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// Twilio's API base URL.
 pub const DEFAULT_BASE_URL: &str = "https://api.twilio.com";

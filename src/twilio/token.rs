@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// The content type Twilio requires in the JWT header of an Access Token.
 pub const ACCESS_TOKEN_CTY: &str = "twilio-fpa;v=1";

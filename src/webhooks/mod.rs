@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::config::{Secret, WebhookConfig};
+use crate::config::WebhookConfig;
+use crate::secret::Secret;
 use crate::model::{Call, CallStatus, Transcript, Transfer};
 use crate::store::{Store, StoreError};
 
@@ -78,7 +79,7 @@ pub struct DeliveryAttempt {
 
 /// Serializes a [`Secret`] as its text (for the store only; never in the API).
 mod secret_text {
-    use crate::config::Secret;
+    use crate::secret::Secret;
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(s: &Secret, ser: S) -> Result<S::Ok, S::Error> {

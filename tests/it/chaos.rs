@@ -120,12 +120,19 @@ async fn the_twilio_fakes_hanging_requests_time_out_carried_out_or_not() {
             .timeout(timeout)
             .send()
     };
-    fake.hang_next(Route::CreateCall, 1, true, Duration::from_secs(2));
-    let err = create(Duration::from_millis(300))
+    // The client gives up long before the answer comes. The fake carries the request out
+    // when it reads it, which on a loaded machine may be after the client's timeout fired:
+    // wait for the effect instead of expecting it at the moment of the timeout.
+    fake.hang_next(Route::CreateCall, 1, true, Duration::from_secs(10));
+    let err = create(Duration::from_secs(1))
         .await
         .expect_err("the answer is held past the timeout");
     assert!(err.is_timeout(), "{err}");
-    assert_eq!(fake.calls().len(), 1, "carried out: the call exists");
+    fake.wait_for("carried out: the call exists", Duration::from_secs(10), |f| {
+        (f.calls().len() == 1).then_some(())
+    })
+    .await;
+    assert_eq!(fake.requests().len(), 1, "one request reached the fake");
 
     fake.hang_next(Route::CreateCall, 1, false, Duration::from_millis(300));
     let late = create(Duration::from_secs(5)).await.expect("a late answer");

@@ -27,7 +27,8 @@ use crate::support::livekit::{
     AuthErrorMode, EgressFault, FakeJoinError, FakeLiveKit, FakeOptions, SipScript,
 };
 use livekit_api::access_token::SIPGrants;
-use switchboard::config::{LiveKitConfig, Secret};
+use switchboard::config::LiveKitConfig;
+use switchboard::secret::Secret;
 use switchboard::media::livekit::{
     EgressStatus, LiveKit, LiveKitError, OutboundTrunkSpec, ParticipantKind, RecordingTarget,
     SipDial, SipDialError, SipTransport,

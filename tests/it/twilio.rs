@@ -668,6 +668,36 @@ async fn hold_resume_and_mute_work_on_a_phone_caller() {
     assert_openapi_accepts_every_request(&app).await;
 }
 
+/// Twilio sends a conference's `conference-start` and its participants' events
+/// independently, and may lose any of them: a hold asked for before the switchboard learnt
+/// the conference's SID looks the running conference up by name instead of being dropped.
+#[actix_web::test]
+async fn hold_works_on_a_phone_caller_whose_conference_start_callback_was_lost() {
+    let app = twilio_app(30.0).await;
+    fake(&app).drop_next_events("conference-start", 1);
+    let c = phone_call(&app, "alice").await;
+    fake(&app)
+        .wait_for_callbacks("the start callback to be lost", WAIT, |log| {
+            log.iter().any(|cb| {
+                cb.dropped && cb.param("StatusCallbackEvent") == Some("conference-start")
+            })
+        })
+        .await;
+    let r = app
+        .post(
+            &format!("/api/calls/{}/hold", c.call_id),
+            Some(&c.owner_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    in_conference(&app, &c.main, &c.caller_id, true).await;
+    call_until(&app, &c.call_id, "hold confirmed", |v| {
+        placed(v, "caller") == Some(("hold".into(), true))
+    })
+    .await;
+}
+
 #[actix_web::test]
 async fn a_briefing_cannot_inject_twiml() {
     let app = twilio_app(30.0).await;
@@ -847,7 +877,14 @@ async fn a_phone_callers_words_reach_the_agents_and_the_specialists_briefing() {
     transfer_until(&app, &id, "briefing").await;
     let heard = spoken(&app, &b_sid);
     assert!(heard.contains("charged twice"), "{heard}");
-    // The specialist's own leg is transcribed too, under its agent id.
+    // The specialist's own leg is transcribed too, under its agent id. The transfer is in
+    // `briefing` as soon as the gather webhook is answered; Twilio starts the transcription
+    // only when it carries out the TwiML of that answer, so wait for it.
+    fake(&app)
+        .wait_for("the specialist's leg to be transcribed", WAIT, |f| {
+            f.is_transcribed(&b_sid).then_some(())
+        })
+        .await;
     assert!(fake(&app).speak(&b_sid, "I can refund that now."));
     let stored = call_transcripts(&app, &c.call_id, 2).await;
     assert!(
@@ -930,7 +967,7 @@ async fn a_running_conference_is_found_by_its_name() {
         &f.base_url(),
         switchboard::twilio::rest::TwilioAuth::AuthToken {
             account_sid: f.account_sid(),
-            auth_token: switchboard::config::Secret::new(f.auth_token()),
+            auth_token: switchboard::secret::Secret::new(f.auth_token()),
         },
         switchboard::twilio::rest::RetryPolicy::default(),
     )

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
-use switchboard::config::Secret;
+use switchboard::secret::Secret;
 use switchboard::twilio::rest::{
     CallEndStatus, CreateCall, CreateParticipant, RetryPolicy, TwilioAuth, TwilioClient,
     TwilioError, UpdateCall, UpdateParticipant,

@@ -14,7 +14,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 use crate::support::app::{spawn_app_with, TestApp, TestOptions};
-use switchboard::config::{Secret, WebhookConfig};
+use switchboard::config::WebhookConfig;
+use switchboard::secret::Secret;
 use switchboard::store::embedded::EmbeddedStore;
 use switchboard::store::Store;
 use switchboard::webhooks::signing::{self, DEFAULT_TOLERANCE};

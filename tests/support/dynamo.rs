@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use switchboard::config::Secret;
+use switchboard::secret::Secret;
 use switchboard::store::dynamo::{DynamoConfig, DynamoStore, StaticCredentials, TableNames};
 
 /// The variable naming the local DynamoDB endpoint.

@@ -605,6 +605,9 @@ struct Faults {
     rest: Vec<(Route, RestFault, usize)>,
     duplicate_next: usize,
     drop_next: usize,
+    /// Status callback events (`StatusCallbackEvent`) of which the next ones are dropped:
+    /// event name, count left.
+    drop_events: Vec<(String, usize)>,
     reorder_next: usize,
     callback_delay: Duration,
     twiml_timeout: Option<Duration>,
@@ -945,6 +948,16 @@ impl FakeTwilio {
             .map(|c| c.info.clone())
     }
 
+    /// Whether `call_sid` has a real-time transcription running (its `<Start><Transcription>`
+    /// has been carried out), so that [`FakeTwilio::speak`] on it is transcribed.
+    pub fn is_transcribed(&self, call_sid: &str) -> bool {
+        self.shared
+            .lock()
+            .calls
+            .get(call_sid)
+            .is_some_and(|c| c.transcription.is_some())
+    }
+
     /// Every call, in creation order.
     pub fn calls(&self) -> Vec<CallInfo> {
         let st = self.shared.lock();
@@ -1033,6 +1046,16 @@ impl FakeTwilio {
     /// The next `n` status/conference callbacks are dropped (recorded with `dropped`).
     pub fn drop_next_callbacks(&self, n: usize) {
         self.shared.lock().faults.drop_next = n;
+    }
+
+    /// The next `n` conference callbacks of `event` (`StatusCallbackEvent`, e.g.
+    /// `conference-start`) are dropped, as Twilio may lose any callback.
+    pub fn drop_next_events(&self, event: &str, n: usize) {
+        self.shared
+            .lock()
+            .faults
+            .drop_events
+            .push((event.to_owned(), n));
     }
 
     /// The next `n` status/conference callbacks (any call or conference) are held back and
@@ -1745,7 +1768,19 @@ async fn dispatch_callbacks(mut inbox: mpsc::UnboundedReceiver<Outgoing>, shared
         let fate = {
             let mut st = shared.lock();
             let f = &mut st.faults;
-            if f.drop_next > 0 {
+            let event = out
+                .params
+                .iter()
+                .find(|(k, _)| k == "StatusCallbackEvent")
+                .map(|(_, v)| v.as_str());
+            let drop_event = f
+                .drop_events
+                .iter()
+                .position(|(e, n)| *n > 0 && Some(e.as_str()) == event);
+            if let Some(i) = drop_event {
+                f.drop_events[i].1 -= 1;
+                Fate::Drop
+            } else if f.drop_next > 0 {
                 f.drop_next -= 1;
                 Fate::Drop
             } else if f.reorder_next > 0 {
