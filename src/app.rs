@@ -181,16 +181,29 @@ impl Application {
                 "recovered unfinished calls from the store"
             );
         }
+        let summaries = crate::summary::Summaries::new(store.clone(), &config.llm)
+            .map_err(StartupError::Summaries)?;
+        let calls = crate::call::service::CallService {
+            store: store.clone(),
+            registry: registry.clone(),
+            livekit: livekit.clone(),
+            twilio: twilio.clone(),
+            summaries: summaries.clone(),
+            outbound: crate::call::service::outbound::OutboundSettings {
+                agent_name: config.assistant_agent_name.clone(),
+                recording_configured: config.recording.is_some(),
+            },
+        };
         let state = AppState {
             config: Arc::new(config.clone()),
+            calls,
             store: store.clone(),
             hub: hub.clone(),
             livekit,
             twilio,
             registry,
             keys: keys.clone(),
-            summaries: crate::summary::Summaries::new(store.clone(), &config.llm)
-                .map_err(StartupError::Summaries)?,
+            summaries,
             webhooks,
         };
         let shutdown = crate::shutdown::Shutdown::new();
@@ -234,7 +247,7 @@ impl Application {
                 .configure(http::livekit_webhook::routes)
                 .configure(http::twilio::routes)
                 .configure(http::wallboard::routes)
-                .configure(crate::metrics::routes)
+                .configure(crate::http::metrics::routes)
                 .configure(http::keys::routes)
                 .configure(http::assistants::routes)
                 .configure(http::trunks::routes)

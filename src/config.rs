@@ -6,11 +6,16 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::auth::ApiKey;
-use crate::secret::Secret;
 use crate::call::machine::Timeouts;
+use crate::secret::Secret;
+
+pub use crate::media::livekit::{LiveKitConfig, RecordingConfig};
+pub use crate::media::twilio::{TwilioConfig, DEFAULT_HOLD_MUSIC};
 use crate::store::dynamo::{
     tables::check_table_name, DynamoConfig, StaticCredentials, TableNames, TABLE_VARS,
 };
+pub use crate::summary::{LlmConfig, LlmEndpoint};
+pub use crate::webhooks::WebhookConfig;
 
 /// Why the configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -39,51 +44,6 @@ pub enum ManagementAccess {
     LoopbackOnly,
     /// `x-api-key` must match.
     ApiKey(ApiKey),
-}
-
-/// Where LiveKit is and how to authenticate to it.
-#[derive(Debug, Clone)]
-pub struct LiveKitConfig {
-    /// The URL browsers connect to (`ws://localhost:7880`).
-    pub url: String,
-    /// The URL the server calls for the RoomService API (`http://localhost:7880`).
-    pub api_url: String,
-    /// API key (`devkey` for `livekit-server --dev`).
-    pub api_key: String,
-    /// API secret.
-    pub api_secret: Secret,
-}
-
-/// One OpenAI-compatible chat-completions endpoint (`LLM_*`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct LlmEndpoint {
-    /// `openai`, `openrouter`, `groq`, or `custom` (an `LLM_BASE_URL` of its own).
-    pub provider: String,
-    /// Base URL; requests go to `{base_url}/chat/completions`.
-    pub base_url: String,
-    /// The model asked for.
-    pub model: String,
-    /// Sent as `Authorization: Bearer`; `None` for a local server without a key.
-    pub api_key: Option<Secret>,
-    /// Deadline of one attempt (`LLM_TIMEOUT`).
-    pub timeout: Duration,
-    /// Retries after a 429, a 5xx or a connection failure (`LLM_RETRIES`).
-    pub retries: u32,
-    /// Ask for a streamed (SSE) answer (`LLM_STREAM`, default on).
-    pub stream: bool,
-}
-
-/// Summaries: the LLM endpoint (none = offline only), redaction and the refresh debounce.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LlmConfig {
-    /// The LLM, when a key (or an own `LLM_BASE_URL`) is configured.
-    pub endpoint: Option<LlmEndpoint>,
-    /// Mask personal data before it leaves for the provider and in what agents are shown
-    /// (`SWITCHBOARD_REDACT`, default on).
-    pub redact: bool,
-    /// Quiet time after new transcript text before a summary is regenerated
-    /// (`SWITCHBOARD_SUMMARY_DEBOUNCE`).
-    pub debounce: Duration,
 }
 
 /// Provider presets: name, base URL, default model, the seeds' key variable.
@@ -216,38 +176,6 @@ fn llm_config(get: &dyn Fn(&str) -> Option<String>) -> Result<LlmConfig, ConfigE
     })
 }
 
-/// Twilio: phone callers, phone specialists and browser client legs in conferences. All or
-/// nothing: set `TWILIO_ACCOUNT_SID` and the rest becomes required.
-#[derive(Debug, Clone)]
-pub struct TwilioConfig {
-    /// `TWILIO_ACCOUNT_SID` (`AC…`).
-    pub account_sid: String,
-    /// `TWILIO_AUTH_TOKEN`: Twilio signs every webhook with it.
-    pub auth_token: Secret,
-    /// `TWILIO_API_KEY` (`SK…`) and `TWILIO_API_SECRET`: REST calls and Voice SDK Access
-    /// Tokens; without them REST uses the account SID and auth token.
-    pub api_key: Option<(String, Secret)>,
-    /// `TWILIO_PHONE_NUMBER`: the number phone specialists see calling (E.164).
-    pub phone_number: String,
-    /// `TWILIO_APP_SID` (`AP…`): the TwiML App whose voice URL is `/twilio/client`, for the
-    /// browser's Voice SDK.
-    pub app_sid: Option<String>,
-    /// `TWILIO_API_BASE_URL` (default `https://api.twilio.com`).
-    pub api_base_url: String,
-    /// `SWITCHBOARD_PUBLIC_URL`: the URL Twilio reaches this server at (an ngrok URL in
-    /// development); webhook signatures are checked against it.
-    pub public_url: String,
-    /// `SWITCHBOARD_HOLD_MUSIC_URL`: what a waiting or held phone caller hears.
-    pub hold_music_url: String,
-    /// `SWITCHBOARD_TWILIO_TRANSCRIBE`: transcribe phone legs in real time
-    /// (`<Start><Transcription>`, a billed Twilio feature), feeding the AI briefing.
-    pub transcribe: bool,
-}
-
-/// Twilio's demo hold music (played by Twilio, fetched by Twilio, never by us).
-pub const DEFAULT_HOLD_MUSIC: &str =
-    "http://com.twilio.music.classical.s3.amazonaws.com/BusyStrings.mp3";
-
 fn twilio_config(
     nonempty: &impl Fn(&str) -> Option<String>,
 ) -> Result<Option<TwilioConfig>, ConfigError> {
@@ -333,28 +261,6 @@ fn twilio_config(
 
 // ---------------------------------------------------------------------------------------------
 // Recordings and assistants (LiveKit egress, agent dispatch)
-
-/// Where call recordings are uploaded (S3 or an S3-compatible store such as MinIO), from
-/// `SWITCHBOARD_RECORDING_S3_*`. All or nothing: set the bucket and the rest becomes required.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordingConfig {
-    /// `SWITCHBOARD_RECORDING_S3_BUCKET`.
-    pub bucket: String,
-    /// `SWITCHBOARD_RECORDING_S3_REGION` (e.g. `eu-west-1`).
-    pub region: String,
-    /// `SWITCHBOARD_RECORDING_S3_ENDPOINT`: an S3-compatible endpoint (MinIO, R2, ...);
-    /// `None` for AWS S3.
-    pub endpoint: Option<String>,
-    /// `SWITCHBOARD_RECORDING_S3_ACCESS_KEY`.
-    pub access_key: String,
-    /// `SWITCHBOARD_RECORDING_S3_SECRET`.
-    pub secret: Secret,
-    /// `SWITCHBOARD_RECORDING_S3_FORCE_PATH_STYLE`: `https://host/bucket/key` addressing
-    /// (MinIO needs it).
-    pub force_path_style: bool,
-    /// `SWITCHBOARD_RECORDING_S3_PREFIX` (default `recordings/`): prepended to every object key.
-    pub prefix: String,
-}
 
 /// The LiveKit agent name dispatched for assistants when `SWITCHBOARD_ASSISTANT_AGENT_NAME`
 /// is unset.
@@ -703,42 +609,6 @@ fn api_url_from(url: &str) -> String {
 }
 
 // ---- End-of-call webhooks (src/webhooks) ----
-
-/// Settings of the end-of-call webhooks (`SWITCHBOARD_WEBHOOK_*`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct WebhookConfig {
-    /// `SWITCHBOARD_WEBHOOK_MAX_ATTEMPTS` (default 8): attempts before a delivery fails.
-    pub max_attempts: u32,
-    /// `SWITCHBOARD_WEBHOOK_BACKOFF` (default 1 s): the first delay; it doubles after each
-    /// failed attempt (with jitter).
-    pub first_backoff: Duration,
-    /// `SWITCHBOARD_WEBHOOK_MAX_BACKOFF` (default 300 s): the longest delay.
-    pub max_backoff: Duration,
-    /// `SWITCHBOARD_WEBHOOK_TIMEOUT` (default 10 s): one attempt's deadline.
-    pub attempt_timeout: Duration,
-    /// `SWITCHBOARD_WEBHOOK_POLL` (default 5 s): how often the worker re-reads the pending
-    /// deliveries when nothing wakes it (picks up what another node enqueued).
-    pub poll_interval: Duration,
-    /// `SWITCHBOARD_WEBHOOK_ALLOW_PRIVATE` and `SWITCHBOARD_WEBHOOK_ALLOWED_HOSTS`.
-    pub policy: crate::webhooks::ssrf::EgressPolicy,
-    /// `SWITCHBOARD_WEBHOOK_SECRET`: signs the webhooks of assistants created with the
-    /// management key (an organisation key's assistants use that key's own secret).
-    pub signing_secret: Option<Secret>,
-}
-
-impl Default for WebhookConfig {
-    fn default() -> Self {
-        WebhookConfig {
-            max_attempts: 8,
-            first_backoff: Duration::from_secs(1),
-            max_backoff: Duration::from_secs(300),
-            attempt_timeout: Duration::from_secs(10),
-            poll_interval: Duration::from_secs(5),
-            policy: Default::default(),
-            signing_secret: None,
-        }
-    }
-}
 
 fn webhook_config(get: &dyn Fn(&str) -> Option<String>) -> Result<WebhookConfig, ConfigError> {
     let d = WebhookConfig::default();

@@ -328,7 +328,7 @@ impl Hub {
     /// Sends a call's event to the sessions in its audience: the call's caller if
     /// `audience.caller`, and each agent of `audience.agents` (each agent once).
     pub fn publish(&self, event: &Event) {
-        crate::metrics::metrics().observe_event(event);
+        crate::metrics::metrics().observe_event(&event.kind, &event.data, event.at);
         let wire = WireRef {
             seq: event.seq,
             call_id: Some(&event.call_id),

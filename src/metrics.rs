@@ -1,4 +1,4 @@
-//! Operational metrics in Prometheus text format: `GET /metrics` (management only).
+//! Operational metrics in Prometheus text format, served by `GET /metrics` (`http::metrics`).
 //!
 //! One process-wide set of metrics ([`metrics()`]), fed by small hooks where things happen:
 //! - the hub observes every published event: `transfer.<terminal status>` counts transfers
@@ -17,14 +17,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
-use actix_web::{web, HttpRequest, HttpResponse};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::http::{principal, ApiError, AppState};
 use crate::model::{Agent, Call, Event, Room, Summary, Transcript, Transfer, TransferStatus};
 use crate::store::{CallCommit, Store, StoreError, StoredCall};
 use crate::webhooks::WebhookDelivery;
@@ -202,12 +200,13 @@ impl Metrics {
         }
     }
 
-    /// Observes a published call event (called by the hub for every event).
-    pub fn observe_event(&self, event: &Event) {
-        let Some(status) = event.kind.strip_prefix("transfer.") else {
+    /// Observes a published call event (called by the hub for every event): its kind, its
+    /// data and when it happened.
+    pub fn observe_event(&self, kind: &str, data: &serde_json::Value, at: DateTime<Utc>) {
+        let Some(status) = kind.strip_prefix("transfer.") else {
             return;
         };
-        let Some(transfer_id) = event.data.get("transferId").and_then(|v| v.as_str()) else {
+        let Some(transfer_id) = data.get("transferId").and_then(|v| v.as_str()) else {
             return;
         };
         let mut open = self
@@ -216,17 +215,16 @@ impl Metrics {
             .unwrap_or_else(|p| p.into_inner());
         match status {
             "initiated" if open.len() < MAX_OPEN_TRANSFERS => {
-                open.insert(transfer_id.to_string(), event.at);
+                open.insert(transfer_id.to_string(), at);
             }
             outcome if OUTCOMES.contains(&outcome) => {
-                let mode = event
-                    .data
+                let mode = data
                     .get("mode")
                     .and_then(|v| v.as_str())
                     .unwrap_or("unknown");
                 self.transfers.with_label_values(&[status, mode]).inc();
                 if let Some(start) = open.remove(transfer_id) {
-                    let secs = (event.at - start).num_milliseconds().max(0) as f64 / 1000.0;
+                    let secs = (at - start).num_milliseconds().max(0) as f64 / 1000.0;
                     self.transfer_duration
                         .with_label_values(&[status])
                         .observe(secs);
@@ -268,20 +266,24 @@ impl Metrics {
         self.provider_errors.with_label_values(&[provider]).get()
     }
 
-    /// Everything, in Prometheus text format, after setting the gauges read from the app.
-    pub async fn render(&self, state: &AppState) -> Result<String, ApiError> {
-        let calls = state.store.list_unfinished_calls().await?;
-        let mut by_status: HashMap<&'static str, i64> =
-            LIVE_STATUSES.iter().map(|s| (*s, 0)).collect();
-        for c in &calls {
-            if !c.call.status.is_terminal() {
-                *by_status.entry(c.call.status.as_str()).or_insert(0) += 1;
+    /// Everything, in Prometheus text format, after setting the gauges that describe the
+    /// present: `live_calls`, the status of every unfinished call (`queued`, `active`, ...),
+    /// and the open WebSocket sessions of agents and of callers.
+    pub fn render<'a>(
+        &self,
+        live_calls: impl IntoIterator<Item = &'a str>,
+        sessions: (usize, usize),
+    ) -> Result<String, prometheus::Error> {
+        let mut by_status: HashMap<&str, i64> = LIVE_STATUSES.iter().map(|s| (*s, 0)).collect();
+        for status in live_calls {
+            if let Some(n) = by_status.get_mut(status) {
+                *n += 1;
             }
         }
         for (status, n) in by_status {
             self.live_calls.with_label_values(&[status]).set(n);
         }
-        let (agents, callers) = state.hub.session_counts();
+        let (agents, callers) = sessions;
         self.ws_sessions
             .with_label_values(&["agent"])
             .set(agents as i64);
@@ -289,28 +291,9 @@ impl Metrics {
             .with_label_values(&["caller"])
             .set(callers as i64);
         let mut out = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut out)
-            .map_err(|e| ApiError::Internal(Box::new(e)))?;
-        String::from_utf8(out).map_err(|e| ApiError::Internal(Box::new(e)))
+        TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
+        String::from_utf8(out).map_err(|e| prometheus::Error::Msg(e.to_string()))
     }
-}
-
-/// Routes of this module: `GET /metrics`.
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/metrics").route(web::get().to(metrics_route)));
-}
-
-/// `GET /metrics`: management only (like the other management endpoints).
-async fn metrics_route(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    principal(&req, &state)?.require_admin()?;
-    let text = metrics().render(&state).await?;
-    Ok(HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(text))
 }
 
 /// A [`Store`] that counts its failures (other than not-found, already-exists and version
@@ -496,7 +479,7 @@ impl Store for MeteredStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Audience;
+    use crate::model::{Audience, Event};
     use serde_json::json;
 
     fn event(kind: &str, transfer_id: &str, mode: &str, at_ms: i64) -> Event {
@@ -508,6 +491,10 @@ mod tests {
             data: json!({ "transferId": transfer_id, "mode": mode }),
             audience: Audience::default(),
         }
+    }
+
+    fn observe(e: &Event) {
+        metrics().observe_event(&e.kind, &e.data, e.at);
     }
 
     fn count(outcome: &str, mode: &str) -> u64 {
@@ -524,29 +511,28 @@ mod tests {
 
     #[test]
     fn terminal_transfer_events_count_by_outcome_and_mode_and_time_the_transfer() {
-        let m = metrics();
         // A mode no other test uses, so parallel tests cannot disturb the counts.
         let before = count("declined", "unit-mode");
         let (n0, sum0) = durations("declined");
-        m.observe_event(&event(
+        observe(&event(
             "transfer.initiated",
             "tr-unit-1",
             "unit-mode",
             1_000,
         ));
-        m.observe_event(&event("transfer.ringing", "tr-unit-1", "unit-mode", 1_200));
+        observe(&event("transfer.ringing", "tr-unit-1", "unit-mode", 1_200));
         assert_eq!(count("declined", "unit-mode"), before, "not terminal yet");
-        m.observe_event(&event("transfer.declined", "tr-unit-1", "unit-mode", 3_500));
+        observe(&event("transfer.declined", "tr-unit-1", "unit-mode", 3_500));
         assert_eq!(count("declined", "unit-mode"), before + 1);
         let (n1, sum1) = durations("declined");
         assert!(n1 > n0, "duration observed");
         assert!(sum1 - sum0 >= 2.5 - 1e-9, "2.5 s observed: {}", sum1 - sum0);
         // Non-transfer events and events without a transfer id change nothing.
-        m.observe_event(&Event {
+        observe(&Event {
             data: json!({}),
             ..event("transfer.declined", "", "unit-mode", 4_000)
         });
-        m.observe_event(&event(
+        observe(&event(
             "participant.joined",
             "tr-unit-1",
             "unit-mode",

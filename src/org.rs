@@ -29,6 +29,9 @@ use crate::secret::Secret;
 
 /// The prefix of every organisation API key.
 pub const KEY_PREFIX: &str = "sbk_";
+/// The key id recorded as an assistant's creator when the root (management) key creates it:
+/// its webhooks are signed with `SWITCHBOARD_WEBHOOK_SECRET`.
+pub const ROOT_CREATOR: &str = "root";
 /// The prefix of every webhook signing secret.
 pub const WEBHOOK_SECRET_PREFIX: &str = "whsec_";
 /// Length of a key id (hex characters).

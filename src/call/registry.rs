@@ -645,10 +645,10 @@ mod tests {
     use super::*;
     use crate::call::actor::Crash;
     use crate::call::machine::{Actor as By, Command, Input};
-    use crate::config::LiveKitConfig;
-    use crate::secret::Secret;
     use crate::hub::Hub;
     use crate::media::livekit::LiveKit;
+    use crate::media::livekit::LiveKitConfig;
+    use crate::secret::Secret;
     use crate::store::embedded::EmbeddedStore;
 
     fn deps(dir: &std::path::Path) -> CallDeps {

@@ -28,27 +28,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// A call's metadata that cannot fill an assistant's templates: 400 naming the field and
 /// every missing key (`missing_metadata`) or the key whose value is not text, a number or a
-/// boolean (`invalid_metadata`).
+/// boolean (`invalid_metadata`), as the call service words it.
 impl From<TemplateError> for ApiError {
     fn from(e: TemplateError) -> Self {
-        match e {
-            TemplateError::Missing(keys) => ApiError::BadRequest {
-                code: "missing_metadata",
-                message: format!(
-                    "metadata: lacks {} used by the assistant's prompt or start instruction",
-                    keys.join(", ")
-                ),
-            },
-            TemplateError::NotScalar(key) => ApiError::BadRequest {
-                code: "invalid_metadata",
-                message: format!("metadata: {key} must be text, a number or a boolean"),
-            },
-        }
+        crate::call::service::ServiceError::from(e).into()
     }
 }
-
-/// The key id recorded as an assistant's creator when the root key creates it.
-pub const ROOT_CREATOR: &str = "root";
 
 /// Loads an assistant the principal may see; 404 for another organisation's (and for
 /// everyone but the root key and organisation keys, 403 before any lookup).
@@ -78,7 +63,7 @@ async fn create(
     let org_id = who.owning_org(body.org_id.as_deref(), "assistants")?;
     let creator = match &who {
         Principal::Org(k) => k.key_id.clone(),
-        _ => ROOT_CREATOR.to_string(),
+        _ => crate::org::ROOT_CREATOR.to_string(),
     };
     let a = Assistant::create(body, new_id("as"), org_id, creator, Utc::now())?;
     check_webhook(&state, &a)?;
@@ -94,7 +79,9 @@ fn check_webhook(state: &AppState, a: &Assistant) -> Result<(), ApiError> {
     };
     crate::webhooks::ssrf::check_url(url, &state.config.webhooks.policy)
         .map_err(|e| ApiError::invalid("endCallUrl", e))?;
-    if a.created_by_key_id == ROOT_CREATOR && state.config.webhooks.signing_secret.is_none() {
+    if a.created_by_key_id == crate::org::ROOT_CREATOR
+        && state.config.webhooks.signing_secret.is_none()
+    {
         return Err(ApiError::BadRequest {
             code: "webhook_secret_missing",
             message: "endCallUrl: assistants made with the management key sign their webhooks with SWITCHBOARD_WEBHOOK_SECRET, which is not set (or create the assistant with an organisation key)".into(),

@@ -2,7 +2,6 @@
 //! and the people's actions on it: accept, decline, hold, resume, hang up.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -11,9 +10,8 @@ use super::{
     OptionalBody, Principal,
 };
 use crate::call::machine::{Actor, CallMachine, Command, Input, Party, Plane, Space};
-use crate::call::registry::CreateCall;
-use crate::media::livekit::ParticipantRole;
-use crate::model::{new_id, Call, CallStatus, Channel, PartyRef};
+use crate::call::service::calls::NewWebCall;
+use crate::model::{Call, PartyRef};
 
 /// Routes of this resource.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -150,7 +148,7 @@ pub async fn visible_call(
     who: &Principal,
     call_id: &str,
 ) -> Result<std::sync::Arc<CallMachine>, ApiError> {
-    let m = state.machine(call_id).await?;
+    let m = state.calls.machine(call_id).await?;
     if !can_see(who, &m) {
         return Err(match who {
             Principal::Caller(_) | Principal::Org(_) => ApiError::not_found("call", call_id),
@@ -177,11 +175,8 @@ pub fn acting_agent(who: &Principal, named: Option<&str>, field: &str) -> Result
     }
 }
 
-/// The main and hold room (and conference) names of a call.
-pub fn room_names(call_id: &str) -> (String, String) {
-    (format!("{call_id}--main"), format!("{call_id}--hold"))
-}
-
+/// `POST /api/calls`: a web caller's call, with the caller's session token and the
+/// credentials to join the main room.
 async fn create(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -191,92 +186,37 @@ async fn create(
         principal(&req, &state)?.require_admin()?;
     }
     let body = body.0;
-    let call_id = new_id("call");
-    let caller_id = body.caller_id.unwrap_or_else(|| new_id("caller"));
-    check_id("callerId", &caller_id)?;
-    check_text("callerName", &body.caller_name, 0, 200)?;
-    check_text("reason", &body.reason, 0, 2000)?;
-    if let Some(a) = &body.agent_id {
-        check_id("agentId", a)?;
-        let agent = state
-            .store
-            .get_agent(a)
-            .await?
-            .ok_or_else(|| ApiError::invalid("agentId", format!("no agent {a}")))?;
-        if !agent.active {
-            return Err(ApiError::invalid(
-                "agentId",
-                format!("agent {a} is not active"),
-            ));
-        }
-    }
-    let metadata = match body.metadata {
-        None | Some(Value::Null) => Value::Null,
-        Some(v @ Value::Object(_)) => v,
-        Some(_) => return Err(ApiError::invalid("metadata", "must be an object")),
-    };
-    let (main_room, hold_room) = room_names(&call_id);
-    let call = Call {
-        call_id: call_id.clone(),
-        caller_id: caller_id.clone(),
-        caller_name: body.caller_name.clone(),
-        reason: body.reason,
-        agent_a_id: None,
-        agent_b_id: None,
-        owner_id: None,
-        offered_to: None,
-        requested_agent_id: body.agent_id,
-        status: CallStatus::Queued,
-        main_room: main_room.clone(),
-        hold_room,
-        open_transfer_id: None,
-        last_summary_id: None,
-        end_reason: None,
-        created_at: Utc::now(),
-        end_at: None,
-        metadata,
-        channel: Channel::Web,
-        caller_number: None,
-        org_id: None,
-        direction: Default::default(),
-        assistant_id: None,
-        outbound: None,
-        recording: None,
-    };
     let m = state
-        .registry
-        .send(CreateCall {
-            call,
-            caller_call_sid: None,
-            outbound: None,
+        .calls
+        .create_web_call(NewWebCall {
+            caller_id: body.caller_id,
+            caller_name: body.caller_name,
+            reason: body.reason,
+            agent_id: body.agent_id,
+            metadata: body.metadata,
         })
-        .await
-        .map_err(|_| ApiError::Unavailable("the switchboard is shutting down".into()))??;
+        .await?;
+    let call_id = m.call.call_id.clone();
     let caller_token = state
         .keys
         .issue(PartyRef::Caller {
             call_id: call_id.clone(),
         })
         .map_err(|e| ApiError::Internal(Box::new(e)))?;
-    let lk_token = state
-        .livekit
-        .participant_token(
-            &caller_id,
-            &body.caller_name,
-            &main_room,
-            ParticipantRole::Caller,
-        )
-        .map_err(|e| ApiError::Internal(Box::new(e)))?;
+    let join =
+        state
+            .calls
+            .join_credentials(&m, &Party::Caller, &m.call.caller_id, &m.call.caller_name)?;
     Ok(HttpResponse::Created().json(json!({
         "call": view(&m, &Principal::Caller(call_id)),
         "callerToken": caller_token.token,
         "callerTokenExpiresAt": caller_token.expires_at,
         "livekit": {
             "url": state.livekit.url(),
-            "roomName": main_room,
-            "token": lk_token,
+            "roomName": join.room,
+            "token": join.token,
             // Acknowledge with this id over the WebSocket where LiveKit sends no webhooks.
-            "moveId": m.placements.get(&Party::Caller).map(|p| p.move_id.clone()),
+            "moveId": join.move_id,
         },
     })))
 }
@@ -327,6 +267,7 @@ async fn patch(
         metadata: body.metadata,
     };
     let m = state
+        .calls
         .execute(&call_id, Input::Command(actor, cmd), idempotency_key(&req)?)
         .await?;
     Ok(HttpResponse::Ok().json(view(&m, &who)))
@@ -379,6 +320,7 @@ async fn agent_action(
     let who = principal(&req, &state)?;
     let agent = resolve_agent(&state, &who, named.as_deref(), "agentId").await?;
     let m = state
+        .calls
         .execute(
             &call_id,
             Input::Command(Actor::Agent(agent), cmd),
@@ -424,7 +366,7 @@ async fn act(
     // With the management key and no agentId, hold, resume and mute act as the call's owner.
     let named = match (&cmd, named, principal(&req, &state)?) {
         (Command::Hold | Command::Resume | Command::Mute { .. }, None, Principal::Admin) => {
-            let owner = state.machine(&call_id).await?.call.owner_id.clone();
+            let owner = state.calls.machine(&call_id).await?.call.owner_id.clone();
             Some(owner.ok_or_else(|| ApiError::Conflict {
                 code: "no_owner",
                 message: format!("call {call_id} has no agent to hold or resume it"),
@@ -453,6 +395,7 @@ async fn hangup(
         }
     };
     let m = state
+        .calls
         .execute(
             &call_id,
             Input::Command(actor, Command::Hangup),

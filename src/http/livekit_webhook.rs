@@ -5,6 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::{ApiError, AppState};
 use crate::call::machine::{Input, Observation};
+use crate::call::service::ServiceError;
 use crate::media::livekit::{EgressStatus, ParticipantKind, RoomActivity};
 use crate::model::RecordingStatus;
 
@@ -52,12 +53,16 @@ async fn receive(
     let Some(call_id) = call_of_room(&activity.room) else {
         return Ok(HttpResponse::Ok().finish());
     };
-    match state.execute(call_id, Input::Observe(obs), None).await {
-        Ok(_) | Err(ApiError::NotFound { .. }) | Err(ApiError::Conflict { .. }) => {
+    match state
+        .calls
+        .execute(call_id, Input::Observe(obs), None)
+        .await
+    {
+        Ok(_) | Err(ServiceError::NotFound { .. }) | Err(ServiceError::Conflict { .. }) => {
             Ok(HttpResponse::Ok().finish())
         }
         // Not processed: let LiveKit retry.
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -9,9 +9,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{check_id, principal, ApiError, AppState, Body, Principal};
-use crate::call::machine::{Input, Observation, Party, Plane, Space};
+use crate::call::machine::{Input, Observation, Party, Plane};
 use crate::call::registry::{AgentConnected, AgentDisconnected, CallsOfAgent};
-use crate::media::livekit::ParticipantRole;
 use crate::model::{Event, PartyRef};
 use crate::ws::{ClientError, ClientMessage, SessionHandler, Since};
 
@@ -38,19 +37,15 @@ async fn livekit_token(
     let who = principal(&req, &state)?;
     check_id("callId", &body.call_id)?;
     let m = super::calls::visible_call(&state, &who, &body.call_id).await?;
-    let (party, identity, name, role) = match (&who, &body.agent_id) {
+    let (party, identity, name) = match (&who, &body.agent_id) {
         (Principal::Caller(_), _) => (
             Party::Caller,
             m.call.caller_id.clone(),
             m.call.caller_name.clone(),
-            ParticipantRole::Caller,
         ),
-        (Principal::Agent(a), _) | (Principal::Admin, Some(a)) => (
-            Party::Agent(a.clone()),
-            a.clone(),
-            a.clone(),
-            ParticipantRole::Agent,
-        ),
+        (Principal::Agent(a), _) | (Principal::Admin, Some(a)) => {
+            (Party::Agent(a.clone()), a.clone(), a.clone())
+        }
         (Principal::Org(_), _) => return Err(Principal::org_forbidden()),
         (Principal::Admin, None) => {
             return Err(ApiError::invalid(
@@ -59,51 +54,27 @@ async fn livekit_token(
             ))
         }
     };
-    let placement = m.placements.get(&party).ok_or_else(|| ApiError::Conflict {
-        code: "not_placed",
-        message: format!("{identity} is not in any room of call {}", body.call_id),
-    })?;
-    if party == Party::Caller && placement.space == Space::Consult {
-        return Err(ApiError::Forbidden(
-            "callers never join a consult room".into(),
-        ));
-    }
-    let room = m
-        .room_of_party(&party)
-        .ok_or_else(|| ApiError::Internal("placed party without a room".into()))?;
-    if placement.plane == Plane::Twilio {
+    let join = state.calls.join_credentials(&m, &party, &identity, &name)?;
+    Ok(HttpResponse::Ok().json(match join.plane {
         // A conference: the browser joins it with the Twilio Voice SDK.
-        let bridge = state.twilio.as_ref().ok_or_else(|| {
-            ApiError::Unavailable(
-                "the call is in a Twilio conference, but Twilio is not configured".into(),
-            )
-        })?;
-        let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or_default();
-        let token = bridge
-            .client_token(&identity, now)
-            .map_err(|e| ApiError::Internal(Box::new(e)))?;
-        return Ok(HttpResponse::Ok().json(json!({
+        Plane::Twilio => json!({
             "plane": "twilio",
-            "roomName": room,
-            "space": placement.space,
-            "identity": identity,
-            "token": token,
-            "moveId": placement.move_id,
-        })));
-    }
-    let token = state
-        .livekit
-        .participant_token(&identity, &name, &room, role)
-        .map_err(|e| ApiError::Internal(Box::new(e)))?;
-    Ok(HttpResponse::Ok().json(json!({
-        "plane": "livekit",
-        "url": state.livekit.url(),
-        "roomName": room,
-        "space": placement.space,
-        "identity": identity,
-        "token": token,
-        "moveId": placement.move_id,
-    })))
+            "roomName": join.room,
+            "space": join.space,
+            "identity": join.identity,
+            "token": join.token,
+            "moveId": join.move_id,
+        }),
+        Plane::Livekit => json!({
+            "plane": "livekit",
+            "url": state.livekit.url(),
+            "roomName": join.room,
+            "space": join.space,
+            "identity": join.identity,
+            "token": join.token,
+            "moveId": join.move_id,
+        }),
+    }))
 }
 
 /// The switchboard's side of WebSocket sessions.
@@ -118,7 +89,8 @@ impl Sessions {
     }
 }
 
-fn to_client(e: ApiError) -> ClientError {
+fn to_client(e: impl Into<ApiError>) -> ClientError {
+    let e: ApiError = e.into();
     let code = match &e {
         ApiError::NotFound { .. } => "not_found",
         ApiError::Forbidden(_) => "forbidden",
@@ -137,7 +109,7 @@ impl SessionHandler for Sessions {
     async fn authorize(&self, party: &PartyRef) -> Result<(), ClientError> {
         match party {
             PartyRef::Caller { call_id } => {
-                self.state.machine(call_id).await.map_err(to_client)?;
+                self.state.calls.machine(call_id).await.map_err(to_client)?;
             }
             PartyRef::Agent { agent_id } => {
                 let agent = self
@@ -145,7 +117,7 @@ impl SessionHandler for Sessions {
                     .store
                     .get_agent(agent_id)
                     .await
-                    .map_err(|e| to_client(e.into()))?
+                    .map_err(to_client)?
                     .ok_or_else(|| ClientError::not_found(format!("no agent {agent_id}")))?;
                 if !agent.active {
                     return Err(ClientError::forbidden(format!(
@@ -195,7 +167,7 @@ impl SessionHandler for Sessions {
                 .store
                 .events_since(&call_id, after)
                 .await
-                .map_err(|e| to_client(e.into()))?;
+                .map_err(to_client)?;
             out.extend(events.into_iter().filter(|e| e.audience.includes(party)));
         }
         Ok(out)
@@ -203,72 +175,96 @@ impl SessionHandler for Sessions {
 
     async fn message(&self, party: &PartyRef, msg: ClientMessage) -> Result<Value, ClientError> {
         match msg {
-            ClientMessage::Ack { call_id, move_id } => {
-                let who = match party {
-                    PartyRef::Caller { call_id: own } if *own == call_id => Party::Caller,
-                    PartyRef::Caller { .. } => {
-                        return Err(ClientError::not_found(format!("no call {call_id}")))
-                    }
-                    PartyRef::Agent { agent_id } => Party::Agent(agent_id.clone()),
-                };
-                let m = self
-                    .state
-                    .execute(
-                        &call_id,
-                        Input::Observe(Observation::MoveAcked {
-                            party: who.clone(),
-                            move_id,
-                        }),
-                        None,
-                    )
-                    .await
-                    .map_err(to_client)?;
-                let confirmed = m.placements.get(&who).is_some_and(|p| p.confirmed);
-                Ok(json!({ "confirmed": confirmed }))
-            }
+            ClientMessage::Ack { call_id, move_id } => self.ack(party, call_id, move_id).await,
             ClientMessage::Transcript {
                 call_id,
                 text,
                 source,
-            } => {
-                let (who, speaker) = match party {
-                    PartyRef::Caller { call_id: own } => {
-                        (super::Principal::Caller(own.clone()), "caller".to_string())
-                    }
-                    PartyRef::Agent { agent_id } => {
-                        (super::Principal::Agent(agent_id.clone()), agent_id.clone())
-                    }
-                };
-                check_id("callId", &call_id).map_err(to_client)?;
-                super::calls::visible_call(&self.state, &who, &call_id)
-                    .await
-                    .map_err(to_client)?;
-                let t = super::transcripts::append_transcript(
-                    &self.state,
-                    &call_id,
-                    speaker,
-                    text,
-                    source,
-                )
-                .await
-                .map_err(to_client)?;
-                Ok(json!({ "transcriptId": t.transcript_id, "createdAt": t.created_at }))
-            }
-            ClientMessage::Presence { status } => {
-                let PartyRef::Agent { agent_id } = party else {
-                    return Err(ClientError::forbidden("only agents have a presence"));
-                };
-                let patch = super::agents::AgentPatch {
-                    name: None,
-                    active: None,
-                    status: Some(status),
-                    phone_number: None,
-                };
-                let agent = super::agents::apply_patch(&self.state, agent_id, &patch)
-                    .await
-                    .map_err(to_client)?;
-                Ok(json!({ "status": agent.status }))
-            }
+            } => self.transcript(party, call_id, text, source).await,
+            ClientMessage::Presence { status } => self.presence(party, status).await,
         }
+    }
+}
+
+impl Sessions {
+    /// `ack`: the party confirms it arrived where a move sent it (no media webhooks).
+    async fn ack(
+        &self,
+        party: &PartyRef,
+        call_id: String,
+        move_id: String,
+    ) -> Result<Value, ClientError> {
+        let who = match party {
+            PartyRef::Caller { call_id: own } if *own == call_id => Party::Caller,
+            PartyRef::Caller { .. } => {
+                return Err(ClientError::not_found(format!("no call {call_id}")))
+            }
+            PartyRef::Agent { agent_id } => Party::Agent(agent_id.clone()),
+        };
+        let m = self
+            .state
+            .calls
+            .execute(
+                &call_id,
+                Input::Observe(Observation::MoveAcked {
+                    party: who.clone(),
+                    move_id,
+                }),
+                None,
+            )
+            .await
+            .map_err(to_client)?;
+        let confirmed = m.placements.get(&who).is_some_and(|p| p.confirmed);
+        Ok(json!({ "confirmed": confirmed }))
+    }
+
+    /// `transcript`: a chunk of the call, spoken by the party itself.
+    async fn transcript(
+        &self,
+        party: &PartyRef,
+        call_id: String,
+        text: String,
+        source: crate::model::TranscriptSource,
+    ) -> Result<Value, ClientError> {
+        let (who, speaker) = match party {
+            PartyRef::Caller { call_id: own } => {
+                (super::Principal::Caller(own.clone()), "caller".to_string())
+            }
+            PartyRef::Agent { agent_id } => {
+                (super::Principal::Agent(agent_id.clone()), agent_id.clone())
+            }
+        };
+        check_id("callId", &call_id).map_err(to_client)?;
+        super::calls::visible_call(&self.state, &who, &call_id)
+            .await
+            .map_err(to_client)?;
+        let t = self
+            .state
+            .calls
+            .append_transcript(&call_id, speaker, text, source)
+            .await
+            .map_err(to_client)?;
+        Ok(json!({ "transcriptId": t.transcript_id, "createdAt": t.created_at }))
+    }
+
+    /// `presence`: an agent sets its own status.
+    async fn presence(
+        &self,
+        party: &PartyRef,
+        status: crate::model::AgentStatus,
+    ) -> Result<Value, ClientError> {
+        let PartyRef::Agent { agent_id } = party else {
+            return Err(ClientError::forbidden("only agents have a presence"));
+        };
+        let patch = super::agents::AgentPatch {
+            name: None,
+            active: None,
+            status: Some(status),
+            phone_number: None,
+        };
+        let agent = super::agents::apply_patch(&self.state, agent_id, &patch)
+            .await
+            .map_err(to_client)?;
+        Ok(json!({ "status": agent.status }))
     }
 }

@@ -1,23 +1,16 @@
-//! `/api/transcripts` and `/api/summaries`: transcript chunks in (also through
-//! [`append_transcript`], shared with the WebSocket and the Twilio transcription webhook),
-//! summaries (LLM, offline, or written by a person) out. Summaries are for agents only,
+//! `/api/transcripts` and `/api/summaries`: transcript chunks in (through the call service,
+//! shared with the WebSocket and the Twilio transcription webhook), summaries (LLM, offline,
+//! or written by a person) out. Summaries are for agents only,
 //! never for the caller.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::Utc;
 use serde::Deserialize;
 
 use super::calls::visible_call;
 use super::{authenticate, check_id, check_text, principal, ApiError, AppState, Body, Principal};
-use crate::call::machine::{Input, Observation};
-use crate::model::{new_id, Summary, Transcript, TranscriptSource};
+use crate::model::{Transcript, TranscriptSource};
 
-/// Longest transcript chunk, in characters.
-pub const MAX_TRANSCRIPT_CHARS: usize = 10_000;
-
-/// The most transcript text one call may hold, in characters: no client (or provider) can
-/// grow a call's transcript, and its summaries' input, without limit.
-pub const MAX_CALL_TRANSCRIPT_CHARS: usize = 200_000;
+pub use crate::call::service::transcripts::{MAX_CALL_TRANSCRIPT_CHARS, MAX_TRANSCRIPT_CHARS};
 
 /// Routes of these resources.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -68,124 +61,6 @@ fn agents_only(who: &Principal) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Stores a transcript chunk of a live call, pushes `transcript.appended` to the call's agents
-/// (through the call actor, so it gets a `seq` and is stored like every event) and asks for a
-/// debounced background refresh of the call's summary. Never waits for a summariser. The
-/// caller of this function has checked who may add to the call; this checks the text
-/// (1 to [`MAX_TRANSCRIPT_CHARS`] characters) and that the call has not ended.
-pub async fn append_transcript(
-    state: &AppState,
-    call_id: &str,
-    speaker: String,
-    text: String,
-    source: TranscriptSource,
-) -> Result<Transcript, ApiError> {
-    append_with_id(state, call_id, new_id("tx"), speaker, text, source).await
-}
-
-/// Like [`append_transcript`], with an id derived from the provider's own (a Twilio
-/// transcription's SID and sequence number): a retried callback finds the chunk already
-/// stored and changes nothing.
-pub async fn append_transcript_once(
-    state: &AppState,
-    call_id: &str,
-    transcript_id: String,
-    speaker: String,
-    text: String,
-    source: TranscriptSource,
-) -> Result<Transcript, ApiError> {
-    if let Some(existing) = state.store.get_transcript(&transcript_id).await? {
-        return Ok(existing);
-    }
-    append_with_id(state, call_id, transcript_id, speaker, text, source).await
-}
-
-async fn append_with_id(
-    state: &AppState,
-    call_id: &str,
-    transcript_id: String,
-    speaker: String,
-    text: String,
-    source: TranscriptSource,
-) -> Result<Transcript, ApiError> {
-    check_text("text", &text, 1, MAX_TRANSCRIPT_CHARS)?;
-    if text.trim().is_empty() {
-        return Err(ApiError::invalid("text", "must not be blank"));
-    }
-    let m = state.machine(call_id).await?;
-    if m.call.status.is_terminal() {
-        return Err(ApiError::Conflict {
-            code: "call_ended",
-            message: format!("call {call_id} has ended"),
-        });
-    }
-    let stored: usize = state
-        .store
-        .list_transcripts_by_call(call_id)
-        .await?
-        .iter()
-        .map(|t| t.text.chars().count())
-        .sum();
-    if stored + text.chars().count() > MAX_CALL_TRANSCRIPT_CHARS {
-        return Err(ApiError::Conflict {
-            code: "transcript_too_long",
-            message: format!(
-                "call {call_id} already holds {stored} transcript characters; at most {MAX_CALL_TRANSCRIPT_CHARS} per call"
-            ),
-        });
-    }
-    let t = Transcript {
-        transcript_id,
-        call_id: call_id.to_string(),
-        speaker,
-        text,
-        source,
-        created_at: Utc::now(),
-    };
-    state.store.put_transcript(&t).await?;
-    let shown = state.summaries.shown(&t.text);
-    state
-        .execute(
-            call_id,
-            Input::Observe(Observation::TranscriptAppended {
-                transcript_id: t.transcript_id.clone(),
-                speaker: t.speaker.clone(),
-                text: Some(shown),
-                source: t.source,
-            }),
-            None,
-        )
-        .await?;
-    refresh_summary(state, call_id, false);
-    Ok(t)
-}
-
-/// The observation telling a call of its new summary (pushed whole with `summary.updated`).
-pub fn summary_stored(summary: &Summary) -> Observation {
-    Observation::SummaryStored {
-        summary_id: summary.summary_id.clone(),
-        summary_text: summary.summary_text.clone(),
-        briefing: crate::summary::briefing_view(summary),
-    }
-}
-
-/// Starts a background refresh of the call's summary (`now`: without the debounce); each
-/// summary it stores is told to the call actor (`summary.updated`, `lastSummaryId`).
-pub fn refresh_summary(state: &AppState, call_id: &str, now: bool) {
-    let st = state.clone();
-    state.summaries.refresh(call_id, now, move |s: Summary| {
-        let st = st.clone();
-        async move {
-            let r = st
-                .execute(&s.call_id, Input::Observe(summary_stored(&s)), None)
-                .await;
-            if let Err(e) = r {
-                tracing::warn!(call_id = %s.call_id, error = %e, "could not tell the call of its new summary");
-            }
-        }
-    });
-}
-
 async fn create_transcript(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -207,7 +82,10 @@ async fn create_transcript(
         (Principal::Admin, None) => String::new(),
         (Principal::Org(_), None) => "assistant".to_string(),
     };
-    let t = append_transcript(&state, &body.call_id, speaker, body.text, body.source).await?;
+    let t = state
+        .calls
+        .append_transcript(&body.call_id, speaker, body.text, body.source)
+        .await?;
     Ok(HttpResponse::Created().json(t))
 }
 
@@ -267,34 +145,11 @@ async fn create_summary(
     let body = body.into_inner();
     check_id("callId", &body.call_id)?;
     let m = visible_call(&state, &who, &body.call_id).await?;
-    let summary = match body.summary_text {
-        Some(text) => {
-            check_text("summaryText", &text, 1, 10_000)?;
-            state.summaries.store_human(&m.call, &text).await
-        }
-        // Not the transfer path: this may ask the LLM (and falls back to offline).
-        None => state.summaries.generate(&m.call, true).await,
-    }
-    .map_err(summary_error)?;
-    if !m.call.status.is_terminal() {
-        state
-            .execute(
-                &body.call_id,
-                Input::Observe(summary_stored(&summary)),
-                None,
-            )
-            .await?;
-    }
+    let summary = state
+        .calls
+        .summarise(&m.call, body.summary_text.as_deref())
+        .await?;
     Ok(HttpResponse::Created().json(summary))
-}
-
-/// Maps a summariser failure (only the store can fail: the LLM falls back to offline).
-pub fn summary_error(e: crate::summary::SummaryError) -> ApiError {
-    match e {
-        crate::summary::SummaryError::Store(e) => e.into(),
-        crate::summary::SummaryError::CallNotFound(id) => ApiError::not_found("call", &id),
-        other => ApiError::Internal(Box::new(other)),
-    }
 }
 
 async fn get_summary(

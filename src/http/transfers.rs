@@ -1,5 +1,5 @@
-//! `/api/transfers`: initiate a warm, cold or conference transfer (seed 000's response
-//! shape), and the target's and owner's answers: accept, decline, complete, cancel.
+//! `/api/transfers`: initiate a warm, cold or conference transfer (the classic REST layout's
+//! response shape), and the target's and owner's answers: accept, decline, complete, cancel.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -10,12 +10,9 @@ use super::{
     authenticate, check_id, check_text, idempotency_key, principal, ApiError, AppState, Body,
     OptionalBody, Principal,
 };
-use crate::call::machine::{Actor, Command, Input};
-use crate::call::registry::PresenceList;
-use crate::media::livekit::ParticipantRole;
-use crate::model::{
-    new_id, AgentKind, Presence, TranscriptSource, Transfer, TransferMode, TransferStatus,
-};
+use crate::call::machine::Command;
+use crate::call::service::transfers::{Initiator, NewTransfer};
+use crate::model::{Transfer, TransferMode, TransferStatus};
 
 /// Routes of this resource.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -51,13 +48,8 @@ pub struct TransferQuery {
     pub status: Option<String>,
 }
 
-fn where_agent_goes(mode: TransferMode, is_target: bool, t: &Transfer, main_room: &str) -> String {
-    match (mode, is_target) {
-        (TransferMode::Warm, _) => t.transfer_room.clone(),
-        _ => main_room.to_string(),
-    }
-}
-
+/// `POST /api/transfers/initiate`: checks the body and who asks, then starts the transfer
+/// through the call service.
 async fn initiate(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -67,12 +59,17 @@ async fn initiate(
     let body = body.into_inner();
     check_id("callId", &body.call_id)?;
     check_id("agentBId", &body.agent_b_id)?;
-    let agent_a = match &who {
+    let from = match &who {
         // An organisation's key speaks for its call's assistant: the hand-off to a human.
-        Principal::Org(_) => {
-            assistant_owner(&state, &who, &body.call_id, body.agent_a_id.as_deref()).await?
-        }
-        _ => resolve_agent(&state, &who, body.agent_a_id.as_deref(), "agentAId").await?,
+        Principal::Org(_) => Initiator::Assistant(
+            assistant_owner(&state, &who, &body.call_id, body.agent_a_id.as_deref()).await?,
+        ),
+        Principal::Admin => Initiator::Management(
+            resolve_agent(&state, &who, body.agent_a_id.as_deref(), "agentAId").await?,
+        ),
+        _ => Initiator::Agent(
+            resolve_agent(&state, &who, body.agent_a_id.as_deref(), "agentAId").await?,
+        ),
     };
     if let Some(n) = &body.note {
         check_text("note", n, 0, 2000)?;
@@ -80,162 +77,23 @@ async fn initiate(
     if let Some(t) = &body.transcript_text {
         check_text("transcriptText", t, 0, 20_000)?;
     }
-    let key = idempotency_key(&req)?;
-    let m = state.machine(&body.call_id).await?;
-    let by_org = matches!(who, Principal::Org(_));
-    if who != Principal::Admin && !by_org && !m.involves_agent(&agent_a) {
-        return Err(ApiError::Forbidden(format!(
-            "you are not part of call {}",
-            body.call_id
-        )));
-    }
-    let target = state
-        .store
-        .get_agent(&body.agent_b_id)
-        .await?
-        .ok_or_else(|| ApiError::invalid("agentBId", format!("no agent {}", body.agent_b_id)))?;
-    if !target.active {
-        return Err(ApiError::invalid("agentBId", "the agent is not active"));
-    }
-    if m.call.channel == crate::model::Channel::Sip && target.kind == AgentKind::Phone {
-        return Err(ApiError::BadRequest {
-            code: "unsupported_target",
-            message: "agentBId: a caller on a SIP trunk can be handed to web agents only (a phone agent is reached through Twilio, another media plane)".into(),
-        });
-    }
-    let to_number = match target.kind {
-        AgentKind::Phone if state.twilio.is_none() => {
-            return Err(ApiError::BadRequest {
-                code: "unsupported_target",
-                message: "agentBId: phone agents are reached through Twilio, which is not configured (TWILIO_ACCOUNT_SID and the rest)".into(),
-            });
-        }
-        AgentKind::Phone => {
-            Some(target.phone_number.clone().ok_or_else(|| {
-                ApiError::invalid("agentBId", "the phone agent has no phoneNumber")
-            })?)
-        }
-        AgentKind::Web => None,
-    };
-    let presence = state.registry.send(PresenceList).await.unwrap_or_default();
-    let target_presence = presence
-        .get(&target.agent_id)
-        .copied()
-        .unwrap_or(Presence::Offline);
-    // A phone specialist has no WebSocket: reachable unless already on one of our calls.
-    let unavailable = match target.kind {
-        AgentKind::Phone => target_presence == Presence::Busy,
-        AgentKind::Web => target_presence == Presence::Offline,
-    };
-    if unavailable {
-        return Err(ApiError::Conflict {
-            code: "target_unavailable",
-            message: format!(
-                "agent {} is {}",
-                target.agent_id,
-                if target_presence == Presence::Busy {
-                    "busy"
-                } else {
-                    "offline"
-                }
-            ),
-        });
-    }
-    if let Some(open) = m.open_transfer() {
-        if key.is_none() {
-            return Err(ApiError::Conflict {
-                code: "transfer_open",
-                message: format!("transfer {} is still open", open.transfer_id),
-            });
-        }
-    }
-    if let Some(text) = body
-        .transcript_text
-        .as_ref()
-        .filter(|t| !t.trim().is_empty())
-    {
-        // Stored and announced (`transcript.appended`) like any other chunk.
-        super::transcripts::append_transcript(
-            &state,
-            &body.call_id,
-            agent_a.clone(),
-            text.clone(),
-            TranscriptSource::Manual,
-        )
+    let started = state
+        .calls
+        .initiate_transfer(NewTransfer {
+            call_id: body.call_id,
+            from,
+            to_agent_id: body.agent_b_id,
+            mode: body.mode,
+            note: body.note,
+            transcript_text: body.transcript_text,
+            idempotency_key: idempotency_key(&req)?,
+        })
         .await?;
-    }
-    // The latest stored summary, at once: never an LLM call on this path.
-    let briefing = state
-        .summaries
-        .for_transfer(&m.call)
-        .await
-        .map_err(super::transcripts::summary_error)?;
-    let summary = briefing.summary;
-    if briefing.stored_now || m.call.last_summary_id.as_deref() != Some(summary.summary_id.as_str())
-    {
-        state
-            .execute(
-                &body.call_id,
-                Input::Observe(super::transcripts::summary_stored(&summary)),
-                None,
-            )
-            .await?;
-    }
-    let transfer_id = new_id("xfer");
-    let short = transfer_id
-        .trim_start_matches("xfer-")
-        .chars()
-        .take(8)
-        .collect::<String>();
-    let cmd = Command::InitiateTransfer {
-        transfer_id: transfer_id.clone(),
-        to_agent_id: target.agent_id.clone(),
-        mode: body.mode,
-        transfer_room: format!("{}--consult-{short}", body.call_id),
-        summary_id: Some(summary.summary_id.clone()),
-        summary_text: summary.summary_text.clone(),
-        note: body.note,
-        to_number,
-        briefing: crate::summary::briefing_view(&summary),
-    };
-    let m = state
-        .execute(
-            &body.call_id,
-            Input::Command(Actor::Agent(agent_a.clone()), cmd),
-            key,
-        )
-        .await?;
-    let t = m
-        .transfer
-        .clone()
-        .ok_or_else(|| ApiError::Internal("transfer missing after initiate".into()))?;
-    if briefing.stale {
-        // After the offer, so B is among the agents told `summary.updated`.
-        super::transcripts::refresh_summary(&state, &body.call_id, true);
-    }
-    let token_for = |agent: &str, is_target: bool| {
-        let room = where_agent_goes(t.mode, is_target, &t, &m.call.main_room);
-        state
-            .livekit
-            .participant_token(agent, agent, &room, ParticipantRole::Agent)
-            .map_err(|e| ApiError::Internal(Box::new(e)))
-    };
-    // An assistant joins through its LiveKit dispatch, not with a token of ours.
-    let token_a = if by_org {
-        None
-    } else {
-        Some(token_for(&t.from_agent_id, false)?)
-    };
-    // B's credential goes only to B (over B's WebSocket) or to management.
-    let token_b = if who == Principal::Admin {
-        Some(token_for(&t.to_agent_id, true)?)
-    } else {
-        None
-    };
+    let t = started.transfer;
     Ok(HttpResponse::Created().json(json!({
         "transferId": t.transfer_id,
         "transferRoom": t.transfer_room,
-        "tokens": { "tokenA": token_a, "tokenB": token_b },
+        "tokens": { "tokenA": started.token_a, "tokenB": started.token_b },
         "summaryText": t.summary_text,
         "summaryId": t.summary_id,
         "status": t.status,
@@ -359,17 +217,6 @@ pub struct Answer {
     pub agent_id: Option<String>,
 }
 
-/// The status a command leaves a transfer in, to answer repeats of it idempotently.
-fn outcome(cmd: &Command) -> &'static [TransferStatus] {
-    match cmd {
-        Command::AcceptTransfer => &[TransferStatus::Briefing, TransferStatus::Completed],
-        Command::DeclineTransfer => &[TransferStatus::Declined],
-        Command::CompleteTransfer => &[TransferStatus::Completed],
-        Command::CancelTransfer => &[TransferStatus::Cancelled],
-        _ => &[],
-    }
-}
-
 async fn answer(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -415,31 +262,10 @@ async fn answer(
         }
         _ => resolve_agent(&state, &who, named.as_deref(), "agentId").await?,
     };
-    let m = state.machine(&t.call_id).await?;
-    let current = m.transfer.as_ref().map(|x| x.transfer_id.as_str());
-    if current != Some(transfer_id.as_str()) {
-        // An older transfer of this call: it is over; repeats of its outcome succeed.
-        return if outcome(&cmd).contains(&t.status) {
-            Ok(HttpResponse::Ok().json(t))
-        } else {
-            Err(ApiError::Conflict {
-                code: "transfer_ended",
-                message: format!("transfer {transfer_id} is {}", t.status.as_str()),
-            })
-        };
-    }
-    let m = state
-        .execute(
-            &t.call_id,
-            Input::Command(Actor::Agent(agent), cmd),
-            idempotency_key(&req)?,
-        )
+    let t = state
+        .calls
+        .answer_transfer(t, agent, cmd, idempotency_key(&req)?)
         .await?;
-    let t = m
-        .transfer
-        .clone()
-        .filter(|x| x.transfer_id == transfer_id)
-        .ok_or_else(|| ApiError::Internal("transfer missing after command".into()))?;
     Ok(HttpResponse::Ok().json(t))
 }
 

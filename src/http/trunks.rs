@@ -9,10 +9,10 @@ use livekit_api::services::{ServerError, ServiceError};
 
 use super::keys::{list_scope, OrgQuery};
 use super::{authenticate, check_id, ApiError, AppState, LateBody, Principal};
-use crate::secret::Secret;
 use crate::media::livekit::{LiveKitError, OutboundTrunkSpec, SipTransport};
 use crate::model::new_id;
 use crate::org::{NewTrunk, SipTrunk};
+use crate::secret::Secret;
 
 /// Routes of this resource.
 pub fn routes(cfg: &mut web::ServiceConfig) {

@@ -16,16 +16,17 @@
 
 use actix_web::http::header::ContentType;
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 
 use super::{ApiError, AppState};
 use crate::call::actor::now_ms;
 use crate::call::machine::{
     Actor, CallMachine, Command, Input, Observation, Party, Plane, HELD_SUFFIX,
 };
-use crate::call::registry::CreateCall;
+use crate::call::service::calls::NewPhoneCall;
+use crate::call::service::ServiceError;
 use crate::media::twilio::{TwilioBridge, GATHER_TIMEOUT_SECS};
-use crate::model::{Call, CallStatus, Channel, TranscriptSource, TransferStatus};
+use crate::model::{TranscriptSource, TransferStatus};
 use crate::twilio::{signature, twiml};
 
 /// Longest form body Twilio sends us.
@@ -131,9 +132,13 @@ fn ok() -> HttpResponse {
 /// Feeds an observation; a call that is gone or ended is not an error for Twilio (it would
 /// retry for nothing).
 async fn observe(state: &AppState, call_id: &str, obs: Observation) -> Result<(), ApiError> {
-    match state.execute(call_id, Input::Observe(obs), None).await {
-        Ok(_) | Err(ApiError::NotFound { .. }) | Err(ApiError::Conflict { .. }) => Ok(()),
-        Err(e) => Err(e),
+    match state
+        .calls
+        .execute(call_id, Input::Observe(obs), None)
+        .await
+    {
+        Ok(_) | Err(ServiceError::NotFound { .. }) | Err(ServiceError::Conflict { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -146,65 +151,20 @@ async fn voice(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let (bridge, p) = verify(&req, &state, &body)?;
-    let call_sid = p.required("CallSid")?;
-    let from = p.form("From").unwrap_or("").to_string();
-    let call_id = format!("call-{}", call_sid.to_ascii_lowercase());
-    if super::check_id("CallSid", call_sid).is_err() {
-        return Err(ApiError::invalid("CallSid", "is not a Twilio SID"));
-    }
-    let existing = state.machine(&call_id).await.ok();
-    let m = match existing {
-        Some(m) => m,
-        None => {
-            let (main_room, hold_room) = super::calls::room_names(&call_id);
-            let caller_name = p
-                .form("CallerName")
-                .filter(|n| !n.trim().is_empty())
-                .unwrap_or(&from)
-                .to_string();
-            let call = Call {
-                call_id: call_id.clone(),
-                caller_id: format!("caller-{}", &call_id["call-".len()..]),
-                caller_name,
-                reason: "Phone call".into(),
-                agent_a_id: None,
-                agent_b_id: None,
-                owner_id: None,
-                offered_to: None,
-                requested_agent_id: None,
-                status: CallStatus::Queued,
-                main_room,
-                hold_room,
-                open_transfer_id: None,
-                last_summary_id: None,
-                end_reason: None,
-                created_at: Utc::now(),
-                end_at: None,
-                metadata: serde_json::json!({ "twilioCallSid": call_sid, "to": p.form("To") }),
-                channel: Channel::Phone,
-                caller_number: Some(from.clone()),
-                org_id: None,
-                direction: Default::default(),
-                assistant_id: None,
-                outbound: None,
-                recording: None,
-            };
-            state
-                .registry
-                .send(CreateCall {
-                    call,
-                    caller_call_sid: Some(call_sid.to_string()),
-                    outbound: None,
-                })
-                .await
-                .map_err(|_| ApiError::Unavailable("the switchboard is shutting down".into()))??
-        }
-    };
+    let m = state
+        .calls
+        .phone_call(NewPhoneCall {
+            call_sid: p.required("CallSid")?.to_string(),
+            from: p.form("From").unwrap_or("").to_string(),
+            to: p.form("To").map(str::to_string),
+            caller_name: p.form("CallerName").map(str::to_string),
+        })
+        .await?;
     if m.call.status.is_terminal() {
         return Ok(twiml_response(twiml::hangup()));
     }
     Ok(twiml_response(bridge.join_twiml(
-        &call_id,
+        &m.call.call_id,
         &m.call.main_room,
         &m.call.caller_id,
         true,
@@ -231,14 +191,14 @@ async fn client(
             "This line only joins switchboard calls.",
         )));
     };
-    let m = match state.machine(call_id).await {
+    let m = match state.calls.machine(call_id).await {
         Ok(m) => m,
-        Err(ApiError::NotFound { .. }) | Err(ApiError::BadRequest { .. }) => {
+        Err(ServiceError::NotFound { .. }) | Err(ServiceError::Invalid { .. }) => {
             return Ok(twiml_response(twiml::say_and_hangup(
                 "This call has ended.",
             )))
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
     let allowed = m.party_of(&identity).is_some_and(|party| {
         m.placements
@@ -326,14 +286,18 @@ async fn whisper(
     let call_sid = p.required("CallSid")?.to_string();
     let party = Party::Agent(agent_id.to_string());
     let answered = Observation::PhoneAnswered { party, call_sid };
-    let m = match state.execute(call_id, Input::Observe(answered), None).await {
+    let m = match state
+        .calls
+        .execute(call_id, Input::Observe(answered), None)
+        .await
+    {
         Ok(m) => m,
-        Err(ApiError::NotFound { .. }) | Err(ApiError::Conflict { .. }) => {
+        Err(ServiceError::NotFound { .. }) | Err(ServiceError::Conflict { .. }) => {
             return Ok(twiml_response(twiml::say_and_hangup(
                 "This transfer is no longer needed. Goodbye.",
             )))
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
     if !ringing_for(&m, transfer_id, agent_id) {
         return Ok(twiml_response(twiml::say_and_hangup(
@@ -385,10 +349,10 @@ async fn gather(
     let call_sid = p.form("CallSid").map(str::to_string);
     let party = Party::Agent(agent_id.to_string());
     let goodbye = |text: &str| Ok(twiml_response(twiml::say_and_hangup(text)));
-    let m = match state.machine(call_id).await {
+    let m = match state.calls.machine(call_id).await {
         Ok(m) => m,
-        Err(ApiError::NotFound { .. }) => return goodbye("This call has ended. Goodbye."),
-        Err(e) => return Err(e),
+        Err(ServiceError::NotFound { .. }) => return goodbye("This call has ended. Goodbye."),
+        Err(e) => return Err(e.into()),
     };
     if !ringing_for(&m, transfer_id, agent_id) {
         return goodbye("This transfer is no longer needed. Goodbye.");
@@ -399,31 +363,7 @@ async fn gather(
         p.form("Digits").unwrap_or("")
     };
     match digits {
-        "1" => {
-            let accepted = state
-                .execute(
-                    call_id,
-                    Input::Command(Actor::Agent(agent_id.to_string()), Command::AcceptTransfer),
-                    Some(format!("twilio-gather-{transfer_id}")),
-                )
-                .await;
-            match accepted {
-                Ok(m) => match m.room_of_party(&party) {
-                    Some(conference) => Ok(twiml_response(bridge.join_twiml(
-                        call_id,
-                        &conference,
-                        agent_id,
-                        false,
-                        true,
-                    ))),
-                    None => goodbye("This transfer is no longer needed. Goodbye."),
-                },
-                Err(ApiError::Conflict { .. }) | Err(ApiError::Forbidden(_)) => {
-                    goodbye("This transfer is no longer needed. Goodbye.")
-                }
-                Err(e) => Err(e),
-            }
-        }
+        "1" => accept_by_phone(&state, &bridge, call_id, transfer_id, agent_id).await,
         "2" | "" => {
             let status = if digits.is_empty() {
                 "no_input"
@@ -444,6 +384,44 @@ async fn gather(
         }
         // Another key: ask again.
         _ => Ok(prompt(&bridge, "", call_id, transfer_id, agent_id)),
+    }
+}
+
+/// The specialist pressed 1: accepts the transfer (once, whatever Twilio retries) and answers
+/// with the TwiML that joins the specialist where the machine placed them.
+async fn accept_by_phone(
+    state: &AppState,
+    bridge: &TwilioBridge,
+    call_id: &str,
+    transfer_id: &str,
+    agent_id: &str,
+) -> Result<HttpResponse, ApiError> {
+    let goodbye = || {
+        Ok(twiml_response(twiml::say_and_hangup(
+            "This transfer is no longer needed. Goodbye.",
+        )))
+    };
+    let accepted = state
+        .calls
+        .execute(
+            call_id,
+            Input::Command(Actor::Agent(agent_id.to_string()), Command::AcceptTransfer),
+            Some(format!("twilio-gather-{transfer_id}")),
+        )
+        .await;
+    match accepted {
+        Ok(m) => match m.room_of_party(&Party::Agent(agent_id.to_string())) {
+            Some(conference) => Ok(twiml_response(bridge.join_twiml(
+                call_id,
+                &conference,
+                agent_id,
+                false,
+                true,
+            ))),
+            None => goodbye(),
+        },
+        Err(ServiceError::Conflict { .. }) | Err(ServiceError::Forbidden(_)) => goodbye(),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -479,10 +457,14 @@ async fn status(
         }
     };
     let live_leg = matches!(obs, Observation::Dialed { .. });
-    match state.execute(call_id, Input::Observe(obs), None).await {
+    match state
+        .calls
+        .execute(call_id, Input::Observe(obs), None)
+        .await
+    {
         Ok(_) => Ok(ok()),
         // The call is over: a leg still up is a leftover.
-        Err(ApiError::Conflict { .. }) | Err(ApiError::NotFound { .. }) if live_leg => {
+        Err(ServiceError::Conflict { .. }) | Err(ServiceError::NotFound { .. }) if live_leg => {
             let sid = call_sid;
             actix::spawn(async move {
                 if let Err(e) = bridge.hangup(&sid, true).await {
@@ -491,8 +473,8 @@ async fn status(
             });
             Ok(ok())
         }
-        Err(ApiError::Conflict { .. }) | Err(ApiError::NotFound { .. }) => Ok(ok()),
-        Err(e) => Err(e),
+        Err(ServiceError::Conflict { .. }) | Err(ServiceError::NotFound { .. }) => Ok(ok()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -540,10 +522,10 @@ async fn conference(
         ("participant-unhold", Some(l)) => joined(l, name),
         ("participant-leave", Some(l)) => {
             let hung_up = p.form("ReasonParticipantLeft") == Some("participant_hung_up");
-            let m = match state.machine(call_id).await {
+            let m = match state.calls.machine(call_id).await {
                 Ok(m) => m,
-                Err(ApiError::NotFound { .. }) => return Ok(ok()),
-                Err(e) => return Err(e),
+                Err(ServiceError::NotFound { .. }) => return Ok(ok()),
+                Err(e) => return Err(e.into()),
             };
             match m.party_of(&l) {
                 Some(party) if hung_up && m.phones.contains_key(&party) => {
@@ -597,10 +579,10 @@ async fn transcription(
         p.required("SequenceId")?
     );
     super::check_id("TranscriptionSid", &id)?;
-    let m = match state.machine(call_id).await {
+    let m = match state.calls.machine(call_id).await {
         Ok(m) => m,
-        Err(ApiError::NotFound { .. }) => return Ok(ok()),
-        Err(e) => return Err(e),
+        Err(ServiceError::NotFound { .. }) => return Ok(ok()),
+        Err(e) => return Err(e.into()),
     };
     // The caller is `caller` in transcripts, as in seed 000.
     let speaker = if speaker == m.call.caller_id {
@@ -608,18 +590,19 @@ async fn transcription(
     } else {
         speaker.to_string()
     };
-    match super::transcripts::append_transcript_once(
-        &state,
-        call_id,
-        id,
-        speaker,
-        text.to_string(),
-        TranscriptSource::Twilio,
-    )
-    .await
+    match state
+        .calls
+        .append_transcript_once(
+            call_id,
+            id,
+            speaker,
+            text.to_string(),
+            TranscriptSource::Twilio,
+        )
+        .await
     {
-        Ok(_) | Err(ApiError::Conflict { .. }) => Ok(ok()),
-        Err(e) => Err(e),
+        Ok(_) | Err(ServiceError::Conflict { .. }) => Ok(ok()),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -20,8 +20,42 @@ use livekit_api::services::{ServerError, ServiceError, SipCallError};
 use livekit_api::webhooks::WebhookReceiver;
 use livekit_protocol as proto;
 
-use crate::config::{LiveKitConfig, RecordingConfig};
 use crate::secret::Secret;
+
+/// Where LiveKit is and how to authenticate to it.
+#[derive(Debug, Clone)]
+pub struct LiveKitConfig {
+    /// The URL browsers connect to (`ws://localhost:7880`).
+    pub url: String,
+    /// The URL the server calls for the RoomService API (`http://localhost:7880`).
+    pub api_url: String,
+    /// API key (`devkey` for `livekit-server --dev`).
+    pub api_key: String,
+    /// API secret.
+    pub api_secret: Secret,
+}
+
+/// Where call recordings are uploaded (S3 or an S3-compatible store such as MinIO), from
+/// `SWITCHBOARD_RECORDING_S3_*`. All or nothing: set the bucket and the rest becomes required.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingConfig {
+    /// `SWITCHBOARD_RECORDING_S3_BUCKET`.
+    pub bucket: String,
+    /// `SWITCHBOARD_RECORDING_S3_REGION` (e.g. `eu-west-1`).
+    pub region: String,
+    /// `SWITCHBOARD_RECORDING_S3_ENDPOINT`: an S3-compatible endpoint (MinIO, R2, ...);
+    /// `None` for AWS S3.
+    pub endpoint: Option<String>,
+    /// `SWITCHBOARD_RECORDING_S3_ACCESS_KEY`.
+    pub access_key: String,
+    /// `SWITCHBOARD_RECORDING_S3_SECRET`.
+    pub secret: Secret,
+    /// `SWITCHBOARD_RECORDING_S3_FORCE_PATH_STYLE`: `https://host/bucket/key` addressing
+    /// (MinIO needs it).
+    pub force_path_style: bool,
+    /// `SWITCHBOARD_RECORDING_S3_PREFIX` (default `recordings/`): prepended to every object key.
+    pub prefix: String,
+}
 
 /// How long a participant token may be used to join.
 const JOIN_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);

@@ -2,16 +2,48 @@
 //! hold, hang up, remove, end a conference), the TwiML the webhooks answer with, the URLs
 //! Twilio calls back on, and Access Tokens for browsers joining conferences.
 
+use crate::secret::Secret;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::config::TwilioConfig;
 use crate::twilio::rest::{
     CallEndStatus, CreateCall, RetryPolicy, TwilioAuth, TwilioClient, TwilioError, UpdateCall,
     UpdateParticipant,
 };
 use crate::twilio::token::{voice_access_token, TokenError, VoiceTokenSpec};
 use crate::twilio::twiml::{self, ConferenceJoin};
+
+/// Twilio: phone callers, phone specialists and browser client legs in conferences. All or
+/// nothing: set `TWILIO_ACCOUNT_SID` and the rest becomes required.
+#[derive(Debug, Clone)]
+pub struct TwilioConfig {
+    /// `TWILIO_ACCOUNT_SID` (`AC…`).
+    pub account_sid: String,
+    /// `TWILIO_AUTH_TOKEN`: Twilio signs every webhook with it.
+    pub auth_token: Secret,
+    /// `TWILIO_API_KEY` (`SK…`) and `TWILIO_API_SECRET`: REST calls and Voice SDK Access
+    /// Tokens; without them REST uses the account SID and auth token.
+    pub api_key: Option<(String, Secret)>,
+    /// `TWILIO_PHONE_NUMBER`: the number phone specialists see calling (E.164).
+    pub phone_number: String,
+    /// `TWILIO_APP_SID` (`AP…`): the TwiML App whose voice URL is `/twilio/client`, for the
+    /// browser's Voice SDK.
+    pub app_sid: Option<String>,
+    /// `TWILIO_API_BASE_URL` (default `https://api.twilio.com`).
+    pub api_base_url: String,
+    /// `SWITCHBOARD_PUBLIC_URL`: the URL Twilio reaches this server at (an ngrok URL in
+    /// development); webhook signatures are checked against it.
+    pub public_url: String,
+    /// `SWITCHBOARD_HOLD_MUSIC_URL`: what a waiting or held phone caller hears.
+    pub hold_music_url: String,
+    /// `SWITCHBOARD_TWILIO_TRANSCRIBE`: transcribe phone legs in real time
+    /// (`<Start><Transcription>`, a billed Twilio feature), feeding the AI briefing.
+    pub transcribe: bool,
+}
+
+/// Twilio's demo hold music (played by Twilio, fetched by Twilio, never by us).
+pub const DEFAULT_HOLD_MUSIC: &str =
+    "http://com.twilio.music.classical.s3.amazonaws.com/BusyStrings.mp3";
 
 /// Conference events we ask Twilio to report (`statusCallbackEvent`).
 pub const CONFERENCE_EVENTS: &str = "start end join leave hold modify";

@@ -67,9 +67,9 @@ use serde_json::Value;
 use self::codec::{codec_err, from_item, get_i64, get_s, get_u64, item_size, n, s, to_item, Item};
 pub use self::tables::{TableAction, TableNames, TableReport, TABLE_VARS};
 use super::{CallCommit, Store, StoreError, StoredCall};
-use crate::secret::Secret;
 use crate::model::{Agent, Call, Event, Room, Summary, Transcript, Transfer, TransferStatus};
 use crate::org::{ApiKeyRecord, Assistant, SipTrunk};
+use crate::secret::Secret;
 use crate::webhooks::{DeliveryStatus, WebhookDelivery};
 
 /// DynamoDB's limit of writes in one `TransactWriteItems`.
@@ -94,7 +94,7 @@ const CALL_JSON: &[&str] = &["metadata"];
 /// Fields of an event kept as JSON text.
 const EVENT_JSON: &[&str] = &["data", "audience"];
 
-/// Settings of the DynamoDB store (validated by [`Config`](crate::config::Config)).
+/// Settings of the DynamoDB store (read from the environment by the configuration).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DynamoConfig {
     /// The tables.

@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::LlmEndpoint;
 use super::{Draft, SummaryInput};
-use crate::config::LlmEndpoint;
 use crate::model::{Sentiment, TokenUsage, Urgency};
 
 /// Longest wait a `Retry-After` may ask for; a longer one ends the attempts.

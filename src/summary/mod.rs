@@ -8,6 +8,7 @@ pub mod llm;
 pub mod offline;
 pub mod redact;
 
+use crate::secret::Secret;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,13 +18,44 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::Utc;
 
-use crate::config::LlmConfig;
 use crate::model::{
     new_id, Call, Sentiment, Summary, SummarySource, TokenUsage, Transcript, Urgency,
 };
 use crate::store::{Store, StoreError};
 
 pub use offline::OFFLINE_MODEL;
+
+/// One OpenAI-compatible chat-completions endpoint (`LLM_*`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlmEndpoint {
+    /// `openai`, `openrouter`, `groq`, or `custom` (an `LLM_BASE_URL` of its own).
+    pub provider: String,
+    /// Base URL; requests go to `{base_url}/chat/completions`.
+    pub base_url: String,
+    /// The model asked for.
+    pub model: String,
+    /// Sent as `Authorization: Bearer`; `None` for a local server without a key.
+    pub api_key: Option<Secret>,
+    /// Deadline of one attempt (`LLM_TIMEOUT`).
+    pub timeout: Duration,
+    /// Retries after a 429, a 5xx or a connection failure (`LLM_RETRIES`).
+    pub retries: u32,
+    /// Ask for a streamed (SSE) answer (`LLM_STREAM`, default on).
+    pub stream: bool,
+}
+
+/// Summaries: the LLM endpoint (none = offline only), redaction and the refresh debounce.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlmConfig {
+    /// The LLM, when a key (or an own `LLM_BASE_URL`) is configured.
+    pub endpoint: Option<LlmEndpoint>,
+    /// Mask personal data before it leaves for the provider and in what agents are shown
+    /// (`SWITCHBOARD_REDACT`, default on).
+    pub redact: bool,
+    /// Quiet time after new transcript text before a summary is regenerated
+    /// (`SWITCHBOARD_SUMMARY_DEBOUNCE`).
+    pub debounce: Duration,
+}
 
 /// The `model` recorded on human-written summaries.
 pub const HUMAN_MODEL: &str = "human";

@@ -15,11 +15,11 @@ use tokio::task::JoinSet;
 
 use super::signing::{self, ATTEMPT_HEADER, EVENT_HEADER, IDEMPOTENCY_HEADER, SIGNATURE_HEADER};
 use super::ssrf::{self, SsrfError};
+use super::WebhookConfig;
 use super::{
     delivery_id, DeliveryAttempt, DeliveryStatus, WebhookDelivery, WebhookError, WebhookTarget,
     CALL_ENDED,
 };
-use crate::config::WebhookConfig;
 use crate::model::Call;
 use crate::store::{Store, StoreError};
 

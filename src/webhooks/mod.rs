@@ -9,18 +9,54 @@ pub mod signing;
 pub mod ssrf;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::config::WebhookConfig;
-use crate::secret::Secret;
 use crate::model::{Call, CallStatus, Transcript, Transfer};
+use crate::secret::Secret;
 use crate::store::{Store, StoreError};
 
 pub use self::delivery::Webhooks;
+
+/// Settings of the end-of-call webhooks (`SWITCHBOARD_WEBHOOK_*`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookConfig {
+    /// `SWITCHBOARD_WEBHOOK_MAX_ATTEMPTS` (default 8): attempts before a delivery fails.
+    pub max_attempts: u32,
+    /// `SWITCHBOARD_WEBHOOK_BACKOFF` (default 1 s): the first delay; it doubles after each
+    /// failed attempt (with jitter).
+    pub first_backoff: Duration,
+    /// `SWITCHBOARD_WEBHOOK_MAX_BACKOFF` (default 300 s): the longest delay.
+    pub max_backoff: Duration,
+    /// `SWITCHBOARD_WEBHOOK_TIMEOUT` (default 10 s): one attempt's deadline.
+    pub attempt_timeout: Duration,
+    /// `SWITCHBOARD_WEBHOOK_POLL` (default 5 s): how often the worker re-reads the pending
+    /// deliveries when nothing wakes it (picks up what another node enqueued).
+    pub poll_interval: Duration,
+    /// `SWITCHBOARD_WEBHOOK_ALLOW_PRIVATE` and `SWITCHBOARD_WEBHOOK_ALLOWED_HOSTS`.
+    pub policy: crate::webhooks::ssrf::EgressPolicy,
+    /// `SWITCHBOARD_WEBHOOK_SECRET`: signs the webhooks of assistants created with the
+    /// management key (an organisation key's assistants use that key's own secret).
+    pub signing_secret: Option<Secret>,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        WebhookConfig {
+            max_attempts: 8,
+            first_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+            attempt_timeout: Duration::from_secs(10),
+            poll_interval: Duration::from_secs(5),
+            policy: Default::default(),
+            signing_secret: None,
+        }
+    }
+}
 
 /// The event sent when a call ends.
 pub const CALL_ENDED: &str = "call.ended";

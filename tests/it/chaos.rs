@@ -128,9 +128,11 @@ async fn the_twilio_fakes_hanging_requests_time_out_carried_out_or_not() {
         .await
         .expect_err("the answer is held past the timeout");
     assert!(err.is_timeout(), "{err}");
-    fake.wait_for("carried out: the call exists", Duration::from_secs(10), |f| {
-        (f.calls().len() == 1).then_some(())
-    })
+    fake.wait_for(
+        "carried out: the call exists",
+        Duration::from_secs(10),
+        |f| (f.calls().len() == 1).then_some(()),
+    )
     .await;
     assert_eq!(fake.requests().len(), 1, "one request reached the fake");
 

@@ -28,11 +28,11 @@ use crate::support::livekit::{
 };
 use livekit_api::access_token::SIPGrants;
 use switchboard::config::LiveKitConfig;
-use switchboard::secret::Secret;
 use switchboard::media::livekit::{
     EgressStatus, LiveKit, LiveKitError, OutboundTrunkSpec, ParticipantKind, RecordingTarget,
     SipDial, SipDialError, SipTransport,
 };
+use switchboard::secret::Secret;
 
 const KEY: &str = "APIswitchboardtest";
 const SECRET: &str = "switchboard-test-secret-0123456789abcdefghij";

@@ -12,6 +12,7 @@ mod dynamo;
 mod failures;
 mod flows;
 mod hostile;
+mod layering;
 mod lifecycle;
 mod livekit_fake;
 mod orgs;

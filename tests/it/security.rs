@@ -324,8 +324,8 @@ async fn duplicate_and_stale_webhooks_change_nothing() {
 #[test]
 fn livekits_official_python_sdk_accepts_our_tokens_with_the_intended_grants() {
     use switchboard::config::LiveKitConfig;
-use switchboard::secret::Secret;
     use switchboard::media::livekit::{LiveKit, ParticipantRole};
+    use switchboard::secret::Secret;
     let secret = "cross-check-secret-0123456789abcdef";
     let lk = LiveKit::new(&LiveKitConfig {
         url: "ws://localhost:7880".into(),

@@ -678,9 +678,8 @@ async fn hold_works_on_a_phone_caller_whose_conference_start_callback_was_lost()
     let c = phone_call(&app, "alice").await;
     fake(&app)
         .wait_for_callbacks("the start callback to be lost", WAIT, |log| {
-            log.iter().any(|cb| {
-                cb.dropped && cb.param("StatusCallbackEvent") == Some("conference-start")
-            })
+            log.iter()
+                .any(|cb| cb.dropped && cb.param("StatusCallbackEvent") == Some("conference-start"))
         })
         .await;
     let r = app

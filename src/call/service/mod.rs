@@ -1,0 +1,290 @@
+//! The call service: the one application layer between the transports (REST, WebSocket,
+//! Twilio and LiveKit webhooks) and the call actors.
+//!
+//! A transport parses its input, decides who is asking, then calls one method here and maps
+//! the answer to its own shape. The service owns:
+//! - executing a command or an observation on a call ([`CallService::execute`]): finding
+//!   the call's actor through the registry, restarting a dead actor once from the store,
+//!   retrying a call that is being recovered, and answering ended calls from their final
+//!   state (a repeat succeeds, anything else is `call_ended`);
+//! - reading a call's current state ([`CallService::machine`]);
+//! - new calls, web and phone, and the credentials to join them ([`calls`]);
+//! - the transfer use case ([`transfers`]): the target's checks, presence, the phone
+//!   policy, the briefing, the command, the background summary refresh, the tokens;
+//! - transcript chunks and summary refreshes ([`transcripts`]);
+//! - outbound assistant calls ([`outbound`]).
+//!
+//! It is also the one place where a cluster decides whether a call runs on this node.
+//! Errors are [`ServiceError`]: transport-neutral categories each transport maps once.
+
+pub mod calls;
+pub mod outbound;
+pub mod transcripts;
+pub mod transfers;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Addr;
+
+use crate::call::actor::{decode, now_ms, CallError, Execute};
+use crate::call::machine::{CallMachine, Input, Rejection};
+use crate::call::registry::{ActorDied, Found, Lookup, Registry};
+use crate::media::livekit::LiveKit;
+use crate::media::twilio::TwilioBridge;
+use crate::store::{Store, StoreError};
+use crate::summary::{Summaries, SummaryError};
+
+/// How long to wait before the one retry of a call whose actor is being restarted.
+const RECOVERY_RETRY: Duration = Duration::from_millis(50);
+
+/// Why a use case failed, in categories every transport can map (HTTP: 400, 403, 404, 409,
+/// 502, 503, 500).
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// An unknown id.
+    #[error("{entity} {id} not found")]
+    NotFound {
+        /// `call`, `agent`, `transfer`, ...
+        entity: &'static str,
+        /// The id asked for.
+        id: String,
+    },
+    /// The request is wrong in a way the client can fix, with a stable code
+    /// (`invalid_field`, `invalid_request`, `unsupported_target`, ...).
+    #[error("{message}")]
+    Invalid {
+        /// Stable, machine-readable.
+        code: &'static str,
+        /// What is wrong, naming the field where there is one.
+        message: String,
+    },
+    /// The asker may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The call or transfer is in a state where this cannot happen.
+    #[error("{message}")]
+    Conflict {
+        /// Stable code (`transfer_open`, `call_ended`, `target_unavailable`, ...).
+        code: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// A dependency is down or the call is being recovered; nothing was changed.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A dependency answered but refused, in a way the client cannot fix.
+    #[error("{0}")]
+    BadGateway(String),
+    /// Our fault; details are logged by the transport, never shown.
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ServiceError {
+    /// An invalid field (`invalid_field`), named in the message.
+    pub fn invalid(field: &str, message: impl std::fmt::Display) -> Self {
+        ServiceError::Invalid {
+            code: "invalid_field",
+            message: format!("{field}: {message}"),
+        }
+    }
+
+    /// An unknown id.
+    pub fn not_found(entity: &'static str, id: impl Into<String>) -> Self {
+        ServiceError::NotFound {
+            entity,
+            id: id.into(),
+        }
+    }
+
+    /// The call has ended (409 `call_ended`).
+    pub fn call_ended(call_id: &str) -> Self {
+        ServiceError::Conflict {
+            code: "call_ended",
+            message: format!("call {call_id} has ended"),
+        }
+    }
+
+    fn shutting_down() -> Self {
+        ServiceError::Unavailable("the switchboard is shutting down".into())
+    }
+
+    fn recovering() -> Self {
+        ServiceError::Unavailable("the call is being recovered; retry shortly".into())
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { entity, id } => ServiceError::NotFound { entity, id },
+            StoreError::AlreadyExists { entity, id } => ServiceError::Conflict {
+                code: "already_exists",
+                message: format!("{entity} {id} already exists"),
+            },
+            StoreError::VersionConflict { entity, id, .. } => ServiceError::Conflict {
+                code: "concurrent_update",
+                message: format!("{entity} {id} was changed concurrently; retry"),
+            },
+            other => {
+                tracing::error!(error = %other, "storage failed");
+                ServiceError::Unavailable("storage is unavailable; nothing was changed".into())
+            }
+        }
+    }
+}
+
+impl From<CallError> for ServiceError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Rejected(Rejection::Forbidden(m)) => ServiceError::Forbidden(m),
+            CallError::Rejected(Rejection::Conflict { code, message }) => {
+                ServiceError::Conflict { code, message }
+            }
+            CallError::Rejected(Rejection::Invalid(m)) => ServiceError::Invalid {
+                code: "invalid_request",
+                message: m,
+            },
+            CallError::NotFound(id) => ServiceError::not_found("call", id),
+            CallError::Storage(e) if matches!(*e, StoreError::VersionConflict { .. }) => {
+                ServiceError::Conflict {
+                    code: "concurrent_update",
+                    message: "the call was changed concurrently; retry".into(),
+                }
+            }
+            CallError::Storage(e) => {
+                tracing::error!(error = %e, "storage failed");
+                ServiceError::Unavailable("storage is unavailable; nothing was changed".into())
+            }
+            CallError::Unavailable => ServiceError::recovering(),
+            CallError::Media(e) => ServiceError::Internal(Box::new(CallError::Media(e))),
+        }
+    }
+}
+
+impl From<SummaryError> for ServiceError {
+    /// Only the store can fail a summary (the LLM falls back to the offline summariser).
+    fn from(e: SummaryError) -> Self {
+        match e {
+            SummaryError::Store(e) => e.into(),
+            SummaryError::CallNotFound(id) => ServiceError::not_found("call", id),
+            other => ServiceError::Internal(Box::new(other)),
+        }
+    }
+}
+
+/// Checks an id-like value: 1 to 100 characters of letters, digits, `-`, `_`, `.`, `:`.
+pub fn check_id(field: &str, value: &str) -> Result<(), ServiceError> {
+    let ok = !value.is_empty()
+        && value.len() <= 100
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ServiceError::invalid(
+            field,
+            "must be 1 to 100 letters, digits, '-', '_', '.' or ':'",
+        ))
+    }
+}
+
+/// Checks a text's length in characters.
+pub fn check_text(field: &str, value: &str, min: usize, max: usize) -> Result<(), ServiceError> {
+    let n = value.chars().count();
+    if n < min || n > max {
+        return Err(ServiceError::invalid(
+            field,
+            format!("must be {min} to {max} characters (got {n})"),
+        ));
+    }
+    Ok(())
+}
+
+/// The main and hold room (and conference) names of a call.
+pub fn room_names(call_id: &str) -> (String, String) {
+    (format!("{call_id}--main"), format!("{call_id}--hold"))
+}
+
+/// The application layer over the call actors (see the module doc). Cheap to clone.
+#[derive(Clone)]
+pub struct CallService {
+    /// Durable storage.
+    pub store: Arc<dyn Store>,
+    /// Call actors and routing.
+    pub registry: Addr<Registry>,
+    /// The LiveKit plane (participant tokens).
+    pub livekit: LiveKit,
+    /// The Twilio plane, when configured (phone agents need it).
+    pub twilio: Option<TwilioBridge>,
+    /// Call summaries and their background refresh.
+    pub summaries: Summaries,
+    /// What outbound calls need of the configuration.
+    pub outbound: outbound::OutboundSettings,
+}
+
+impl CallService {
+    /// Feeds an input to a call's actor and answers the machine after it. A dead actor is
+    /// restarted once from the store; a call being recovered is retried once after
+    /// [`RECOVERY_RETRY`]; an ended call answers from its final state (a repeat that changes
+    /// nothing succeeds, anything else is `call_ended`).
+    pub async fn execute(
+        &self,
+        call_id: &str,
+        input: Input,
+        idempotency_key: Option<String>,
+    ) -> Result<Arc<CallMachine>, ServiceError> {
+        for attempt in 0..2 {
+            let found = self
+                .registry
+                .send(Lookup {
+                    call_id: call_id.to_string(),
+                })
+                .await
+                .map_err(|_| ServiceError::shutting_down())??;
+            let addr = match found {
+                Found::Live(addr) => addr,
+                Found::Ended(m) => {
+                    let step = m.handle(now_ms(), input).map_err(CallError::from)?;
+                    return if step.changed(&m) {
+                        Err(ServiceError::call_ended(call_id))
+                    } else {
+                        Ok(m)
+                    };
+                }
+            };
+            match addr
+                .send(Execute {
+                    input: input.clone(),
+                    idempotency_key: idempotency_key.clone(),
+                })
+                .await
+            {
+                Ok(Err(CallError::Unavailable)) if attempt == 0 => {
+                    tokio::time::sleep(RECOVERY_RETRY).await;
+                }
+                Ok(res) => return Ok(res?),
+                Err(_) if attempt == 0 => {
+                    self.registry.do_send(ActorDied {
+                        call_id: call_id.to_string(),
+                    });
+                }
+                Err(_) => break,
+            }
+        }
+        Err(ServiceError::recovering())
+    }
+
+    /// The current state of a call (live or ended), as stored.
+    pub async fn machine(&self, call_id: &str) -> Result<Arc<CallMachine>, ServiceError> {
+        let stored = self
+            .store
+            .get_call(call_id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("call", call_id))?;
+        let m = decode(&stored).map_err(|e| ServiceError::Internal(Box::new(e)))?;
+        Ok(Arc::new(m))
+    }
+}

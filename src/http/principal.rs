@@ -1,0 +1,253 @@
+//! Who is asking ([`Principal`]): the root API key, an organisation's key, an agent's or a
+//! caller's session token, or (with no key configured) a local client.
+
+use actix_web::{web, HttpMessage, HttpRequest};
+
+use super::{check_id, ApiError, AppState};
+use crate::config::ManagementAccess;
+use crate::model::PartyRef;
+
+/// Who is asking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// Management: a valid `x-api-key`, or a local client when no key is configured.
+    Admin,
+    /// An agent with a session token.
+    Agent(String),
+    /// A caller with a session token; reaches one call only.
+    Caller(String),
+    /// An organisation's API key (`sbk_...`): its own keys, assistants and trunks only.
+    Org(OrgKey),
+}
+
+/// A verified organisation API key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgKey {
+    /// The key's id.
+    pub key_id: String,
+    /// Its organisation.
+    pub org_id: String,
+    /// What it may do there.
+    pub role: crate::org::KeyRole,
+}
+
+impl Principal {
+    /// The organisation of an organisation key; `None` for everyone else (the root key
+    /// included: it belongs to no organisation).
+    pub fn org_id(&self) -> Option<&str> {
+        match self {
+            Principal::Org(k) => Some(&k.org_id),
+            _ => None,
+        }
+    }
+
+    /// Fails (403) unless this is the root key or an organisation key.
+    pub fn require_org_or_admin(&self) -> Result<(), ApiError> {
+        match self {
+            Principal::Admin | Principal::Org(_) => Ok(()),
+            _ => Err(ApiError::Forbidden(
+                "this endpoint needs an API key (x-api-key)".into(),
+            )),
+        }
+    }
+
+    /// Whether a record of organisation `org_id` is visible to this key: the root key sees
+    /// every organisation's, an organisation key its own only.
+    pub fn sees_org(&self, org_id: &str) -> bool {
+        self.org_id().is_none_or(|own| own == org_id)
+    }
+
+    /// The organisation a new record (`what`: assistants, trunks) belongs to: an organisation
+    /// key's own (naming another is 403), or the `orgId` the root key must give.
+    pub fn owning_org(&self, asked: Option<&str>, what: &str) -> Result<String, ApiError> {
+        match self {
+            Principal::Org(k) => {
+                if asked.is_some_and(|o| o != k.org_id) {
+                    return Err(ApiError::Forbidden(format!(
+                        "an organisation API key creates {what} in its own organisation ({}) only",
+                        k.org_id
+                    )));
+                }
+                Ok(k.org_id.clone())
+            }
+            _ => {
+                let org = asked.ok_or_else(|| {
+                    ApiError::invalid("orgId", "is required with the management key")
+                })?;
+                check_id("orgId", org)?;
+                Ok(org.to_string())
+            }
+        }
+    }
+
+    /// The 403 of an endpoint that organisation keys may not use (yet).
+    pub fn org_forbidden() -> ApiError {
+        ApiError::Forbidden(
+            "organisation API keys cannot use this endpoint; it needs the management API key"
+                .into(),
+        )
+    }
+
+    /// Fails unless this is management.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        match self {
+            Principal::Admin => Ok(()),
+            _ => Err(ApiError::Forbidden(
+                "this endpoint needs the management API key".into(),
+            )),
+        }
+    }
+}
+
+/// A request header as text, if present and visible ASCII.
+pub(super) fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Whether a browser request comes from a page of another site (its `Origin` differs from
+/// the `Host` it targets).
+fn cross_site(req: &HttpRequest) -> bool {
+    match (header(req, "origin"), header(req, "host")) {
+        (Some(origin), Some(host)) => {
+            let origin_host = origin.split("://").nth(1).unwrap_or(origin);
+            origin_host != host
+        }
+        (Some(_), None) => true,
+        _ => false,
+    }
+}
+
+/// Works out who is asking, for every endpoint that organisation keys may not use: as
+/// [`authenticate`], but a valid organisation key is refused with 403 `forbidden` (it never
+/// gets management power).
+pub fn principal(req: &HttpRequest, state: &AppState) -> Result<Principal, ApiError> {
+    match authenticate(req, state)? {
+        Principal::Org(_) => Err(Principal::org_forbidden()),
+        other => Ok(other),
+    }
+}
+
+/// What [`resolve_org_key`] found for the request's organisation key.
+#[derive(Debug, Clone)]
+enum OrgKeyCheck {
+    /// The key is stored, not revoked, and its secret matches.
+    Valid(OrgKey),
+    /// Unknown, revoked, malformed or wrong secret (401 with this message).
+    Refused(&'static str),
+    /// The store could not be read (503).
+    Unavailable,
+}
+
+/// Middleware: when `x-api-key` holds an organisation key (`sbk_...`, not the root key), looks
+/// it up in the store (every request: a revoked key is refused at once) and leaves the result
+/// for [`authenticate`], which stays synchronous.
+pub async fn resolve_org_key(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let presented = header(req.request(), "x-api-key").map(str::to_owned);
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    if let (Some(key), Some(state)) = (presented, state) {
+        let root =
+            matches!(&state.config.management, ManagementAccess::ApiKey(e) if e.matches(&key));
+        if !root && crate::org::looks_like_key(&key) {
+            let check = check_org_key(&state, &key).await;
+            req.extensions_mut().insert(check);
+        }
+    }
+    next.call(req).await
+}
+
+async fn check_org_key(state: &AppState, text: &str) -> OrgKeyCheck {
+    let Some((key_id, secret)) = crate::org::parse_key(text) else {
+        return OrgKeyCheck::Refused("invalid API key");
+    };
+    match state.store.get_api_key(key_id).await {
+        Ok(Some(k)) if k.secret_matches(secret) => {
+            if k.revoked_at.is_some() {
+                OrgKeyCheck::Refused("this API key has been revoked")
+            } else {
+                OrgKeyCheck::Valid(OrgKey {
+                    key_id: k.key_id,
+                    org_id: k.org_id,
+                    role: k.role,
+                })
+            }
+        }
+        Ok(_) => OrgKeyCheck::Refused("invalid API key"),
+        Err(e) => {
+            tracing::error!(error = %e, "reading an API key failed");
+            OrgKeyCheck::Unavailable
+        }
+    }
+}
+
+/// Works out who is asking: `x-api-key` (the root key is management, an organisation key is
+/// [`Principal::Org`]), then `Authorization: Bearer <session token>`, then (with no key
+/// configured) a local client.
+pub fn authenticate(req: &HttpRequest, state: &AppState) -> Result<Principal, ApiError> {
+    if let Some(key) = header(req, "x-api-key") {
+        let root =
+            matches!(&state.config.management, ManagementAccess::ApiKey(e) if e.matches(key));
+        if !root && crate::org::looks_like_key(key) {
+            return match req.extensions().get::<OrgKeyCheck>() {
+                Some(OrgKeyCheck::Valid(k)) => Ok(Principal::Org(k.clone())),
+                Some(OrgKeyCheck::Refused(m)) => Err(ApiError::Unauthorized((*m).into())),
+                Some(OrgKeyCheck::Unavailable) => Err(ApiError::Unavailable(
+                    "API keys cannot be checked right now (storage is unavailable)".into(),
+                )),
+                None => Err(ApiError::Internal(
+                    "organisation keys are not resolved: resolve_org_key is not installed".into(),
+                )),
+            };
+        }
+        return match &state.config.management {
+            ManagementAccess::ApiKey(expected) if expected.matches(key) => Ok(Principal::Admin),
+            ManagementAccess::ApiKey(_) => Err(ApiError::Unauthorized("invalid API key".into())),
+            ManagementAccess::LoopbackOnly => local_admin(req),
+        };
+    }
+    if let Some(auth) = header(req, "authorization") {
+        let token = auth.strip_prefix("Bearer ").ok_or_else(|| {
+            ApiError::Unauthorized("expected Authorization: Bearer <token>".into())
+        })?;
+        return match state.keys.verify(token.trim()) {
+            Ok(PartyRef::Agent { agent_id }) => Ok(Principal::Agent(agent_id)),
+            Ok(PartyRef::Caller { call_id }) => Ok(Principal::Caller(call_id)),
+            Err(_) => Err(ApiError::Unauthorized(
+                "invalid or expired session token".into(),
+            )),
+        };
+    }
+    match &state.config.management {
+        ManagementAccess::LoopbackOnly => local_admin(req),
+        ManagementAccess::ApiKey(_) => Err(ApiError::Unauthorized(
+            "send x-api-key (management) or Authorization: Bearer <session token>".into(),
+        )),
+    }
+}
+
+/// Whether a proxy or tunnel (ngrok, a reverse proxy) relayed the request: it then comes
+/// from loopback but not from this machine's user.
+fn forwarded(req: &HttpRequest) -> bool {
+    [
+        "forwarded",
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-real-ip",
+    ]
+    .iter()
+    .any(|h| req.headers().contains_key(*h))
+}
+
+fn local_admin(req: &HttpRequest) -> Result<Principal, ApiError> {
+    let local = req.peer_addr().is_some_and(|a| a.ip().is_loopback());
+    if local && !cross_site(req) && !forwarded(req) {
+        Ok(Principal::Admin)
+    } else {
+        Err(ApiError::Unauthorized(
+            "management endpoints are open to local clients only while SWITCHBOARD_API_KEY is unset"
+                .into(),
+        ))
+    }
+}
