@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use super::input::conflict;
 use super::transfer::{self, NewTransfer};
-use super::{Actor, Command, Effect, Party, Rejection, Space, TimerKey, Tx};
+use super::{Actor, Command, Effect, Party, Rejection, Space, TimerKey, TwilioEffect, Tx};
 use crate::model::{from_millis, Audience, CallStatus};
 
 /// The owner, when `actor` is the agent who owns the call.
@@ -206,12 +206,13 @@ pub(super) fn command(tx: &mut Tx, actor: Actor, cmd: Command) -> Result<(), Rej
                     Space::Hold => tx.m.call.main_room.clone(),
                     space => tx.room_of(space),
                 };
-                tx.effects.push(Effect::MuteParticipant {
-                    conference_sid: tx.conference_sid(&conference),
-                    conference,
-                    label: identity.clone(),
-                    muted,
-                });
+                tx.effects
+                    .push(Effect::Twilio(TwilioEffect::MuteParticipant {
+                        conference_sid: tx.conference_sid(&conference),
+                        conference,
+                        label: identity.clone(),
+                        muted,
+                    }));
             }
             let kind = if muted {
                 "participant.muted"

@@ -1,12 +1,30 @@
 //! What comes out of the call machine: the [`Step`] of one transition, and the [`Effect`]s
-//! the actor carries out after persisting it.
+//! the actor carries out after persisting it, grouped by the plane (or service) that carries
+//! them out, so that each group has one executor.
 
 use super::{CallMachine, Party};
 use crate::model::{Event, Transfer};
 
-/// Something the actor must carry out after the transition is persisted.
+/// Something the actor must carry out after the transition is persisted, by who carries it
+/// out. The actor hands each group to one executor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
+    /// A LiveKit room or participant (rooms and participants of the call's spaces).
+    LiveKit(LiveKitEffect),
+    /// A phone leg or a conference on Twilio.
+    Twilio(TwilioEffect),
+    /// An outbound call's assistant, SIP dial-out or recording (LiveKit's agent dispatch, SIP
+    /// and egress services), answered back into the machine.
+    Assistant(AssistantEffect),
+    /// Routing (the registry that offers calls to agents).
+    Routing(RoutingEffect),
+    /// The end-of-call notice.
+    Notice(NoticeEffect),
+}
+
+/// An effect on the LiveKit rooms of the call's spaces (best effort, not answered back).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LiveKitEffect {
     /// Make sure the LiveKit room exists (best effort).
     EnsureRoom {
         /// Room name.
@@ -24,8 +42,11 @@ pub enum Effect {
         /// Participant identity.
         identity: String,
     },
-    /// The call waits for an agent: routing should offer it, avoiding `exclude` if it can.
-    RequestAgent,
+}
+
+/// An effect on the Twilio plane: phone legs and conferences.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TwilioEffect {
     /// Dial a phone party through Twilio; the answer is the briefing prompt.
     Dial {
         /// Who.
@@ -91,6 +112,12 @@ pub enum Effect {
         /// Its SID, when known.
         conference_sid: Option<String>,
     },
+}
+
+/// An effect of an outbound assistant call: the assistant's dispatch, the SIP dial-out and
+/// the recording.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AssistantEffect {
     /// Dispatch the call's assistant (a LiveKit agent) to the room.
     DispatchAssistant {
         /// The room.
@@ -134,8 +161,50 @@ pub enum Effect {
         /// The egress id.
         egress_id: String,
     },
+}
+
+/// An effect for routing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoutingEffect {
+    /// The call waits for an agent: routing should offer it, avoiding `exclude` if it can.
+    RequestAgent,
+}
+
+/// An effect for the end-of-call notice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoticeEffect {
     /// Queue the end-of-call notice (webhook), then confirm with [`super::Observation::Notified`].
     NotifyEnded,
+}
+
+impl From<LiveKitEffect> for Effect {
+    fn from(e: LiveKitEffect) -> Self {
+        Effect::LiveKit(e)
+    }
+}
+
+impl From<TwilioEffect> for Effect {
+    fn from(e: TwilioEffect) -> Self {
+        Effect::Twilio(e)
+    }
+}
+
+impl From<AssistantEffect> for Effect {
+    fn from(e: AssistantEffect) -> Self {
+        Effect::Assistant(e)
+    }
+}
+
+impl From<RoutingEffect> for Effect {
+    fn from(e: RoutingEffect) -> Self {
+        Effect::Routing(e)
+    }
+}
+
+impl From<NoticeEffect> for Effect {
+    fn from(e: NoticeEffect) -> Self {
+        Effect::Notice(e)
+    }
 }
 
 /// The result of one transition.

@@ -28,7 +28,9 @@ mod state;
 mod transfer;
 mod tx;
 
-pub use effect::{Effect, Step};
+pub use effect::{
+    AssistantEffect, Effect, LiveKitEffect, NoticeEffect, RoutingEffect, Step, TwilioEffect,
+};
 pub use input::{Actor, Command, Input, Observation, Rejection};
 pub use outbound::{assistant_party_id, dial_outcome, OutboundPlan};
 pub use state::{
@@ -109,12 +111,12 @@ impl CallMachine {
         };
         let mut tx = Tx::new(m, now);
         if !phone_caller {
-            tx.effects.push(Effect::EnsureRoom {
+            tx.effects.push(Effect::LiveKit(LiveKitEffect::EnsureRoom {
                 room: tx.m.call.main_room.clone(),
-            });
-            tx.effects.push(Effect::EnsureRoom {
+            }));
+            tx.effects.push(Effect::LiveKit(LiveKitEffect::EnsureRoom {
                 room: tx.m.call.hold_room.clone(),
-            });
+            }));
         }
         tx.m.call.status = CallStatus::Queued;
         tx.m.timers.insert(
@@ -148,7 +150,8 @@ impl CallMachine {
             },
             data,
         );
-        tx.effects.push(Effect::RequestAgent);
+        tx.effects
+            .push(Effect::Routing(RoutingEffect::RequestAgent));
         tx.finish()
     }
 

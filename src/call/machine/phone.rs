@@ -2,7 +2,7 @@
 //! legs up, and what Twilio reports about them (a conference started, a leg dialled, failed,
 //! answered or ended).
 
-use super::{Effect, Party, PhoneLeg, PhoneState, Placement, Space, Tx};
+use super::{Effect, Party, PhoneLeg, PhoneState, Placement, Space, TwilioEffect, Tx};
 use crate::model::TransferStatus;
 
 impl Tx {
@@ -25,20 +25,22 @@ impl Tx {
         match party {
             Party::Caller => {
                 let conference = self.m.call.main_room.clone();
-                self.effects.push(Effect::HoldParticipant {
-                    conference_sid: self.conference_sid(&conference),
-                    conference,
-                    label: identity,
-                    hold: p.space == Space::Hold,
-                });
+                self.effects
+                    .push(Effect::Twilio(TwilioEffect::HoldParticipant {
+                        conference_sid: self.conference_sid(&conference),
+                        conference,
+                        label: identity,
+                        hold: p.space == Space::Hold,
+                    }));
             }
             Party::Agent(_) => {
                 if let Some(call_sid) = leg.call_sid.clone() {
-                    self.effects.push(Effect::RedirectPhone {
-                        call_sid,
-                        conference: self.room_of(p.space),
-                        label: identity,
-                    });
+                    self.effects
+                        .push(Effect::Twilio(TwilioEffect::RedirectPhone {
+                            call_sid,
+                            conference: self.room_of(p.space),
+                            label: identity,
+                        }));
                 }
             }
         }
@@ -48,10 +50,10 @@ impl Tx {
     pub(super) fn drop_phone(&mut self, party: &Party) {
         if let Some(leg) = self.m.phones.remove(party) {
             if let Some(call_sid) = leg.call_sid {
-                self.effects.push(Effect::HangupPhone {
+                self.effects.push(Effect::Twilio(TwilioEffect::HangupPhone {
                     call_sid,
                     ringing: leg.state == PhoneState::Dialing,
-                });
+                }));
             }
         }
     }
@@ -65,20 +67,20 @@ pub(super) fn dialed(tx: &mut Tx, party: &Party, call_sid: &str, transfer_id: Op
     if transfer_id.is_some_and(|id| Some(id) != current.as_deref()) {
         let known = tx.m.phones.get(party).and_then(|l| l.call_sid.as_deref()) == Some(call_sid);
         if !known {
-            tx.effects.push(Effect::HangupPhone {
+            tx.effects.push(Effect::Twilio(TwilioEffect::HangupPhone {
                 call_sid: call_sid.to_string(),
                 ringing: true,
-            });
+            }));
         }
         return;
     }
     match tx.m.phones.get_mut(party) {
         Some(leg) if leg.call_sid.is_none() => leg.call_sid = Some(call_sid.to_string()),
         Some(_) => {}
-        None => tx.effects.push(Effect::HangupPhone {
+        None => tx.effects.push(Effect::Twilio(TwilioEffect::HangupPhone {
             call_sid: call_sid.to_string(),
             ringing: true,
-        }),
+        })),
     }
 }
 
@@ -130,10 +132,10 @@ pub(super) fn conference_started(tx: &mut Tx, conference: String, conference_sid
             .as_ref()
             .is_some_and(|t| t.transfer_room == conference && t.status.is_terminal());
     if finished_consult {
-        tx.effects.push(Effect::EndConference {
+        tx.effects.push(Effect::Twilio(TwilioEffect::EndConference {
             conference: conference.clone(),
             conference_sid: Some(conference_sid.clone()),
-        });
+        }));
     }
     tx.m.conferences.insert(conference, conference_sid);
 }

@@ -7,7 +7,10 @@ use serde_json::{json, Value};
 
 use super::command::{require_live, require_owner};
 use super::input::conflict;
-use super::{Actor, Effect, Party, PhoneLeg, PhoneState, Plane, Rejection, Space, TimerKey, Tx};
+use super::{
+    Actor, Effect, LiveKitEffect, Party, PhoneLeg, PhoneState, Plane, Rejection, Space, TimerKey,
+    TwilioEffect, Tx,
+};
 use crate::model::{from_millis, Audience, CallStatus, Transfer, TransferMode, TransferStatus};
 
 impl Tx {
@@ -48,11 +51,16 @@ impl Tx {
             self.m.call.open_transfer_id = None;
             self.m.timers.remove(&TimerKey::TransferRing);
             match (consult, consult_plane) {
-                (Some(room), Plane::Livekit) => self.effects.push(Effect::CloseRoom { room }),
-                (Some(conference), Plane::Twilio) => self.effects.push(Effect::EndConference {
-                    conference_sid: self.conference_sid(&conference),
-                    conference,
-                }),
+                (Some(room), Plane::Livekit) => self
+                    .effects
+                    .push(Effect::LiveKit(LiveKitEffect::CloseRoom { room })),
+                (Some(conference), Plane::Twilio) => {
+                    self.effects
+                        .push(Effect::Twilio(TwilioEffect::EndConference {
+                            conference_sid: self.conference_sid(&conference),
+                            conference,
+                        }))
+                }
                 (None, _) => {}
             }
         }
@@ -242,20 +250,20 @@ pub(super) fn initiate(tx: &mut Tx, actor: &Actor, new: NewTransfer) -> Result<(
                 state: PhoneState::Dialing,
             },
         );
-        tx.effects.push(Effect::Dial {
+        tx.effects.push(Effect::Twilio(TwilioEffect::Dial {
             party: target,
             number,
             transfer_id: transfer_id.clone(),
             ring_secs: u32::try_from(tx.m.timeouts.ring_ms / 1000)
                 .unwrap_or(u32::MAX)
                 .max(1),
-        });
+        }));
     }
     if mode == TransferMode::Warm {
         if tx.m.consult_plane == Plane::Livekit {
-            tx.effects.push(Effect::EnsureRoom {
+            tx.effects.push(Effect::LiveKit(LiveKitEffect::EnsureRoom {
                 room: transfer_room.clone(),
-            });
+            }));
         }
         if !tx.sip_caller() {
             tx.place(Party::Caller, Space::Hold);

@@ -4,7 +4,10 @@
 
 use serde_json::{json, Value};
 
-use super::{CallMachine, Effect, Party, Placement, Plane, Space, Step, TimerKey, HELD_SUFFIX};
+use super::{
+    CallMachine, Effect, LiveKitEffect, Party, Placement, Plane, RoutingEffect, Space, Step,
+    TimerKey, TwilioEffect, HELD_SUFFIX,
+};
 use crate::model::{
     from_millis, Audience, CallStatus, Channel, Event, Millis, Transfer, TransferStatus,
 };
@@ -237,17 +240,21 @@ impl Tx {
     pub(super) fn unplace(&mut self, party: &Party, p: &Placement) {
         let identity = self.identity_of(party);
         match p.plane {
-            Plane::Livekit => self.effects.push(Effect::RemoveParticipant {
-                room: self.room_for(party, p.space),
-                identity,
-            }),
+            Plane::Livekit => {
+                self.effects
+                    .push(Effect::LiveKit(LiveKitEffect::RemoveParticipant {
+                        room: self.room_for(party, p.space),
+                        identity,
+                    }))
+            }
             Plane::Twilio if !self.is_phone(party) => {
                 let conference = self.room_of(p.space);
-                self.effects.push(Effect::RemoveFromConference {
-                    conference_sid: self.conference_sid(&conference),
-                    conference,
-                    label: identity,
-                });
+                self.effects
+                    .push(Effect::Twilio(TwilioEffect::RemoveFromConference {
+                        conference_sid: self.conference_sid(&conference),
+                        conference,
+                        label: identity,
+                    }));
             }
             // A phone leg leaves when it is hung up (`drop_phone`).
             Plane::Twilio => {}
@@ -289,7 +296,8 @@ impl Tx {
             },
             json!({ "reason": reason }),
         );
-        self.effects.push(Effect::RequestAgent);
+        self.effects
+            .push(Effect::Routing(RoutingEffect::RequestAgent));
     }
 
     /// Ends the call for everyone.
@@ -337,24 +345,25 @@ impl Tx {
         self.m.timers.clear();
         if self.m.main_plane == Plane::Twilio {
             let conference = self.m.call.main_room.clone();
-            self.effects.push(Effect::EndConference {
-                conference_sid: self.conference_sid(&conference),
-                conference,
-            });
+            self.effects
+                .push(Effect::Twilio(TwilioEffect::EndConference {
+                    conference_sid: self.conference_sid(&conference),
+                    conference,
+                }));
         }
         match self.m.call.channel {
             Channel::Web => {
-                self.effects.push(Effect::CloseRoom {
+                self.effects.push(Effect::LiveKit(LiveKitEffect::CloseRoom {
                     room: self.m.call.main_room.clone(),
-                });
-                self.effects.push(Effect::CloseRoom {
+                }));
+                self.effects.push(Effect::LiveKit(LiveKitEffect::CloseRoom {
                     room: self.m.call.hold_room.clone(),
-                });
+                }));
             }
             // Deleting the room hangs the SIP leg up and ends the room's egress.
-            Channel::Sip => self.effects.push(Effect::CloseRoom {
+            Channel::Sip => self.effects.push(Effect::LiveKit(LiveKitEffect::CloseRoom {
                 room: self.m.call.main_room.clone(),
-            }),
+            })),
             Channel::Phone => {}
         }
         self.after_end();
