@@ -18,7 +18,7 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::json;
 use switchboard::call::machine::{
     Actor, CallMachine, Command, Effect, Input, Observation, Party, Space, Step, Timeouts,
-    TimerKey, HELD_SUFFIX,
+    TimerKey, TwilioEffect, HELD_SUFFIX,
 };
 use switchboard::model::{Call, CallStatus, Channel, Event, TransferMode};
 
@@ -27,7 +27,7 @@ const CALLER: &str = "caller-f";
 const CALLER_SID: &str = "CA-caller";
 const AGENTS: [&str; 3] = ["a", "b", "c"];
 /// Whether Twilio's answer to a dial may arrive after a newer dial of the same party started
-/// (the actor runs each `Effect::Dial` in its own task, so it can). The answer names its
+/// (the actor runs each `TwilioEffect::Dial` in its own task, so it can). The answer names its
 /// transfer, so the machine hangs such an older leg up instead of adopting it (the bug this
 /// target found: `fuzz/regressions/call_machine/late-dialed`).
 const LATE_DIAL_REPORTS: bool = true;
@@ -126,7 +126,7 @@ fn room(b: &mut Bytes, m: &CallMachine, p: &Party) -> Option<String> {
     })
 }
 
-/// What Twilio did with one `Effect::Dial`.
+/// What Twilio did with one `TwilioEffect::Dial`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
     /// The REST request has not answered yet.
@@ -339,12 +339,12 @@ fn step(
 fn follow(s: &Step, tw: &mut Twilio) {
     for e in &s.effects {
         match e {
-            Effect::Dial {
+            Effect::Twilio(TwilioEffect::Dial {
                 party,
                 number,
                 transfer_id,
                 ..
-            } => {
+            }) => {
                 assert!(matches!(party, Party::Agent(_)), "only agents are dialled");
                 let leg = s
                     .machine
@@ -361,14 +361,14 @@ fn follow(s: &Step, tw: &mut Twilio) {
                     outcome: Outcome::Pending,
                 });
             }
-            Effect::HangupPhone { call_sid, .. } => {
+            Effect::Twilio(TwilioEffect::HangupPhone { call_sid, .. }) => {
                 assert!(
                     tw.known(call_sid),
                     "hangs up a leg it never had: {call_sid}"
                 );
                 tw.live.remove(call_sid);
             }
-            Effect::RedirectPhone { call_sid, .. } => {
+            Effect::Twilio(TwilioEffect::RedirectPhone { call_sid, .. }) => {
                 assert!(
                     s.machine
                         .phones

@@ -1,6 +1,9 @@
 //! CallActor: one per live call. It runs the pure machine, persists every transition before
 //! announcing it, pushes the events through the hub, arms the machine's deadlines as timers,
-//! and carries out the remaining effects (LiveKit rooms, routing requests).
+//! and hands each group of the machine's effects to its one executor: LiveKit rooms
+//! ([`livekit`]), Twilio phone legs and conferences ([`twilio`]), an outbound call's
+//! assistant, dial-out and recording ([`assistant`]), the end-of-call notice ([`notice`]);
+//! routing requests go to the registry.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -9,16 +12,20 @@ use std::time::Duration;
 use actix::prelude::*;
 use serde_json::Value;
 
-use crate::call::machine::{CallMachine, Effect, Input, Observation, Rejection, Step, TimerKey};
-use crate::call::machine::{Party, HELD_SUFFIX};
+use crate::call::machine::{
+    CallMachine, Effect, Input, Observation, Rejection, RoutingEffect, Step, TimerKey,
+};
 use crate::call::registry::{CallChanged, Registry};
 use crate::hub::Hub;
-use crate::media::livekit::{
-    LiveKit, LiveKitError, ParticipantRole, RecordingTarget, SipDial, SipDialError,
-};
+use crate::media::livekit::{LiveKit, LiveKitError, ParticipantRole, RecordingTarget};
 use crate::media::twilio::TwilioBridge;
-use crate::model::{new_id, Event, Room};
+use crate::model::Event;
 use crate::store::{CallCommit, Store, StoreError, StoredCall};
+
+mod assistant;
+mod livekit;
+mod notice;
+mod twilio;
 
 /// How many idempotency keys an actor remembers.
 const REMEMBERED_KEYS: usize = 64;
@@ -231,7 +238,6 @@ impl CallActor {
 
     /// Publishes the events and carries out the effects of a persisted step.
     fn carry_out(&mut self, step: &Step, ctx: &mut Context<Self>) {
-        use tracing::Instrument;
         let span = crate::logging::call_span(
             &self.call_id,
             step.machine
@@ -264,365 +270,19 @@ impl CallActor {
         self.sync_timers(ctx);
         let mut request_agent = false;
         for effect in &step.effects {
-            match effect {
-                Effect::RequestAgent => request_agent = true,
-                Effect::EnsureRoom { room } => {
-                    let deps = self.deps.clone();
-                    let room = room.clone();
-                    let call_id = self.call_id.clone();
-                    actix::spawn(async move {
-                        record_room(&deps, &call_id, &room, "open").await;
-                        if let Err(e) = deps.livekit.ensure_room(&room).await {
-                            tracing::warn!(%room, error = %e, "LiveKit room not created; clients create it on join");
-                        }
-                    }.instrument(span.clone()));
-                }
-                Effect::CloseRoom { room } => {
-                    let deps = self.deps.clone();
-                    let room = room.clone();
-                    let call_id = self.call_id.clone();
-                    actix::spawn(async move {
-                        record_room(&deps, &call_id, &room, "closed").await;
-                        if let Err(e) = deps.livekit.delete_room(&room).await {
-                            tracing::warn!(%room, error = %e, "LiveKit room not deleted; its empty timeout will close it");
-                        }
-                    }.instrument(span.clone()));
-                }
-                Effect::RemoveParticipant { room, identity } => {
-                    let lk = self.deps.livekit.clone();
-                    let (room, identity) = (room.clone(), identity.clone());
-                    actix::spawn(async move {
-                        if let Err(e) = lk.remove_participant(&room, &identity).await {
-                            tracing::debug!(%room, %identity, error = %e, "participant not removed");
-                        }
-                    }.instrument(span.clone()));
-                }
-                Effect::DispatchAssistant { .. }
-                | Effect::DialSip { .. }
-                | Effect::DismissAssistant { .. }
-                | Effect::StartRecording { .. }
-                | Effect::StopRecording { .. }
-                | Effect::NotifyEnded => {
-                    self.carry_out_outbound(effect.clone(), &step.machine, span.clone(), ctx)
-                }
-                twilio_effect => self.carry_out_twilio(twilio_effect.clone(), span.clone(), ctx),
+            // Each group goes to its one executor: no effect can reach the wrong one.
+            match effect.clone() {
+                Effect::LiveKit(e) => self.carry_out_livekit(e, &span),
+                Effect::Twilio(e) => self.carry_out_twilio(e, span.clone(), ctx),
+                Effect::Assistant(e) => self.carry_out_assistant(e, span.clone(), ctx),
+                Effect::Notice(e) => self.carry_out_notice(e, &step.machine, span.clone(), ctx),
+                Effect::Routing(RoutingEffect::RequestAgent) => request_agent = true,
             }
         }
         self.report(request_agent);
         if self.machine.as_ref().is_some_and(|m| m.is_settled()) {
             ctx.stop();
         }
-    }
-
-    /// Carries out an effect of an outbound assistant call (dispatch, SIP dial-out,
-    /// recording, end-of-call notice) and feeds LiveKit's answers back into the machine.
-    fn carry_out_outbound(
-        &mut self,
-        effect: Effect,
-        machine: &CallMachine,
-        span: tracing::Span,
-        ctx: &mut Context<Self>,
-    ) {
-        use tracing::Instrument;
-        let feed = feeder(ctx);
-        let lk = self.deps.livekit.clone();
-        let call_id = self.call_id.clone();
-        match effect {
-            Effect::DispatchAssistant {
-                room,
-                agent_name,
-                metadata,
-            } => {
-                actix::spawn(
-                    async move {
-                        match lk.dispatch_agent(&room, &agent_name, &metadata).await {
-                            Ok(dispatch_id) => {
-                                feed(Observation::AssistantDispatched { dispatch_id }).await;
-                            }
-                            Err(e) => {
-                                tracing::error!(%call_id, error = %e, "the assistant could not be dispatched");
-                                feed(Observation::DispatchFailed {
-                                    reason: e.to_string(),
-                                })
-                                .await;
-                            }
-                        }
-                    }
-                    .instrument(span),
-                );
-            }
-            Effect::DialSip {
-                room,
-                livekit_trunk_id,
-                number,
-                identity,
-                ring_secs,
-            } => {
-                let dial = SipDial {
-                    sip_trunk_id: livekit_trunk_id,
-                    to_number: number,
-                    room,
-                    name: "Callee".into(),
-                    identity,
-                    ringing_timeout: std::time::Duration::from_secs(u64::from(ring_secs)),
-                };
-                actix::spawn(
-                    async move {
-                        let obs = match lk.dial_sip(&dial).await {
-                            Ok(answered) => Observation::SipAnswered {
-                                sip_call_id: answered.sip_call_id,
-                            },
-                            Err(e) => {
-                                tracing::info!(%call_id, error = %e, "the outbound call did not connect");
-                                Observation::SipFailed {
-                                    sip_status: e.sip_status(),
-                                    reason: match &e {
-                                        SipDialError::Rejected { reason, .. } => reason.clone(),
-                                        SipDialError::Service(inner) => inner.to_string(),
-                                    },
-                                }
-                            }
-                        };
-                        feed(obs).await;
-                    }
-                    .instrument(span),
-                );
-            }
-            Effect::DismissAssistant {
-                room,
-                identity,
-                dispatch_id,
-            } => {
-                actix::spawn(
-                    async move {
-                        if let Some(id) = dispatch_id {
-                            if let Err(e) = lk.delete_dispatch(&room, &id).await {
-                                tracing::warn!(%room, dispatch_id = %id, error = %e, "assistant dispatch not deleted");
-                            }
-                        }
-                        if let Some(identity) = identity {
-                            if let Err(e) = lk.remove_participant(&room, &identity).await {
-                                tracing::debug!(%room, %identity, error = %e, "assistant not removed");
-                            }
-                        }
-                    }
-                    .instrument(span),
-                );
-            }
-            Effect::StartRecording { room, file_stem } => {
-                let target = self.deps.recording.clone();
-                actix::spawn(
-                    async move {
-                        let Some(target) = target else {
-                            feed(Observation::RecordingRefused {
-                                error: "recordings are not configured (SWITCHBOARD_RECORDING_S3_*)".into(),
-                            })
-                            .await;
-                            return;
-                        };
-                        let obs = match lk.start_audio_recording(&room, &target, &file_stem).await {
-                            Ok(egress_id) => Observation::RecordingStarted { egress_id },
-                            Err(e) => {
-                                tracing::error!(%call_id, error = %e, "the recording could not be started");
-                                Observation::RecordingRefused {
-                                    error: format!("{e}: {}", error_chain(&e)),
-                                }
-                            }
-                        };
-                        feed(obs).await;
-                    }
-                    .instrument(span),
-                );
-            }
-            Effect::StopRecording { egress_id } => {
-                actix::spawn(
-                    async move {
-                        if let Err(e) = lk.stop_egress(&egress_id).await {
-                            tracing::warn!(%egress_id, error = %e, "recording not stopped; the room's deletion ends it");
-                        }
-                    }
-                    .instrument(span),
-                );
-            }
-            Effect::NotifyEnded => {
-                let Some(notifier) = self.deps.end_of_call.clone() else {
-                    // Nothing to send: the call is settled.
-                    actix::spawn(async move {
-                        feed(Observation::Notified).await;
-                    });
-                    return;
-                };
-                let machine = machine.clone();
-                actix::spawn(
-                    async move {
-                        match notifier.call_ended(&machine).await {
-                            Ok(()) => {
-                                feed(Observation::Notified).await;
-                            }
-                            Err(e) => {
-                                tracing::error!(%call_id, error = %e, "end-of-call notice not queued; asking again later");
-                            }
-                        }
-                    }
-                    .instrument(span),
-                );
-            }
-            // Never logged whole: a dispatch carries the rendered prompt (the callee's data).
-            _ => {
-                tracing::error!(%call_id, "an effect that is not an outbound call's was routed here")
-            }
-        }
-    }
-
-    /// Carries out an effect on the Twilio plane and feeds what Twilio answered back into the
-    /// machine: a dialled leg's SID, a refused dial, or a successful move (confirmation that
-    /// does not wait for the conference callback).
-    fn carry_out_twilio(&mut self, effect: Effect, span: tracing::Span, ctx: &mut Context<Self>) {
-        let Some(bridge) = self.deps.twilio.clone() else {
-            tracing::error!(call_id = %self.call_id, ?effect, "a phone leg needs Twilio, which is not configured");
-            return;
-        };
-        let call_id = self.call_id.clone();
-        let feed = feeder(ctx);
-        let confirmed = move |label: String, room: String| Observation::Joined {
-            identity: label,
-            room,
-            at: now_ms(),
-        };
-        use tracing::Instrument;
-        actix::spawn(async move {
-            match effect {
-                Effect::Dial {
-                    party,
-                    number,
-                    transfer_id,
-                    ring_secs,
-                } => {
-                    let Party::Agent(agent_id) = &party else {
-                        return;
-                    };
-                    match bridge
-                        .dial(&call_id, &transfer_id, agent_id, &number, ring_secs)
-                        .await
-                    {
-                        Ok(call_sid) => {
-                            let fed = feed(Observation::Dialed {
-                                party: party.clone(),
-                                call_sid: call_sid.clone(),
-                                transfer_id: Some(transfer_id.clone()),
-                            })
-                            .await;
-                            if !fed {
-                                // The call ended meanwhile: nobody wants this leg.
-                                let _ = bridge.hangup(&call_sid, true).await;
-                            }
-                        }
-                        Err(e) => {
-                            tracing::warn!(%call_id, %transfer_id, error = %e, "dialling the phone agent failed");
-                            feed(Observation::DialFailed {
-                                party,
-                                transfer_id: Some(transfer_id.clone()),
-                                reason: e.to_string(),
-                            })
-                            .await;
-                        }
-                    }
-                }
-                Effect::RedirectPhone {
-                    call_sid,
-                    conference,
-                    label,
-                } => match bridge
-                    .redirect(&call_id, &call_sid, &conference, &label)
-                    .await
-                {
-                    Ok(()) => {
-                        feed(confirmed(label, conference)).await;
-                    }
-                    Err(e) => {
-                        tracing::warn!(%call_id, %call_sid, error = %e, "phone leg not moved; the arrival deadline decides");
-                    }
-                },
-                Effect::HoldParticipant {
-                    conference,
-                    conference_sid,
-                    label,
-                    hold,
-                } => {
-                    // The conference's start callback may not have arrived yet (Twilio sends
-                    // it and the participant's join independently): look it up by name.
-                    let Some(sid) = known_or_running(&bridge, &feed, &call_id, &conference, conference_sid).await else {
-                        tracing::warn!(%call_id, %conference, "conference not started yet: hold not applied");
-                        return;
-                    };
-                    match bridge.hold(&sid, &label, hold).await {
-                        Ok(()) => {
-                            let room = if hold {
-                                format!("{conference}{HELD_SUFFIX}")
-                            } else {
-                                conference
-                            };
-                            feed(confirmed(label, room)).await;
-                        }
-                        Err(e) => {
-                            tracing::warn!(%call_id, %label, hold, error = %e, "hold not applied; the arrival deadline decides");
-                        }
-                    }
-                }
-                Effect::HangupPhone { call_sid, ringing } => {
-                    if let Err(e) = bridge.hangup(&call_sid, ringing).await {
-                        tracing::warn!(%call_id, %call_sid, error = %e, "phone leg not hung up");
-                    }
-                }
-                Effect::RemoveFromConference {
-                    conference,
-                    conference_sid,
-                    label,
-                } => {
-                    let Some(sid) = known_or_running(&bridge, &feed, &call_id, &conference, conference_sid).await else {
-                        return;
-                    };
-                    if let Err(e) = bridge.remove(&sid, &label).await {
-                        tracing::warn!(%call_id, %conference, %label, error = %e, "participant not removed");
-                    }
-                }
-                Effect::MuteParticipant {
-                    conference,
-                    conference_sid,
-                    label,
-                    muted,
-                } => {
-                    let Some(sid) = known_or_running(&bridge, &feed, &call_id, &conference, conference_sid).await else {
-                        tracing::warn!(%call_id, %conference, "conference not started yet: mute not applied");
-                        return;
-                    };
-                    if let Err(e) = bridge.mute(&sid, &label, muted).await {
-                        tracing::warn!(%call_id, %label, muted, error = %e, "mute not applied");
-                    }
-                }
-                Effect::EndConference {
-                    conference,
-                    conference_sid,
-                } => {
-                    let Some(sid) = known_or_running(&bridge, &feed, &call_id, &conference, conference_sid).await else {
-                        return;
-                    };
-                    if let Err(e) = bridge.end_conference(&sid).await {
-                        tracing::warn!(%call_id, %conference, error = %e, "conference not ended");
-                    }
-                }
-                Effect::EnsureRoom { .. }
-                | Effect::CloseRoom { .. }
-                | Effect::RemoveParticipant { .. }
-                | Effect::RequestAgent
-                | Effect::DispatchAssistant { .. }
-                | Effect::DialSip { .. }
-                | Effect::DismissAssistant { .. }
-                | Effect::StartRecording { .. }
-                | Effect::StopRecording { .. }
-                | Effect::NotifyEnded => {}
-            }
-        }.instrument(span));
     }
 
     fn remember(&mut self, key: Option<String>, m: &Arc<CallMachine>) {
@@ -683,74 +343,6 @@ pub enum JoinTokenError {
     TwilioNotConfigured,
 }
 
-async fn record_room(deps: &CallDeps, call_id: &str, room: &str, status: &str) {
-    let kind = room.rsplit("--").next().unwrap_or("adhoc");
-    let kind = if kind.starts_with("consult") {
-        "consult"
-    } else {
-        kind
-    };
-    let existing = deps.store.get_room_by_name(room).await.ok().flatten();
-    let record = match existing {
-        Some(mut r) => {
-            if r.status == status {
-                return;
-            }
-            r.status = status.to_string();
-            r
-        }
-        None => Room {
-            room_id: new_id("room"),
-            room_name: room.to_string(),
-            owner_id: call_id.to_string(),
-            call_id: Some(call_id.to_string()),
-            kind: kind.to_string(),
-            status: status.to_string(),
-            created_at: chrono::Utc::now(),
-        },
-    };
-    if let Err(e) = deps.store.put_room(&record).await {
-        tracing::warn!(%room, error = %e, "room record not stored");
-    }
-}
-
-/// A conference's SID: the one Twilio's callback told, or else the running conference of that
-/// name, looked up (and told to the machine, so later effects have it). `None` when no such
-/// conference runs (it never started, or is over).
-async fn known_or_running<F>(
-    bridge: &TwilioBridge,
-    feed: &F,
-    call_id: &str,
-    conference: &str,
-    known: Option<String>,
-) -> Option<String>
-where
-    F: Fn(Observation) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool>>>,
-{
-    if known.is_some() {
-        return known;
-    }
-    match bridge.running_conference(conference).await {
-        Ok(Some(sid)) => {
-            feed(Observation::ConferenceStarted {
-                conference: conference.to_string(),
-                conference_sid: sid.clone(),
-            })
-            .await;
-            Some(sid)
-        }
-        Ok(None) => {
-            tracing::debug!(%call_id, %conference, "no such conference running");
-            None
-        }
-        Err(e) => {
-            tracing::warn!(%call_id, %conference, error = %e, "could not look the conference up");
-            None
-        }
-    }
-}
-
-/// Feeds an observation back into this actor from a spawned task: whether it was taken
 /// (false once the actor stopped, e.g. the call ended meanwhile).
 fn feeder(
     ctx: &Context<CallActor>,
@@ -768,18 +360,6 @@ fn feeder(
         })
     }
 }
-
-/// The sources of an error, joined (`a: b: c`), for records that outlive the log line.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut parts = vec![];
-    let mut source = e.source();
-    while let Some(s) = source {
-        parts.push(s.to_string());
-        source = s.source();
-    }
-    parts.join(": ")
-}
-
 /// The machine stored with a call.
 pub fn decode(stored: &StoredCall) -> Result<CallMachine, serde_json::Error> {
     serde_json::from_value(stored.state.clone())

@@ -4,7 +4,10 @@
 
 use serde_json::json;
 
-use super::{Effect, Observation, Party, Space, Step, Timeouts, TimerKey, Tx};
+use super::{
+    AssistantEffect, Effect, LiveKitEffect, NoticeEffect, Observation, Party, Space, Step,
+    Timeouts, TimerKey, Tx,
+};
 use crate::model::{
     from_millis, Audience, Call, CallStatus, Millis, Recording, RecordingStatus, TransferStatus,
 };
@@ -67,11 +70,12 @@ impl Tx {
         if self.m.call.assistant_id.is_none() {
             return;
         }
-        self.effects.push(Effect::DismissAssistant {
-            room: self.m.call.main_room.clone(),
-            identity: leg.assistant_identity.clone(),
-            dispatch_id: leg.dispatch_id.clone(),
-        });
+        self.effects
+            .push(Effect::Assistant(AssistantEffect::DismissAssistant {
+                room: self.m.call.main_room.clone(),
+                identity: leg.assistant_identity.clone(),
+                dispatch_id: leg.dispatch_id.clone(),
+            }));
         self.m.assistant_present = false;
     }
 
@@ -91,9 +95,10 @@ impl Tx {
         }) = &recording
         {
             if !status.is_terminal() {
-                self.effects.push(Effect::StopRecording {
-                    egress_id: egress_id.clone(),
-                });
+                self.effects
+                    .push(Effect::Assistant(AssistantEffect::StopRecording {
+                        egress_id: egress_id.clone(),
+                    }));
             }
         }
         if self.m.call.assistant_id.is_none() && recording.is_none() {
@@ -150,13 +155,16 @@ pub(super) fn create(call: Call, plan: OutboundPlan, timeouts: Timeouts, now: Mi
     tx.m.call.owner_id = assistant.clone();
     tx.m.call.agent_a_id = assistant.clone();
     tx.m.call.status = CallStatus::Dialing;
-    tx.effects.push(Effect::EnsureRoom { room: room.clone() });
+    tx.effects.push(Effect::LiveKit(LiveKitEffect::EnsureRoom {
+        room: room.clone(),
+    }));
     if tx.m.call.assistant_id.is_some() {
-        tx.effects.push(Effect::DispatchAssistant {
-            room: room.clone(),
-            agent_name: plan.agent_name,
-            metadata: plan.dispatch_metadata,
-        });
+        tx.effects
+            .push(Effect::Assistant(AssistantEffect::DispatchAssistant {
+                room: room.clone(),
+                agent_name: plan.agent_name,
+                metadata: plan.dispatch_metadata,
+            }));
     }
     if plan.record {
         tx.m.call.recording = Some(Recording {
@@ -165,10 +173,11 @@ pub(super) fn create(call: Call, plan: OutboundPlan, timeouts: Timeouts, now: Mi
             location: None,
             error: None,
         });
-        tx.effects.push(Effect::StartRecording {
-            room: room.clone(),
-            file_stem: tx.m.call.call_id.clone(),
-        });
+        tx.effects
+            .push(Effect::Assistant(AssistantEffect::StartRecording {
+                room: room.clone(),
+                file_stem: tx.m.call.call_id.clone(),
+            }));
     }
     let leg =
         tx.m.call
@@ -188,13 +197,13 @@ pub(super) fn create(call: Call, plan: OutboundPlan, timeouts: Timeouts, now: Mi
     let ring_secs = u32::try_from(timeouts.ring_ms / 1000)
         .unwrap_or(u32::MAX)
         .max(1);
-    tx.effects.push(Effect::DialSip {
+    tx.effects.push(Effect::Assistant(AssistantEffect::DialSip {
         room: room.clone(),
         livekit_trunk_id: leg.livekit_trunk_id.clone(),
         number: leg.to_number.clone(),
         identity: tx.m.call.caller_id.clone(),
         ring_secs,
-    });
+    }));
     tx.m.moves += 1;
     tx.m.placements.insert(
         Party::Caller,
@@ -264,10 +273,11 @@ pub(super) fn observe_live(tx: &mut Tx, obs: Observation) -> Result<(), Observat
         Observation::DispatchFailed { reason } => {
             if matches!(tx.m.call.status, CallStatus::Dialing | CallStatus::Ringing) {
                 // Nobody would talk to the callee: do not let the phone ring on.
-                tx.effects.push(Effect::RemoveParticipant {
-                    room: tx.m.call.main_room.clone(),
-                    identity: tx.m.call.caller_id.clone(),
-                });
+                tx.effects
+                    .push(Effect::LiveKit(LiveKitEffect::RemoveParticipant {
+                        room: tx.m.call.main_room.clone(),
+                        identity: tx.m.call.caller_id.clone(),
+                    }));
                 if let Some(leg) = tx.m.call.outbound.as_mut() {
                     leg.sip_reason = Some(reason);
                 }
@@ -327,7 +337,10 @@ pub(super) fn recording(tx: &mut Tx, obs: Observation) -> Result<(), Observation
                     r.egress_id = Some(egress_id.clone());
                     if ended {
                         // Started after the call ended: stop it at once.
-                        tx.effects.push(Effect::StopRecording { egress_id });
+                        tx.effects
+                            .push(Effect::Assistant(AssistantEffect::StopRecording {
+                                egress_id,
+                            }));
                     }
                 }
             }
@@ -402,7 +415,7 @@ pub(super) fn recording(tx: &mut Tx, obs: Observation) -> Result<(), Observation
             // Asked again later unless the actor confirms it was queued.
             tx.m.timers
                 .insert(TimerKey::Finish, tx.now + NOTIFY_RETRY_MS);
-            tx.effects.push(Effect::NotifyEnded);
+            tx.effects.push(Effect::Notice(NoticeEffect::NotifyEnded));
         }
         other => return Err(other),
     }
@@ -427,19 +440,21 @@ pub(super) fn after_end(tx: &mut Tx, obs: Observation) {
                 if let Some(leg) = tx.m.call.outbound.as_mut() {
                     leg.dispatch_id = Some(dispatch_id.clone());
                 }
-                tx.effects.push(Effect::DismissAssistant {
-                    room: tx.m.call.main_room.clone(),
-                    identity: None,
-                    dispatch_id: Some(dispatch_id),
-                });
+                tx.effects
+                    .push(Effect::Assistant(AssistantEffect::DismissAssistant {
+                        room: tx.m.call.main_room.clone(),
+                        identity: None,
+                        dispatch_id: Some(dispatch_id),
+                    }));
             }
         }
         Observation::SipAnswered { .. } => {
             // Answered after we gave up: hang it up.
-            tx.effects.push(Effect::RemoveParticipant {
-                room: tx.m.call.main_room.clone(),
-                identity: tx.m.call.caller_id.clone(),
-            });
+            tx.effects
+                .push(Effect::LiveKit(LiveKitEffect::RemoveParticipant {
+                    room: tx.m.call.main_room.clone(),
+                    identity: tx.m.call.caller_id.clone(),
+                }));
         }
         _ => {}
     }
@@ -448,10 +463,11 @@ pub(super) fn after_end(tx: &mut Tx, obs: Observation) {
 /// The dial deadline passed with no answer and no failure reported.
 pub(super) fn dial_timed_out(tx: &mut Tx) {
     if matches!(tx.m.call.status, CallStatus::Dialing | CallStatus::Ringing) {
-        tx.effects.push(Effect::RemoveParticipant {
-            room: tx.m.call.main_room.clone(),
-            identity: tx.m.call.caller_id.clone(),
-        });
+        tx.effects
+            .push(Effect::LiveKit(LiveKitEffect::RemoveParticipant {
+                room: tx.m.call.main_room.clone(),
+                identity: tx.m.call.caller_id.clone(),
+            }));
         tx.dial_failed(Some(408), "no answer before the dial deadline");
     }
 }

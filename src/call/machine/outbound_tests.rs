@@ -113,7 +113,7 @@ fn has_effect(step: &Step, pred: impl Fn(&Effect) -> bool) -> bool {
 
 fn dismissed(step: &Step) -> bool {
     has_effect(step, |e| {
-        matches!(e, Effect::DismissAssistant { room, dispatch_id, .. }
+        matches!(e, Effect::Assistant(AssistantEffect::DismissAssistant { room, dispatch_id, .. })
             if room == MAIN && dispatch_id.as_deref() == Some(DISPATCH))
     })
 }
@@ -123,7 +123,11 @@ fn notify(m: &CallMachine, now: Millis) -> CallMachine {
     let due = m.timers[&TimerKey::Finish];
     assert!(due <= now, "the notice is due at {due}, not by {now}");
     let step = apply(m, now, fire(TimerKey::Finish));
-    assert!(step.effects.contains(&Effect::NotifyEnded), "{step:?}");
+    assert!(
+        step.effects
+            .contains(&Effect::Notice(NoticeEffect::NotifyEnded)),
+        "{step:?}"
+    );
     assert!(
         !step.machine.is_settled(),
         "settled before the notice was queued"
@@ -145,23 +149,23 @@ fn an_outbound_call_makes_the_room_dispatches_the_assistant_records_and_dials() 
     assert_eq!(
         step.effects,
         vec![
-            Effect::EnsureRoom { room: MAIN.into() },
-            Effect::DispatchAssistant {
+            Effect::LiveKit(LiveKitEffect::EnsureRoom { room: MAIN.into() }),
+            Effect::Assistant(AssistantEffect::DispatchAssistant {
                 room: MAIN.into(),
                 agent_name: "switchboard-assistant".into(),
                 metadata: r#"{"prompt":"You help Ada"}"#.into(),
-            },
-            Effect::StartRecording {
+            }),
+            Effect::Assistant(AssistantEffect::StartRecording {
                 room: MAIN.into(),
                 file_stem: CALL_ID.into(),
-            },
-            Effect::DialSip {
+            }),
+            Effect::Assistant(AssistantEffect::DialSip {
                 room: MAIN.into(),
                 livekit_trunk_id: TRUNK.into(),
                 number: NUMBER.into(),
                 identity: CALLER.into(),
                 ring_secs: 30,
-            },
+            }),
         ]
     );
     assert_eq!(
@@ -177,7 +181,7 @@ fn an_outbound_call_makes_the_room_dispatches_the_assistant_records_and_dials() 
     assert!(!dialing(false)
         .effects
         .iter()
-        .any(|e| matches!(e, Effect::StartRecording { .. })));
+        .any(|e| matches!(e, Effect::Assistant(AssistantEffect::StartRecording { .. }))));
 }
 
 #[test]
@@ -228,7 +232,9 @@ fn every_refused_dial_fails_the_call_with_its_sip_status_and_cleans_up() {
         assert!(step.machine.placements.is_empty());
         assert!(
             step.effects
-                .contains(&Effect::CloseRoom { room: MAIN.into() }),
+                .contains(&Effect::LiveKit(LiveKitEffect::CloseRoom {
+                    room: MAIN.into()
+                })),
             "the room (and with it the SIP leg) is deleted: {:?}",
             step.effects
         );
@@ -265,10 +271,12 @@ fn a_dial_with_no_result_fails_as_unanswered_at_its_deadline() {
         step.machine.call.outbound.as_ref().unwrap().sip_status,
         Some(408)
     );
-    assert!(step.effects.contains(&Effect::RemoveParticipant {
-        room: MAIN.into(),
-        identity: CALLER.into(),
-    }));
+    assert!(step
+        .effects
+        .contains(&Effect::LiveKit(LiveKitEffect::RemoveParticipant {
+            room: MAIN.into(),
+            identity: CALLER.into(),
+        })));
 }
 
 #[test]
@@ -293,7 +301,9 @@ fn the_callee_hanging_up_ends_the_call_at_once() {
     assert!(dismissed(&step));
     assert!(step
         .effects
-        .contains(&Effect::CloseRoom { room: MAIN.into() }));
+        .contains(&Effect::LiveKit(LiveKitEffect::CloseRoom {
+            room: MAIN.into()
+        })));
     assert!(!step.machine.is_settled());
     notify(&step.machine, 60_000);
 }
@@ -345,7 +355,7 @@ fn an_assistant_handoff_offers_b_the_summary_while_the_caller_stays_with_the_ass
     assert!(!step
         .effects
         .iter()
-        .any(|e| matches!(e, Effect::EnsureRoom { .. })));
+        .any(|e| matches!(e, Effect::LiveKit(LiveKitEffect::EnsureRoom { .. }))));
 }
 
 #[test]
@@ -424,7 +434,9 @@ fn the_assistant_leaving_sends_the_caller_to_a_human() {
         }),
     );
     assert_eq!(step.machine.call.status, CallStatus::Queued);
-    assert!(step.effects.contains(&Effect::RequestAgent));
+    assert!(step
+        .effects
+        .contains(&Effect::Routing(RoutingEffect::RequestAgent)));
     // A human takes the call and joins the caller where it is.
     let step = apply(&step.machine, 11_000, by(A, Command::AcceptCall));
     assert_eq!(step.machine.call.owner_id.as_deref(), Some(A));
@@ -461,7 +473,9 @@ fn a_handoff_declined_after_the_assistant_left_queues_the_caller() {
     );
     let step = apply(&m, 5_000, by(B, Command::DeclineTransfer));
     assert_eq!(step.machine.call.status, CallStatus::Queued);
-    assert!(step.effects.contains(&Effect::RequestAgent));
+    assert!(step
+        .effects
+        .contains(&Effect::Routing(RoutingEffect::RequestAgent)));
 }
 
 #[test]
@@ -479,10 +493,12 @@ fn a_refused_dispatch_fails_a_dialling_call_and_stops_the_ringing() {
         step.machine.call.end_reason.as_deref(),
         Some("assistant_unavailable")
     );
-    assert!(step.effects.contains(&Effect::RemoveParticipant {
-        room: MAIN.into(),
-        identity: CALLER.into(),
-    }));
+    assert!(step
+        .effects
+        .contains(&Effect::LiveKit(LiveKitEffect::RemoveParticipant {
+            room: MAIN.into(),
+            identity: CALLER.into(),
+        })));
     // A dispatch LiveKit confirms after the end is removed again.
     let late = apply(
         &step.machine,
@@ -493,7 +509,7 @@ fn a_refused_dispatch_fails_a_dialling_call_and_stops_the_ringing() {
     );
     assert!(
         late.effects.iter().any(|e| matches!(e,
-        Effect::DismissAssistant { dispatch_id, .. } if dispatch_id.as_deref() == Some("AD_late")))
+        Effect::Assistant(AssistantEffect::DismissAssistant { dispatch_id, .. }) if dispatch_id.as_deref() == Some("AD_late")))
     );
 }
 
@@ -505,9 +521,11 @@ fn the_notice_waits_for_the_recording_to_be_uploaded() {
         Some("EG_1")
     );
     let step = apply(&m, 60_000, left(CALLER, MAIN, 60_000));
-    assert!(step.effects.contains(&Effect::StopRecording {
-        egress_id: "EG_1".into()
-    }));
+    assert!(step
+        .effects
+        .contains(&Effect::Assistant(AssistantEffect::StopRecording {
+            egress_id: "EG_1".into()
+        })));
     let m = step.machine;
     assert_eq!(
         m.timers[&TimerKey::Finish],
@@ -591,5 +609,7 @@ fn an_inbound_call_without_assistant_or_recording_settles_when_it_ends() {
     let m = active_call(A);
     let step = apply(&m, 9_000, by(A, Command::Hangup));
     assert!(step.machine.is_settled());
-    assert!(!step.effects.contains(&Effect::NotifyEnded));
+    assert!(!step
+        .effects
+        .contains(&Effect::Notice(NoticeEffect::NotifyEnded)));
 }

@@ -84,10 +84,10 @@ fn twilio_effects(step: &Step) -> Vec<&Effect> {
         .filter(|e| {
             !matches!(
                 e,
-                Effect::EnsureRoom { .. }
-                    | Effect::CloseRoom { .. }
-                    | Effect::RemoveParticipant { .. }
-                    | Effect::RequestAgent
+                Effect::LiveKit(LiveKitEffect::EnsureRoom { .. })
+                    | Effect::LiveKit(LiveKitEffect::CloseRoom { .. })
+                    | Effect::LiveKit(LiveKitEffect::RemoveParticipant { .. })
+                    | Effect::Routing(RoutingEffect::RequestAgent)
             )
         })
         .collect()
@@ -104,7 +104,7 @@ fn active_phone_call() -> CallMachine {
     assert!(
         step.effects
             .iter()
-            .all(|e| !matches!(e, Effect::EnsureRoom { .. })),
+            .all(|e| !matches!(e, Effect::LiveKit(LiveKitEffect::EnsureRoom { .. }))),
         "a phone caller needs no LiveKit room: {:?}",
         step.effects
     );
@@ -140,12 +140,12 @@ fn a_phone_caller_is_held_and_resumed_in_the_main_conference() {
     let step = apply(&m, 1_000, by(A, Command::Hold));
     assert_eq!(
         twilio_effects(&step),
-        [&Effect::HoldParticipant {
+        [&Effect::Twilio(TwilioEffect::HoldParticipant {
             conference: MAIN.into(),
             conference_sid: Some("CFmain".into()),
             label: CALLER.into(),
             hold: true,
-        }]
+        })]
     );
     assert!(
         step.events.iter().all(|e| e.kind != "participant.move"),
@@ -159,12 +159,12 @@ fn a_phone_caller_is_held_and_resumed_in_the_main_conference() {
     let step = apply(&m, 2_000, by(A, Command::Resume));
     assert_eq!(
         twilio_effects(&step),
-        [&Effect::HoldParticipant {
+        [&Effect::Twilio(TwilioEffect::HoldParticipant {
             conference: MAIN.into(),
             conference_sid: Some("CFmain".into()),
             label: CALLER.into(),
             hold: false,
-        }]
+        })]
     );
     // A stale hold callback (older than the resume's unhold) changes nothing.
     let m = apply(&step.machine, 2_100, joined(CALLER, MAIN, 2_100)).machine;
@@ -179,12 +179,12 @@ fn web_caller_phone_b_ringing(mode: TransferMode) -> (CallMachine, Step) {
     let dial = twilio_effects(&step);
     assert_eq!(
         dial,
-        [&Effect::Dial {
+        [&Effect::Twilio(TwilioEffect::Dial {
             party: party(B),
             number: B_NUMBER.into(),
             transfer_id: XFER.into(),
             ring_secs: 30,
-        }]
+        })]
     );
     (step.machine.clone(), step)
 }
@@ -194,10 +194,9 @@ fn warm_transfer_to_a_phone_specialist_ends_with_caller_and_b_in_the_main_confer
     let (m, step) = web_caller_phone_b_ringing(TransferMode::Warm);
     assert_eq!(m.consult_plane, Plane::Twilio);
     assert!(
-        !step
-            .effects
-            .iter()
-            .any(|e| matches!(e, Effect::EnsureRoom { room } if room == CONSULT)),
+        !step.effects.iter().any(
+            |e| matches!(e, Effect::LiveKit(LiveKitEffect::EnsureRoom { room }) if room == CONSULT)
+        ),
         "no LiveKit consult room for a phone target"
     );
     assert_eq!(move_of(&step, &party(A)).data["plane"], "twilio");
@@ -251,23 +250,29 @@ fn warm_transfer_to_a_phone_specialist_ends_with_caller_and_b_in_the_main_confer
         (Some("twilio"), Some(MAIN))
     );
     let effects = twilio_effects(&step);
-    assert!(effects.contains(&&Effect::RedirectPhone {
-        call_sid: B_SID.into(),
-        conference: MAIN.into(),
-        label: B.into(),
-    }));
-    assert!(effects.contains(&&Effect::RemoveFromConference {
-        conference: CONSULT.into(),
-        conference_sid: Some("CFconsult".into()),
-        label: A.into(),
-    }));
-    assert!(effects.contains(&&Effect::EndConference {
-        conference: CONSULT.into(),
-        conference_sid: Some("CFconsult".into()),
-    }));
+    assert!(
+        effects.contains(&&Effect::Twilio(TwilioEffect::RedirectPhone {
+            call_sid: B_SID.into(),
+            conference: MAIN.into(),
+            label: B.into(),
+        }))
+    );
+    assert!(
+        effects.contains(&&Effect::Twilio(TwilioEffect::RemoveFromConference {
+            conference: CONSULT.into(),
+            conference_sid: Some("CFconsult".into()),
+            label: A.into(),
+        }))
+    );
+    assert!(
+        effects.contains(&&Effect::Twilio(TwilioEffect::EndConference {
+            conference: CONSULT.into(),
+            conference_sid: Some("CFconsult".into()),
+        }))
+    );
     assert!(!effects
         .iter()
-        .any(|e| matches!(e, Effect::HangupPhone { .. })));
+        .any(|e| matches!(e, Effect::Twilio(TwilioEffect::HangupPhone { .. }))));
     // B hangs up later: B owns the call, so the call ends and the caller is let go.
     let step = apply(
         m,
@@ -311,14 +316,16 @@ fn phone_target_failures_while_ringing_return_the_caller_to_a() {
         assert!(
             !twilio_effects(&step)
                 .iter()
-                .any(|e| matches!(e, Effect::HangupPhone { .. })),
+                .any(|e| matches!(e, Effect::Twilio(TwilioEffect::HangupPhone { .. }))),
             "{status}: {:?}",
             step.effects
         );
-        assert!(twilio_effects(&step).contains(&&Effect::EndConference {
-            conference: CONSULT.into(),
-            conference_sid: None,
-        }));
+        assert!(
+            twilio_effects(&step).contains(&&Effect::Twilio(TwilioEffect::EndConference {
+                conference: CONSULT.into(),
+                conference_sid: None,
+            }))
+        );
         // Twilio's retry of the same callback changes nothing.
         assert_noop(m, T_ANSWER + 1, leg_ended(party(B), Some(B_SID), status));
     }
@@ -353,22 +360,24 @@ fn cancelling_while_b_rings_cancels_b_call_even_when_twilio_answers_the_dial_lat
     let with_sid = apply(&m, T_INIT + 30, dialed()).machine;
     let step = apply(&with_sid, T_DONE, by(A, Command::CancelTransfer));
     assert_eq!(transfer(&step.machine).status, TransferStatus::Cancelled);
-    assert!(twilio_effects(&step).contains(&&Effect::HangupPhone {
-        call_sid: B_SID.into(),
-        ringing: true,
-    }));
+    assert!(
+        twilio_effects(&step).contains(&&Effect::Twilio(TwilioEffect::HangupPhone {
+            call_sid: B_SID.into(),
+            ringing: true,
+        }))
+    );
     // Cancelled before Twilio answered the dial request: the late SID is hung up at once.
     let step = apply(&m, T_DONE, by(A, Command::CancelTransfer));
     assert!(!twilio_effects(&step)
         .iter()
-        .any(|e| matches!(e, Effect::HangupPhone { .. })));
+        .any(|e| matches!(e, Effect::Twilio(TwilioEffect::HangupPhone { .. }))));
     let late = apply(&step.machine, T_DONE + 10, dialed());
     assert_eq!(
         twilio_effects(&late),
-        [&Effect::HangupPhone {
+        [&Effect::Twilio(TwilioEffect::HangupPhone {
             call_sid: B_SID.into(),
             ringing: true,
-        }]
+        })]
     );
     // The leg's `canceled` callback afterwards changes nothing.
     assert_noop(
@@ -409,12 +418,14 @@ fn a_phone_caller_hanging_up_while_held_ends_b_leg_and_releases_a() {
     let m = active_phone_call();
     let step = apply(&m, T_INIT, by(A, phone_initiate(TransferMode::Warm)));
     // The caller is held in the main conference; A moves to the consult conference.
-    assert!(twilio_effects(&step).contains(&&Effect::HoldParticipant {
-        conference: MAIN.into(),
-        conference_sid: Some("CFmain".into()),
-        label: CALLER.into(),
-        hold: true,
-    }));
+    assert!(
+        twilio_effects(&step).contains(&&Effect::Twilio(TwilioEffect::HoldParticipant {
+            conference: MAIN.into(),
+            conference_sid: Some("CFmain".into()),
+            label: CALLER.into(),
+            hold: true,
+        }))
+    );
     let m = apply(&step.machine, T_INIT + 30, dialed()).machine;
     let m = apply(&m, T_ANSWER, answered()).machine;
     let step = apply(
@@ -428,23 +439,29 @@ fn a_phone_caller_hanging_up_while_held_ends_b_leg_and_releases_a() {
     assert_eq!(transfer(m).status, TransferStatus::Abandoned);
     assert!(m.placements.is_empty() && m.phones.is_empty() && m.timers.is_empty());
     let effects = twilio_effects(&step);
-    assert!(effects.contains(&&Effect::HangupPhone {
-        call_sid: B_SID.into(),
-        ringing: false,
-    }));
-    assert!(effects.contains(&&Effect::RemoveFromConference {
-        conference: CONSULT.into(),
-        conference_sid: None,
-        label: A.into(),
-    }));
-    assert!(effects.contains(&&Effect::EndConference {
-        conference: MAIN.into(),
-        conference_sid: Some("CFmain".into()),
-    }));
+    assert!(
+        effects.contains(&&Effect::Twilio(TwilioEffect::HangupPhone {
+            call_sid: B_SID.into(),
+            ringing: false,
+        }))
+    );
+    assert!(
+        effects.contains(&&Effect::Twilio(TwilioEffect::RemoveFromConference {
+            conference: CONSULT.into(),
+            conference_sid: None,
+            label: A.into(),
+        }))
+    );
+    assert!(
+        effects.contains(&&Effect::Twilio(TwilioEffect::EndConference {
+            conference: MAIN.into(),
+            conference_sid: Some("CFmain".into()),
+        }))
+    );
     assert!(
         !effects
             .iter()
-            .any(|e| matches!(e, Effect::HangupPhone { call_sid, .. } if call_sid == CALLER_SID)),
+            .any(|e| matches!(e, Effect::Twilio(TwilioEffect::HangupPhone { call_sid, .. }) if call_sid == CALLER_SID)),
         "the caller's own leg already ended"
     );
     assert!(step
@@ -467,21 +484,25 @@ fn cold_transfer_of_a_phone_caller_to_a_phone_specialist() {
         placed(&[(Party::Caller, Space::Main), (party(B), Space::Main)])
     );
     let effects = twilio_effects(&step);
-    assert!(effects.contains(&&Effect::HoldParticipant {
-        conference: MAIN.into(),
-        conference_sid: Some("CFmain".into()),
-        label: CALLER.into(),
-        hold: false,
-    }));
-    assert!(effects.contains(&&Effect::RemoveFromConference {
-        conference: MAIN.into(),
-        conference_sid: Some("CFmain".into()),
-        label: A.into(),
-    }));
+    assert!(
+        effects.contains(&&Effect::Twilio(TwilioEffect::HoldParticipant {
+            conference: MAIN.into(),
+            conference_sid: Some("CFmain".into()),
+            label: CALLER.into(),
+            hold: false,
+        }))
+    );
+    assert!(
+        effects.contains(&&Effect::Twilio(TwilioEffect::RemoveFromConference {
+            conference: MAIN.into(),
+            conference_sid: Some("CFmain".into()),
+            label: A.into(),
+        }))
+    );
     assert!(
         !effects
             .iter()
-            .any(|e| matches!(e, Effect::RedirectPhone { .. })),
+            .any(|e| matches!(e, Effect::Twilio(TwilioEffect::RedirectPhone { .. }))),
         "B is joined by the answer to its key press"
     );
     // A stray participant-leave of A (leaving the conference) changes nothing.
@@ -496,10 +517,12 @@ fn a_phone_arrival_that_never_comes_is_handled_by_the_deadline() {
     assert!(m.timers.contains_key(&TimerKey::Arrival(party(B))));
     let step = apply(&m, T_ANSWER + MOVE, fire(TimerKey::Arrival(party(B))));
     assert_eq!(transfer(&step.machine).status, TransferStatus::Failed);
-    assert!(twilio_effects(&step).contains(&&Effect::HangupPhone {
-        call_sid: B_SID.into(),
-        ringing: false,
-    }));
+    assert!(
+        twilio_effects(&step).contains(&&Effect::Twilio(TwilioEffect::HangupPhone {
+            call_sid: B_SID.into(),
+            ringing: false,
+        }))
+    );
 }
 
 #[test]
@@ -518,12 +541,12 @@ fn mute_reaches_a_phone_leg_through_the_conference_and_a_browser_through_its_eve
     );
     assert_eq!(
         twilio_effects(&step),
-        [&Effect::MuteParticipant {
+        [&Effect::Twilio(TwilioEffect::MuteParticipant {
             conference: MAIN.into(),
             conference_sid: Some("CFmain".into()),
             label: CALLER.into(),
             muted: true,
-        }]
+        })]
     );
     assert_eq!(kinds(&step), ["participant.muted"]);
     assert!(step.events[0].audience.caller);
@@ -583,10 +606,10 @@ fn a_consult_conference_reported_after_its_transfer_ended_is_ended_then() {
     );
     assert_eq!(
         twilio_effects(&step),
-        [&Effect::EndConference {
+        [&Effect::Twilio(TwilioEffect::EndConference {
             conference: CONSULT.into(),
             conference_sid: Some("CFlate".into()),
-        }]
+        })]
     );
     // The main conference starting is no reason to end anything.
     let step = apply(
@@ -644,10 +667,10 @@ fn a_late_answer_to_an_older_dial_of_the_same_agent_is_hung_up_not_adopted() {
     );
     assert_eq!(
         step.effects,
-        vec![Effect::HangupPhone {
+        vec![Effect::Twilio(TwilioEffect::HangupPhone {
             call_sid: OLD_SID.into(),
             ringing: true,
-        }]
+        })]
     );
     assert_eq!(step.machine.phones[&party(B)].call_sid, None);
     // The newer dial's own answer is adopted.

@@ -438,9 +438,9 @@ fn create_queues_the_call_with_the_caller_in_the_main_room() {
     assert_eq!(
         step.effects,
         [
-            Effect::EnsureRoom { room: MAIN.into() },
-            Effect::EnsureRoom { room: HOLD.into() },
-            Effect::RequestAgent,
+            Effect::LiveKit(LiveKitEffect::EnsureRoom { room: MAIN.into() }),
+            Effect::LiveKit(LiveKitEffect::EnsureRoom { room: HOLD.into() }),
+            Effect::Routing(RoutingEffect::RequestAgent),
         ]
     );
 }
@@ -548,18 +548,22 @@ fn caller_who_never_arrives_after_creation_gets_one_retry_then_the_call_ends() {
         assert_eq!(kinds(&step), ["call.ended"]);
         assert_audience(&step.events[0], true, &agents);
         assert_eq!(step.events[0].data["reason"], "caller_lost");
-        let mut effects = vec![Effect::RemoveParticipant {
+        let mut effects = vec![Effect::LiveKit(LiveKitEffect::RemoveParticipant {
             room: MAIN.into(),
             identity: CALLER.into(),
-        }];
+        })];
         if status == CallStatus::Active {
-            effects.push(Effect::RemoveParticipant {
+            effects.push(Effect::LiveKit(LiveKitEffect::RemoveParticipant {
                 room: MAIN.into(),
                 identity: A.into(),
-            });
+            }));
         }
-        effects.push(Effect::CloseRoom { room: MAIN.into() });
-        effects.push(Effect::CloseRoom { room: HOLD.into() });
+        effects.push(Effect::LiveKit(LiveKitEffect::CloseRoom {
+            room: MAIN.into(),
+        }));
+        effects.push(Effect::LiveKit(LiveKitEffect::CloseRoom {
+            room: HOLD.into(),
+        }));
         assert_eq!(step.effects, effects, "{status:?}");
         assert!(r.engaged_agents().is_empty());
     }
@@ -661,7 +665,7 @@ fn declining_the_offer_puts_the_call_back_in_the_queue() {
     assert_audience(&step.events[0], false, &[A]);
     assert_audience(&step.events[1], true, &[]);
     assert_eq!(step.events[1].data["reason"], "declined");
-    assert_eq!(step.effects, [Effect::RequestAgent]);
+    assert_eq!(step.effects, [Effect::Routing(RoutingEffect::RequestAgent)]);
     assert_eq!(placements(m), placed(&[(Party::Caller, Space::Main)]));
 }
 
@@ -675,7 +679,7 @@ fn an_unanswered_offer_times_out_back_to_the_queue() {
     assert_eq!(step.machine.declined_by, [A]);
     assert_eq!(kinds(&step), ["call.offer_timed_out", "call.queued"]);
     assert_audience(&step.events[0], false, &[A]);
-    assert_eq!(step.effects, [Effect::RequestAgent]);
+    assert_eq!(step.effects, [Effect::Routing(RoutingEffect::RequestAgent)]);
     assert!(step.machine.timers.is_empty());
     assert_noop(&step.machine, 100 + RING + 1, fire(TimerKey::Offer));
     // The late agent is no longer offered the call.
@@ -698,7 +702,7 @@ fn the_offered_agent_disconnecting_requeues_the_call() {
     assert!(step.machine.timers.is_empty());
     assert_eq!(kinds(&step), ["call.queued"]);
     assert_eq!(step.events[0].data["reason"], "agent_gone");
-    assert_eq!(step.effects, [Effect::RequestAgent]);
+    assert_eq!(step.effects, [Effect::Routing(RoutingEffect::RequestAgent)]);
 }
 
 #[test]
@@ -757,16 +761,16 @@ fn caller_hangup_ends_the_call_and_releases_everyone() {
     assert_eq!(
         step.effects,
         [
-            Effect::RemoveParticipant {
+            Effect::LiveKit(LiveKitEffect::RemoveParticipant {
                 room: MAIN.into(),
                 identity: CALLER.into()
-            },
-            Effect::RemoveParticipant {
+            }),
+            Effect::LiveKit(LiveKitEffect::RemoveParticipant {
                 room: MAIN.into(),
                 identity: A.into()
-            },
-            Effect::CloseRoom { room: MAIN.into() },
-            Effect::CloseRoom { room: HOLD.into() },
+            }),
+            Effect::LiveKit(LiveKitEffect::CloseRoom { room: MAIN.into() }),
+            Effect::LiveKit(LiveKitEffect::CloseRoom { room: HOLD.into() }),
         ]
     );
     // Hanging up again answers the same; nothing else is possible.
@@ -823,11 +827,11 @@ fn owner_disconnecting_requeues_the_call_and_the_caller_stays_put() {
         assert_eq!(
             step.effects,
             [
-                Effect::RemoveParticipant {
+                Effect::LiveKit(LiveKitEffect::RemoveParticipant {
                     room: MAIN.into(),
                     identity: A.into()
-                },
-                Effect::RequestAgent,
+                }),
+                Effect::Routing(RoutingEffect::RequestAgent),
             ]
         );
         // Only the held caller, not yet seen in hold, still has a deadline.
@@ -864,7 +868,10 @@ fn owner_leaving_the_room_and_not_coming_back_requeues_the_call() {
     );
     assert_eq!(step.machine.call.status, CallStatus::Queued);
     assert_eq!(kinds(&step), ["participant.released", "call.queued"]);
-    assert_eq!(step.effects.last(), Some(&Effect::RequestAgent));
+    assert_eq!(
+        step.effects.last(),
+        Some(&Effect::Routing(RoutingEffect::RequestAgent))
+    );
 }
 
 #[test]
@@ -954,9 +961,9 @@ fn warm_initiate_holds_the_caller_moves_a_to_consult_and_offers_b() {
     );
     assert_eq!(
         step.effects,
-        [Effect::EnsureRoom {
+        [Effect::LiveKit(LiveKitEffect::EnsureRoom {
             room: CONSULT.into()
-        }]
+        })]
     );
     assert_eq!(
         kinds(&step),
@@ -1074,13 +1081,13 @@ fn warm_complete_hands_the_caller_to_b_and_releases_a() {
     assert_eq!(
         step.effects,
         [
-            Effect::CloseRoom {
+            Effect::LiveKit(LiveKitEffect::CloseRoom {
                 room: CONSULT.into()
-            },
-            Effect::RemoveParticipant {
+            }),
+            Effect::LiveKit(LiveKitEffect::RemoveParticipant {
                 room: CONSULT.into(),
                 identity: A.into()
-            },
+            }),
         ]
     );
     assert_eq!(r.engaged_agents(), [B]);
@@ -1201,10 +1208,10 @@ fn cold_transfer_sends_the_caller_straight_to_b_with_the_summary() {
     assert_audience(the(&step, "call.active"), true, &[B]);
     assert_eq!(
         step.effects,
-        [Effect::RemoveParticipant {
+        [Effect::LiveKit(LiveKitEffect::RemoveParticipant {
             room: MAIN.into(),
             identity: A.into()
-        }],
+        })],
         "A leaves; no room closes (a cold transfer has no consult room)"
     );
     assert_eq!(
@@ -1286,10 +1293,10 @@ fn conference_brings_b_into_the_main_room_and_a_leaves_on_complete() {
     assert_audience(&step.events[0], true, &[A, B]);
     assert_eq!(
         step.effects,
-        [Effect::RemoveParticipant {
+        [Effect::LiveKit(LiveKitEffect::RemoveParticipant {
             room: MAIN.into(),
             identity: A.into()
-        }],
+        })],
         "A leaves; no room closes (a conference has no consult room)"
     );
 }
@@ -1430,15 +1437,15 @@ fn assert_rolled_back_to_a(step: &Step, status: TransferStatus, b_was_placed: bo
     assert_audience(the(step, "call.resumed"), true, &[A]);
     let mut effects = vec![];
     if t.mode == TransferMode::Warm {
-        effects.push(Effect::CloseRoom {
+        effects.push(Effect::LiveKit(LiveKitEffect::CloseRoom {
             room: CONSULT.into(),
-        });
+        }));
     }
     if b_was_placed {
-        effects.push(Effect::RemoveParticipant {
+        effects.push(Effect::LiveKit(LiveKitEffect::RemoveParticipant {
             room: b_room.into(),
             identity: B.into(),
-        });
+        }));
     }
     assert_eq!(step.effects, effects, "{:?}", t.mode);
     assert_eq!(r.engaged_agents(), [A]);
@@ -1533,10 +1540,10 @@ fn a_cancels_a_conference_and_b_leaves_the_main_room() {
     );
     assert_eq!(
         step.effects,
-        [Effect::RemoveParticipant {
+        [Effect::LiveKit(LiveKitEffect::RemoveParticipant {
             room: MAIN.into(),
             identity: B.into()
-        }],
+        })],
         "no consult room to close for a conference"
     );
 }
@@ -1572,9 +1579,11 @@ fn a_ringing_transfer_rolls_back_to_a_in_every_mode() {
         for (at, input, status) in endings {
             let step = apply(&m, at, input);
             assert_rolled_back_to_a(&step, status, false);
-            let closes_consult = step.effects.contains(&Effect::CloseRoom {
-                room: CONSULT.into(),
-            });
+            let closes_consult =
+                step.effects
+                    .contains(&Effect::LiveKit(LiveKitEffect::CloseRoom {
+                        room: CONSULT.into(),
+                    }));
             assert_eq!(closes_consult, mode == TransferMode::Warm, "{mode:?}");
         }
     }
@@ -1682,14 +1691,14 @@ fn a_disconnecting_while_b_rings_fails_the_transfer_and_requeues_the_call() {
     assert_eq!(
         step.effects,
         [
-            Effect::RemoveParticipant {
+            Effect::LiveKit(LiveKitEffect::RemoveParticipant {
                 room: CONSULT.into(),
                 identity: A.into()
-            },
-            Effect::CloseRoom {
+            }),
+            Effect::LiveKit(LiveKitEffect::CloseRoom {
                 room: CONSULT.into()
-            },
-            Effect::RequestAgent,
+            }),
+            Effect::Routing(RoutingEffect::RequestAgent),
         ]
     );
     assert!(r.engaged_agents().is_empty());
@@ -1740,10 +1749,12 @@ fn a_disconnecting_during_the_briefing_hands_the_caller_to_b() {
     );
     assert_audience(the(&step, "participant.released"), false, &[A]);
     assert_audience(the(&step, "call.active"), true, &[B]);
-    assert!(step.effects.contains(&Effect::RemoveParticipant {
-        room: CONSULT.into(),
-        identity: A.into()
-    }));
+    assert!(step
+        .effects
+        .contains(&Effect::LiveKit(LiveKitEffect::RemoveParticipant {
+            room: CONSULT.into(),
+            identity: A.into()
+        })));
 }
 
 #[test]
@@ -1783,19 +1794,19 @@ fn caller_hanging_up_while_b_rings_abandons_the_transfer() {
     assert_eq!(
         step.effects,
         [
-            Effect::CloseRoom {
+            Effect::LiveKit(LiveKitEffect::CloseRoom {
                 room: CONSULT.into()
-            },
-            Effect::RemoveParticipant {
+            }),
+            Effect::LiveKit(LiveKitEffect::RemoveParticipant {
                 room: HOLD.into(),
                 identity: CALLER.into()
-            },
-            Effect::RemoveParticipant {
+            }),
+            Effect::LiveKit(LiveKitEffect::RemoveParticipant {
                 room: CONSULT.into(),
                 identity: A.into()
-            },
-            Effect::CloseRoom { room: MAIN.into() },
-            Effect::CloseRoom { room: HOLD.into() },
+            }),
+            Effect::LiveKit(LiveKitEffect::CloseRoom { room: MAIN.into() }),
+            Effect::LiveKit(LiveKitEffect::CloseRoom { room: HOLD.into() }),
         ]
     );
     assert_conflict(
@@ -1873,21 +1884,21 @@ fn the_call_ending_while_b_rings_tells_b_in_every_mode() {
             assert_audience(&step.events[1], true, &[A, B]);
             let mut effects = vec![];
             if mode == TransferMode::Warm {
-                effects.push(Effect::CloseRoom {
+                effects.push(Effect::LiveKit(LiveKitEffect::CloseRoom {
                     room: CONSULT.into(),
-                });
+                }));
             }
             effects.extend([
-                Effect::RemoveParticipant {
+                Effect::LiveKit(LiveKitEffect::RemoveParticipant {
                     room: caller_room.into(),
                     identity: CALLER.into(),
-                },
-                Effect::RemoveParticipant {
+                }),
+                Effect::LiveKit(LiveKitEffect::RemoveParticipant {
                     room: a_room.into(),
                     identity: A.into(),
-                },
-                Effect::CloseRoom { room: MAIN.into() },
-                Effect::CloseRoom { room: HOLD.into() },
+                }),
+                Effect::LiveKit(LiveKitEffect::CloseRoom { room: MAIN.into() }),
+                Effect::LiveKit(LiveKitEffect::CloseRoom { room: HOLD.into() }),
             ]);
             assert_eq!(step.effects, effects, "{mode:?} {reason}");
             assert!(r.engaged_agents().is_empty());
@@ -1906,10 +1917,12 @@ fn caller_hanging_up_during_the_briefing_abandons_the_transfer_and_releases_b() 
     assert_eq!(kinds(&step), ["transfer.abandoned", "call.ended"]);
     assert_audience(&step.events[0], true, &[A, B]);
     assert_audience(&step.events[1], true, &[A, B]);
-    assert!(step.effects.contains(&Effect::RemoveParticipant {
-        room: CONSULT.into(),
-        identity: B.into()
-    }));
+    assert!(step
+        .effects
+        .contains(&Effect::LiveKit(LiveKitEffect::RemoveParticipant {
+            room: CONSULT.into(),
+            identity: B.into()
+        })));
     assert_conflict(
         r,
         T_DONE + 1,
@@ -2927,10 +2940,10 @@ fn check_effects_and_audiences(before: &CallMachine, now: Millis, step: &Step) {
             continue;
         }
         let identity = identity_of(before, p);
-        let removal = Effect::RemoveParticipant {
+        let removal = Effect::LiveKit(LiveKitEffect::RemoveParticipant {
             room: before.room_of_party(p).expect("placed before"),
             identity: identity.clone(),
-        };
+        });
         assert!(
             step.effects.contains(&removal),
             "{p:?} left placed in LiveKit"
@@ -2988,20 +3001,32 @@ fn check_effects_and_audiences(before: &CallMachine, now: Millis, step: &Step) {
         .map(|t| t.transfer_room.as_str());
     let mut want_rooms: Vec<Effect> = vec![];
     if let Some(room) = opened_consult {
-        want_rooms.push(Effect::EnsureRoom { room: room.into() });
+        want_rooms.push(Effect::LiveKit(LiveKitEffect::EnsureRoom {
+            room: room.into(),
+        }));
     }
     if let Some(room) = closed_consult {
-        want_rooms.push(Effect::CloseRoom { room: room.into() });
+        want_rooms.push(Effect::LiveKit(LiveKitEffect::CloseRoom {
+            room: room.into(),
+        }));
     }
     if ended && before.call.status != CallStatus::Ended {
         for room in [&after.call.main_room, &after.call.hold_room] {
-            want_rooms.push(Effect::CloseRoom { room: room.clone() });
+            want_rooms.push(Effect::LiveKit(LiveKitEffect::CloseRoom {
+                room: room.clone(),
+            }));
         }
     }
     let rooms: Vec<Effect> = step
         .effects
         .iter()
-        .filter(|e| matches!(e, Effect::EnsureRoom { .. } | Effect::CloseRoom { .. }))
+        .filter(|e| {
+            matches!(
+                e,
+                Effect::LiveKit(LiveKitEffect::EnsureRoom { .. })
+                    | Effect::LiveKit(LiveKitEffect::CloseRoom { .. })
+            )
+        })
         .cloned()
         .collect();
     assert_eq!(
@@ -3029,7 +3054,8 @@ fn check_effects_and_audiences(before: &CallMachine, now: Millis, step: &Step) {
     let requeued =
         after.call.status == CallStatus::Queued && before.call.status != CallStatus::Queued;
     assert_eq!(
-        step.effects.contains(&Effect::RequestAgent),
+        step.effects
+            .contains(&Effect::Routing(RoutingEffect::RequestAgent)),
         requeued,
         "RequestAgent vs {:?} -> {:?}",
         before.call.status,
