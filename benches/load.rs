@@ -1,4 +1,4 @@
-//! The load harness (BENCHMARKS.md): starts the release server binary with the embedded store
+//! The load harness (docs/benchmarks.md): starts the release server binary with the embedded store
 //! and the LiveKit fake (clients join the rooms `participant.move` sends them to, so every
 //! arrival is confirmed by a signed webhook), opens the WebSockets of every caller and agent,
 //! and drives calls through full warm transfers. Prints its figures and writes them to
@@ -14,7 +14,7 @@
 //!   `kill -9` and a restart: time until `/health` and until every call's actor answers.
 //! * `polling` (`--transfers 100 --concurrency 10 --period 3`): B learns of each transfer by
 //!   push and, in parallel, by polling `GET /api/transfers?status=active` every `period`
-//!   seconds (seed 001's Agent B); B accepts once both have seen it.
+//!   seconds (an Agent B console that polls); B accepts once both have seen it.
 //! * `chaos` (`--transfers 500 --calls 20 --kills 25 --seed <n> --phone 1`): the chaos run
 //!   at full size (`tests/it/chaos.rs` runs it small in CI); `--phone 0` leaves out the
 //!   transfers to phone specialists through the Twilio fake.

@@ -7,7 +7,7 @@
 //! random moments; then the invariant checker (every transfer terminal, every caller with an
 //! agent or cleanly ended, no `seq` received twice, the store consistent with the API, the
 //! Twilio fake holding no leg or conference of a finished call or transfer). The full size is
-//! `cargo bench --bench load -- chaos` (BENCHMARKS.md).
+//! `cargo bench --bench load -- chaos` (docs/benchmarks.md).
 
 use crate::support::load::{run_chaos, ChaosOptions};
 

@@ -1,8 +1,9 @@
 //! The DynamoDB backend end to end, on the local server (moto, started by `scripts/test.sh`):
 //! the full warm transfer through the real HTTP and WebSocket API, then an independent
-//! reader (boto3) checks that the items are seed 000's tables and attributes; a seed 000
-//! agent written by boto3 is served and updated by the switchboard; and `switchboard
-//! init-tables` as an operator runs it.
+//! reader (boto3) checks that the items are in the classic six-table layout (Calls,
+//! Transcripts, Summaries, Transfers, Agents, Rooms) with its attributes; an agent written
+//! the classic way (no version) by boto3 is served and updated by the switchboard; and
+//! `switchboard init-tables` as an operator runs it.
 
 use std::process::{Command, Stdio};
 
@@ -40,7 +41,7 @@ fn boto3_check(args: &[&str]) -> serde_json::Value {
 }
 
 #[actix_web::test]
-async fn warm_transfer_end_to_end_on_dynamodb_in_seed_000_tables() {
+async fn warm_transfer_end_to_end_on_dynamodb_in_the_classic_tables() {
     let prefix = fresh_prefix();
     let app = spawn_app_with(TestOptions {
         store: TestStore::DynamoDb {
@@ -69,7 +70,7 @@ async fn warm_transfer_end_to_end_on_dynamodb_in_seed_000_tables() {
         "the completed one and the one back to alice"
     );
 
-    // An agent written the way seed 000 wrote it is served and updated by the switchboard.
+    // An agent written the classic way (four attributes, no version) is served and updated by the switchboard.
     boto3_check(&["put-seed-agent", &endpoint(), &prefix, "carol", "Carol"]);
     let r = app.get("/api/agents/carol", None).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
@@ -91,7 +92,7 @@ async fn warm_transfer_end_to_end_on_dynamodb_in_seed_000_tables() {
         "carol",
         "Carol Renamed",
     ]);
-    assert_eq!(after["version"], 1, "the seed item got its first version");
+    assert_eq!(after["version"], 1, "the item got its first version");
 }
 
 /// `switchboard init-tables` creates everything, says so, and a second run changes nothing;

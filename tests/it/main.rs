@@ -8,6 +8,7 @@ mod authz;
 mod briefing;
 mod browser;
 mod chaos;
+mod docs;
 mod dynamo;
 mod failures;
 mod flows;

@@ -1,4 +1,4 @@
-//! The REST resources of seed 000's layout: agents, calls by agent, transcripts, summaries,
+//! The REST resources of the classic `/api` layout: agents, calls by agent, transcripts, summaries,
 //! transfers by status, and rooms.
 
 use serde_json::json;
@@ -88,7 +88,7 @@ async fn agents_are_created_read_patched_and_listed_when_active() {
 }
 
 #[actix_web::test]
-async fn transcripts_summaries_and_listings_follow_seed_000() {
+async fn transcripts_summaries_and_listings_follow_the_classic_layout() {
     let app = spawn_app().await;
     let c = active_call(&app, "alice").await;
     let caller_token = c.caller.token.clone();

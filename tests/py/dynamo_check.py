@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """An independent reader of the switchboard's DynamoDB tables, with AWS's own Python SDK
-(boto3), run by tests/it/dynamo.rs. It checks that what the switchboard stored is what seed
-000's tables hold: the same table names, key schemas, index names and camelCase attribute
-names and types, readable the way seed 000's code read them.
+(boto3), run by tests/it/dynamo.rs. It checks that what the switchboard stored is what the
+classic six-table layout (Calls, Transcripts, Summaries, Transfers, Agents, Rooms) holds: the
+same table names, key schemas, index names and camelCase attribute names and types, readable
+the way that layout's earlier clients read them.
 
 Usage:
   dynamo_check.py check-flow ENDPOINT PREFIX CALL_ID TRANSFER_ID AGENT_A AGENT_B
@@ -34,7 +35,7 @@ SEED_TABLES = {
     "Rooms": ("roomId", {}),
 }
 
-# seed 000's attributes, each a string except Agents.active (a boolean).
+# the classic layout's attributes, each a string except Agents.active (a boolean).
 SEED_ATTRIBUTES = {
     "Calls": ["callId", "callerId", "agentAId", "agentBId", "status", "createdAt", "lastSummaryId"],
     "Transcripts": ["transcriptId", "callId", "text", "source", "createdAt"],
@@ -82,9 +83,9 @@ def raw_types(client, table, key):
 
 def seed_attributes(table_role, item, raw):
     for name in SEED_ATTRIBUTES[table_role]:
-        check(name in item, f"{table_role} item lacks seed attribute {name}: {sorted(item)}")
+        check(name in item, f"{table_role} item lacks classic attribute {name}: {sorted(item)}")
         want = "BOOL" if (table_role, name) == ("Agents", "active") else "S"
-        check(raw[name] == want, f"{table_role}.{name} is {raw[name]}, seed 000 wrote {want}")
+        check(raw[name] == want, f"{table_role}.{name} is {raw[name]}, the classic layout has {want}")
     check("NULL" not in raw.values(), f"{table_role} item has NULL attributes: {raw}")
     iso(item["createdAt"], f"{table_role}.createdAt")
 
@@ -130,7 +131,7 @@ def check_flow(endpoint, prefix, call_id, transfer_id, agent_a, agent_b):
     check(raw["state"] == "S", f"state is {raw['state']}")
     json.loads(call["state"])  # the machine state is JSON text
 
-    # seed 000 listed an agent's calls through agentAId-index.
+    # the classic layout lists an agent's calls through agentAId-index.
     by_agent = t("Calls").query(IndexName="agentAId-index", KeyConditionExpression=Key("agentAId").eq(agent_a))["Items"]
     mine = [c for c in by_agent if c["callId"] == call_id]
     check(len(mine) == 1, f"agentAId-index does not list call {call_id} for {agent_a}")
@@ -196,7 +197,7 @@ def check_flow(endpoint, prefix, call_id, transfer_id, agent_a, agent_b):
 
 
 def put_seed_agent(endpoint, prefix, agent_id, name):
-    """Writes an agent exactly as seed 000's code did: four attributes, no version."""
+    """Writes an agent exactly as the classic layout's earlier clients did: four attributes, no version."""
     _, db = clients(endpoint)
     db.Table(prefix + "Agents").put_item(Item={
         "agentId": agent_id,

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Verifies a switchboard end-of-call webhook the way a receiver should (README, "Verifying
-a webhook"); standard library only.
+"""Verifies a switchboard end-of-call webhook the way a receiver should (docs/webhooks.md,
+"Verifying a webhook"); standard library only.
 
     verify_webhook.py --secret S --header 't=...,v1=...' --body-file body.json \
         [--tolerance 300] [--now UNIX_SECS]
@@ -16,7 +16,7 @@ import time
 
 
 def verify(secret: str, header: str, body: bytes, tolerance: int = 300, now=None) -> None:
-    """Raises ValueError unless the header signs the body; the recipe of README."""
+    """Raises ValueError unless the header signs the body; the recipe of docs/webhooks.md."""
     t, sigs = None, []
     for part in header.split(","):
         key, sep, value = part.strip().partition("=")

@@ -817,7 +817,7 @@ pub struct Timings {
     pub polled: Samples,
 }
 
-/// A client that learns of transfers the way seed 001's Agent B did: by polling
+/// A client that learns of transfers the way a polling agent console does: by polling
 /// `GET /api/transfers?status=active` every `period`, starting at a random phase.
 pub struct Poller {
     /// When each transfer id was first seen by a poll.
