@@ -6,30 +6,9 @@ use serde_json::{json, Value};
 
 use super::input::conflict;
 use super::transfer::{self, NewTransfer};
+use super::tx::{require_live, require_owner};
 use super::{Actor, Command, Effect, Party, Rejection, Space, TimerKey, TwilioEffect, Tx};
 use crate::model::{from_millis, Audience, CallStatus};
-
-/// The owner, when `actor` is the agent who owns the call.
-pub(super) fn require_owner(tx: &Tx, actor: &Actor) -> Result<String, Rejection> {
-    match (actor, tx.owner()) {
-        (Actor::Agent(a), Some(owner)) if *a == owner => Ok(owner),
-        (Actor::Agent(a), _) => Err(Rejection::Forbidden(format!(
-            "agent {a} does not own call {}",
-            tx.m.call.call_id
-        ))),
-        _ => Err(Rejection::Forbidden(
-            "only the agent who owns the call may do this".into(),
-        )),
-    }
-}
-
-/// Refuses commands once the call has ended.
-pub(super) fn require_live(tx: &Tx) -> Result<(), Rejection> {
-    if tx.m.call.status.is_terminal() {
-        return Err(conflict("call_ended", "the call has ended"));
-    }
-    Ok(())
-}
 
 /// Applies a command (refused when `actor` may not issue it in the call's state).
 pub(super) fn command(tx: &mut Tx, actor: Actor, cmd: Command) -> Result<(), Rejection> {

@@ -5,8 +5,8 @@
 
 use serde_json::{json, Value};
 
-use super::command::{require_live, require_owner};
 use super::input::conflict;
+use super::tx::{require_live, require_owner};
 use super::{
     Actor, Effect, LiveKitEffect, Party, PhoneLeg, PhoneState, Plane, Rejection, Space, TimerKey,
     TwilioEffect, Tx,

@@ -4,6 +4,8 @@
 
 use serde_json::{json, Value};
 
+use super::input::conflict;
+use super::{Actor, Rejection};
 use super::{
     CallMachine, Effect, LiveKitEffect, Party, Placement, Plane, RoutingEffect, Space, Step,
     TimerKey, TwilioEffect, HELD_SUFFIX,
@@ -425,4 +427,26 @@ impl Tx {
             effects: self.effects,
         }
     }
+}
+
+/// The owner, when `actor` is the agent who owns the call.
+pub(super) fn require_owner(tx: &Tx, actor: &Actor) -> Result<String, Rejection> {
+    match (actor, tx.owner()) {
+        (Actor::Agent(a), Some(owner)) if *a == owner => Ok(owner),
+        (Actor::Agent(a), _) => Err(Rejection::Forbidden(format!(
+            "agent {a} does not own call {}",
+            tx.m.call.call_id
+        ))),
+        _ => Err(Rejection::Forbidden(
+            "only the agent who owns the call may do this".into(),
+        )),
+    }
+}
+
+/// Refuses commands once the call has ended.
+pub(super) fn require_live(tx: &Tx) -> Result<(), Rejection> {
+    if tx.m.call.status.is_terminal() {
+        return Err(conflict("call_ended", "the call has ended"));
+    }
+    Ok(())
 }
