@@ -46,7 +46,7 @@ pub enum ManagementAccess {
     ApiKey(ApiKey),
 }
 
-/// Provider presets: name, base URL, default model, the seeds' key variable.
+/// Provider presets: name, base URL, default model, the provider's usual key variable.
 const LLM_PRESETS: &[(&str, &str, &str, &str)] = &[
     (
         "openai",
@@ -394,7 +394,7 @@ fn assistant_agent_name(nonempty: &impl Fn(&str) -> Option<String>) -> Result<St
 pub enum StoreConfig {
     /// `embedded` (the default): one file in the data directory.
     Embedded,
-    /// `dynamodb`: seed 000's DynamoDB tables.
+    /// `dynamodb`: the classic six-table DynamoDB layout.
     DynamoDb(Box<DynamoConfig>),
 }
 
@@ -928,7 +928,7 @@ mod tests {
     }
 
     #[test]
-    fn dynamodb_defaults_are_seed_000_tables() {
+    fn dynamodb_defaults_are_the_classic_tables() {
         let c = dynamo(&[]).unwrap();
         assert_eq!(c.tables, TableNames::default());
         assert_eq!(c.tables.calls, "Calls");
@@ -1041,7 +1041,7 @@ mod tests {
     }
 
     #[test]
-    fn llm_presets_read_the_seed_keys() {
+    fn llm_presets_read_the_providers_usual_keys() {
         let c = with(&[("GROQ_API_KEY", "gsk-1")]).unwrap();
         let e = c.llm.endpoint.unwrap();
         assert_eq!(e.provider, "groq");

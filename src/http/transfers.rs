@@ -22,7 +22,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/api/transfers/{transferId}/{action}").route(web::post().to(act)));
 }
 
-/// `POST /api/transfers/initiate` body (seed 000's, plus mode and note).
+/// `POST /api/transfers/initiate` body (the classic layout's fields, plus mode and note).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InitiateTransfer {
@@ -37,7 +37,7 @@ pub struct InitiateTransfer {
     pub mode: TransferMode,
     /// A note from A to B.
     pub note: Option<String>,
-    /// Transcript text to add before summarising (seed 000).
+    /// Transcript text to add before summarising.
     pub transcript_text: Option<String>,
 }
 

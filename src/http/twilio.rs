@@ -584,7 +584,7 @@ async fn transcription(
         Err(ServiceError::NotFound { .. }) => return Ok(ok()),
         Err(e) => return Err(e.into()),
     };
-    // The caller is `caller` in transcripts, as in seed 000.
+    // The caller is `caller` in transcripts, as in every transcript.
     let speaker = if speaker == m.call.caller_id {
         "caller".to_string()
     } else {

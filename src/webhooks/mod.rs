@@ -217,7 +217,7 @@ fn time_or_null(at: Option<DateTime<Utc>>) -> Value {
 }
 
 /// The `call.ended` body: the call, its transcripts and transfers, and the assistant
-/// (`(assistantId, name)`) if it had one. camelCase; see README "End-of-call webhooks".
+/// (`(assistantId, name)`) if it had one. camelCase; see docs/webhooks.md.
 pub fn end_of_call_payload(
     call: &Call,
     transcripts: &[Transcript],
@@ -380,7 +380,7 @@ mod tests {
     }
 
     #[test]
-    fn payload_has_seed_004_fields_under_clear_names() {
+    fn payload_has_the_end_of_call_fields_under_clear_names() {
         let c = call();
         let tx = Transcript {
             transcript_id: "tx-1".into(),
@@ -409,7 +409,7 @@ mod tests {
         let p = end_of_call_payload(&c, &[tx], &[tr], Some(("asst-1", "Support")));
         assert_eq!(p["event"], "call.ended");
         assert_eq!(p["callId"], "call-1");
-        // seed 004: room_name, assistant_id, assistant_name, to_number, recording_path,
+        // The usual end-of-call fields: room_name, assistant_id, assistant_name, to_number, recording_path,
         // transcripts [speaker, text, timestamp], started_at, ended_at, call_duration_minutes.
         assert_eq!(p["room"], "room-main-1");
         assert_eq!(p["assistantId"], "asst-1");

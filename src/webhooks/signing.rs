@@ -17,7 +17,7 @@ pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
 pub const EVENT_HEADER: &str = "Switchboard-Event";
 /// The header numbering the attempt (1, 2, ...).
 pub const ATTEMPT_HEADER: &str = "Switchboard-Delivery-Attempt";
-/// The tolerance the README recommends to receivers.
+/// The tolerance docs/webhooks.md recommends to receivers.
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
 
 type HmacSha256 = Hmac<Sha256>;
