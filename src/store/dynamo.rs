@@ -67,10 +67,10 @@ use serde_json::Value;
 use self::codec::{codec_err, from_item, get_i64, get_s, get_u64, item_size, n, s, to_item, Item};
 pub use self::tables::{TableAction, TableNames, TableReport, TABLE_VARS};
 use super::{CallCommit, Store, StoreError, StoredCall};
-use crate::secret::Secret;
+use crate::model::org::{ApiKeyRecord, Assistant, SipTrunk};
+use crate::model::webhook::{DeliveryStatus, WebhookDelivery};
 use crate::model::{Agent, Call, Event, Room, Summary, Transcript, Transfer, TransferStatus};
-use crate::org::{ApiKeyRecord, Assistant, SipTrunk};
-use crate::webhooks::{DeliveryStatus, WebhookDelivery};
+use crate::secret::Secret;
 
 /// DynamoDB's limit of writes in one `TransactWriteItems`.
 pub const MAX_TRANSACTION_ITEMS: usize = 100;

@@ -48,9 +48,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{CallCommit, Store, StoreError, StoredCall};
+use crate::model::org::{ApiKeyRecord, Assistant, SipTrunk};
+use crate::model::webhook::{DeliveryStatus, WebhookDelivery};
 use crate::model::{Agent, Call, Event, Room, Summary, Transcript, Transfer, TransferStatus};
-use crate::org::{ApiKeyRecord, Assistant, SipTrunk};
-use crate::webhooks::{DeliveryStatus, WebhookDelivery};
 
 /// The name of the database file inside the data directory.
 pub const DB_FILE_NAME: &str = "switchboard.redb";

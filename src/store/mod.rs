@@ -9,9 +9,9 @@ pub mod embedded;
 use async_trait::async_trait;
 use serde_json::Value;
 
+use crate::model::org::{ApiKeyRecord, Assistant, SipTrunk};
+use crate::model::webhook::WebhookDelivery;
 use crate::model::{Agent, Call, Event, Room, Summary, Transcript, Transfer, TransferStatus};
-use crate::org::{ApiKeyRecord, Assistant, SipTrunk};
-use crate::webhooks::WebhookDelivery;
 
 /// Errors every backend maps its own failures into; no backend type leaks past the store.
 #[derive(Debug, thiserror::Error)]
