@@ -5,7 +5,7 @@
 //!
 //! # Consistency
 //!
-//! * [`Store::commit_call`] is **one `TransactWriteItems`**: the call item (`Put`, condition
+//! * [`CallStore::commit_call`](crate::store::CallStore::commit_call) is **one `TransactWriteItems`**: the call item (`Put`, condition
 //!   `attribute_not_exists(callId)` to create, `version = :expected` to update), its
 //!   `OpenCalls` entry (`Put` while the call is not ended, `Delete` once it is), every event
 //!   (`Put`, condition `attribute_not_exists`), every changed transfer (`Put`), and one
@@ -210,7 +210,7 @@ fn retryable_reason(code: &str) -> bool {
     )
 }
 
-/// The DynamoDB [`Store`]. Cheap to clone (the SDK client is shared).
+/// The DynamoDB [`Store`](crate::store::Store). Cheap to clone (the SDK client is shared).
 #[derive(Clone)]
 pub struct DynamoStore {
     client: Client,

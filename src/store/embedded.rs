@@ -33,6 +33,13 @@
 //! is durable; what changes is that concurrent calls share the fsync (measured in
 //! BENCHMARKS.md: an fsync costs milliseconds here, so one per transition capped the whole
 //! node at a few hundred transitions per second).
+//!
+//! [`Agent`]: crate::model::Agent
+//! [`Transfer`]: crate::model::Transfer
+//! [`Transcript`]: crate::model::Transcript
+//! [`Summary`]: crate::model::Summary
+//! [`Room`]: crate::model::Room
+//! [`Event`]: crate::model::Event
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -276,7 +283,7 @@ macro_rules! open_table {
     };
 }
 
-/// The embedded single-file [`Store`]: one redb database file in the data directory.
+/// The embedded single-file [`Store`](crate::store::Store): one redb database file in the data directory.
 ///
 /// Cheap to clone; clones share the open database.
 #[derive(Clone)]

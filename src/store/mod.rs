@@ -7,6 +7,7 @@
 //! The store depends on the records of [`crate::model`] (and on [`crate::secret`] and
 //! [`crate::metrics`], both leaves), never on the modules above it.
 
+#[cfg(test)]
 pub mod conformance;
 pub mod dynamo;
 pub mod embedded;
