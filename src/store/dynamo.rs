@@ -90,7 +90,8 @@ const CALL_JSON: &[&str] = &["metadata"];
 /// Fields of an event kept as JSON text.
 const EVENT_JSON: &[&str] = &["data", "audience"];
 
-/// Settings of the DynamoDB store (validated by [`Config`](crate::config::Config)).
+/// Settings of the DynamoDB store, read and validated by the configuration above the store
+/// (which imports this type; the store imports nothing of the configuration).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DynamoConfig {
     /// The tables.

@@ -50,7 +50,7 @@ pub async fn transcripts_by_call_in_order(store: &dyn Store) {
 }
 
 /// A summary with the whole structured briefing (lists, usage, labels) reads back equal, by
-/// id and by call; so does one with only seed 000's fields (the defaults).
+/// id and by call; so does one with only the classic six-table layout's fields (the defaults).
 pub async fn structured_summaries_round_trip(store: &dyn Store) {
     use crate::model::{Sentiment, SummarySource, TokenUsage, Urgency};
     let call_id = crate::model::new_id("call");

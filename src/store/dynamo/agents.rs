@@ -47,7 +47,8 @@ impl AgentStore for DynamoStore {
             )
         })?;
         let item = to_item(&next, &[]).map_err(codec_err(ctx.clone()))?;
-        // Version 0 is an agent read from an item without a version (written by seed 000).
+        // Version 0 is an agent read from an item without a version (one written in the
+        // classic six-table layout, before versions).
         let (condition, names, values) = if expected == 0 {
             (
                 "attribute_exists(#pk) AND attribute_not_exists(#v)",
