@@ -50,6 +50,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::record::{next_version, of_org, oldest_first, Record, Versioned};
 use super::{StoreError, StoredCall};
 use crate::model::Call;
 
@@ -204,7 +205,7 @@ where
 }
 
 /// The child ids of a time-ordered index under one parent (oldest first, then by id).
-fn time_index_ids<R>(index: &R, name: &'static str, parent: &str) -> Result<Vec<String>, StoreError>
+fn time_index_ids<R>(index: &R, name: &str, parent: &str) -> Result<Vec<String>, StoreError>
 where
     R: ReadableTable<(&'static str, i64, u32, &'static str), ()>,
 {
@@ -219,6 +220,20 @@ where
             break;
         }
         ids.push(child.to_owned());
+    }
+    Ok(ids)
+}
+
+/// The keys of a set-like table (`id` → `()`), in key order.
+fn key_ids<R>(set: &R, op: &str, name: &str) -> Result<Vec<String>, StoreError>
+where
+    R: ReadableTable<&'static str, ()>,
+{
+    let scan = || format!("{op}: scanning {name}");
+    let mut ids = Vec::new();
+    for item in set.iter().or_backend(scan)? {
+        let (k, _) = item.or_backend(scan)?;
+        ids.push(k.value().to_owned());
     }
     Ok(ids)
 }
@@ -358,6 +373,116 @@ impl EmbeddedStore {
             .await
             .or_backend(|| format!("{op}: blocking task failed"))?
     }
+}
+
+impl EmbeddedStore {
+    /// Reads one JSON record of `def` by id.
+    async fn get_json<T>(
+        &self,
+        op: &'static str,
+        def: RecordTable,
+        entity: &'static str,
+        id: &str,
+    ) -> Result<Option<T>, StoreError>
+    where
+        T: DeserializeOwned + Send + 'static,
+    {
+        let id = id.to_owned();
+        self.blocking(op, move |db| {
+            read(db, op, |txn| {
+                let table = open_table!(txn, def, op);
+                get_record(&table, entity, &id)
+            })
+        })
+        .await
+    }
+
+    /// The records of `def` that the time-ordered `index` lists under `parent`, oldest first.
+    async fn list_by_time_index<T>(
+        &self,
+        op: &'static str,
+        index: TimeIndex,
+        def: RecordTable,
+        entity: &'static str,
+        parent: &str,
+    ) -> Result<Vec<T>, StoreError>
+    where
+        T: DeserializeOwned + Send + 'static,
+    {
+        let parent = parent.to_owned();
+        self.blocking(op, move |db| {
+            read(db, op, |txn| {
+                let by_parent = open_table!(txn, index, op);
+                let table = open_table!(txn, def, op);
+                let ids = time_index_ids(&by_parent, redb::TableHandle::name(&index), &parent)?;
+                load_all(&table, entity, &ids)
+            })
+        })
+        .await
+    }
+}
+
+/// Writes a new JSON record; `AlreadyExists` (writing nothing) if the id is taken.
+fn insert_new<T: Serialize + ?Sized>(
+    table: &mut redb::Table<'_, &'static str, &'static [u8]>,
+    op: &str,
+    entity: &'static str,
+    id: &str,
+    value: &T,
+) -> Result<(), StoreError> {
+    if has_record(table, entity, id)? {
+        return Err(StoreError::AlreadyExists {
+            entity,
+            id: id.to_owned(),
+        });
+    }
+    let bytes = encode(entity, id, value)?;
+    table
+        .insert(id, bytes.as_slice())
+        .or_backend(|| format!("{op}: writing {entity} {id}"))?;
+    Ok(())
+}
+
+/// Replaces a versioned JSON record if its stored version is the one `record` names, bumping
+/// the version in `record`; `NotFound` or `VersionConflict` (writing nothing) otherwise.
+fn replace_versioned<T>(
+    table: &mut redb::Table<'_, &'static str, &'static [u8]>,
+    op: &str,
+    record: &mut T,
+) -> Result<(), StoreError>
+where
+    T: Versioned + Serialize + DeserializeOwned,
+{
+    let id = record.id().to_owned();
+    let stored: Option<T> = get_record(table, T::ENTITY, &id)?;
+    let version = next_version(
+        T::ENTITY,
+        &id,
+        stored.map(|s| s.version()),
+        record.version(),
+    )?;
+    record.set_version(version);
+    let bytes = encode(T::ENTITY, &id, record)?;
+    table
+        .insert(id.as_str(), bytes.as_slice())
+        .or_backend(|| format!("{op}: writing {} {id}", T::ENTITY))?;
+    Ok(())
+}
+
+/// Lists `id` under `parent` in a time-ordered index, at `created_at`.
+fn index_by_time(
+    index: &mut redb::Table<'_, (&'static str, i64, u32, &'static str), ()>,
+    op: &str,
+    entity: &str,
+    parent: &str,
+    created_at: &DateTime<Utc>,
+    id: &str,
+) -> Result<(), StoreError> {
+    let (secs, nanos) = time_key(created_at);
+    index
+        .insert((parent, secs, nanos, id), ())
+        .or_backend(|| format!("{op}: indexing {entity} {id}"))?;
+    Ok(())
 }
 
 mod agents;

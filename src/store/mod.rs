@@ -12,6 +12,7 @@ pub mod conformance;
 pub mod dynamo;
 pub mod embedded;
 pub mod metered;
+mod record;
 pub mod roles;
 
 pub use self::metered::MeteredStore;

@@ -1,11 +1,10 @@
 //! The embedded store's agent directory ([`AgentStore`]).
 
-use super::*;
 use async_trait::async_trait;
 
-use super::AGENTS;
+use super::*;
 use crate::model::Agent;
-use crate::store::{AgentStore, StoreError};
+use crate::store::AgentStore;
 
 #[async_trait]
 impl AgentStore for EmbeddedStore {
@@ -15,18 +14,13 @@ impl AgentStore for EmbeddedStore {
         self.blocking("create_agent", move |db| {
             write(db, "create_agent", |txn| {
                 let mut agents = open_table!(txn, AGENTS, "create_agent");
-                let id = agent.agent_id.as_str();
-                if has_record(&agents, "agent", id)? {
-                    return Err(StoreError::AlreadyExists {
-                        entity: "agent",
-                        id: id.to_owned(),
-                    });
-                }
-                let bytes = encode("agent", id, &agent)?;
-                agents
-                    .insert(id, bytes.as_slice())
-                    .or_backend(|| format!("create_agent: writing agent {id}"))?;
-                Ok(())
+                insert_new(
+                    &mut agents,
+                    "create_agent",
+                    "agent",
+                    &agent.agent_id,
+                    &agent,
+                )
             })?;
             Ok(agent)
         })
@@ -34,14 +28,7 @@ impl AgentStore for EmbeddedStore {
     }
 
     async fn get_agent(&self, agent_id: &str) -> Result<Option<Agent>, StoreError> {
-        let id = agent_id.to_owned();
-        self.blocking("get_agent", move |db| {
-            read(db, "get_agent", |txn| {
-                let agents = open_table!(txn, AGENTS, "get_agent");
-                get_record(&agents, "agent", &id)
-            })
-        })
-        .await
+        self.get_json("get_agent", AGENTS, "agent", agent_id).await
     }
 
     async fn update_agent(&self, agent: &Agent) -> Result<Agent, StoreError> {
@@ -49,32 +36,7 @@ impl AgentStore for EmbeddedStore {
         self.blocking("update_agent", move |db| {
             write(db, "update_agent", |txn| {
                 let mut agents = open_table!(txn, AGENTS, "update_agent");
-                let id = agent.agent_id.clone();
-                let stored: Option<Agent> = get_record(&agents, "agent", &id)?;
-                let Some(stored) = stored else {
-                    return Err(StoreError::NotFound {
-                        entity: "agent",
-                        id,
-                    });
-                };
-                if stored.version != agent.version {
-                    return Err(StoreError::VersionConflict {
-                        entity: "agent",
-                        id,
-                        expected: agent.version,
-                    });
-                }
-                agent.version = agent.version.checked_add(1).ok_or_else(|| {
-                    StoreError::backend(
-                        format!("update_agent {id}"),
-                        "agent version overflowed u64",
-                    )
-                })?;
-                let bytes = encode("agent", &id, &agent)?;
-                agents
-                    .insert(id.as_str(), bytes.as_slice())
-                    .or_backend(|| format!("update_agent: writing agent {id}"))?;
-                Ok(())
+                replace_versioned(&mut agents, "update_agent", &mut agent)
             })?;
             Ok(agent)
         })
@@ -86,7 +48,7 @@ impl AgentStore for EmbeddedStore {
             read(db, "list_agents", |txn| {
                 let agents = open_table!(txn, AGENTS, "list_agents");
                 let mut all: Vec<Agent> = all_records(&agents, "agent")?;
-                all.sort_by(|a, b| (a.created_at, &a.agent_id).cmp(&(b.created_at, &b.agent_id)));
+                oldest_first(&mut all);
                 Ok(all)
             })
         })

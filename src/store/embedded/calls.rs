@@ -63,12 +63,7 @@ impl CallStore for EmbeddedStore {
             read(db, "list_unfinished_calls", |txn| {
                 let index = open_table!(txn, UNFINISHED_CALLS, "list_unfinished_calls");
                 let calls = open_table!(txn, CALLS, "list_unfinished_calls");
-                let mut ids = Vec::new();
-                let scan = || "list_unfinished_calls: scanning unfinished_calls".to_owned();
-                for item in index.iter().or_backend(scan)? {
-                    let (k, _) = item.or_backend(scan)?;
-                    ids.push(k.value().to_owned());
-                }
+                let ids = key_ids(&index, "list_unfinished_calls", "unfinished_calls")?;
                 let records: Vec<CallRecord> = load_all(&calls, "call", &ids)?;
                 let mut out: Vec<StoredCall> = records.into_iter().map(StoredCall::from).collect();
                 out.sort_by(|a, b| {
@@ -81,27 +76,14 @@ impl CallStore for EmbeddedStore {
     }
 
     async fn get_transfer(&self, transfer_id: &str) -> Result<Option<Transfer>, StoreError> {
-        let id = transfer_id.to_owned();
-        self.blocking("get_transfer", move |db| {
-            read(db, "get_transfer", |txn| {
-                let transfers = open_table!(txn, TRANSFERS, "get_transfer");
-                get_record(&transfers, "transfer", &id)
-            })
-        })
-        .await
+        self.get_json("get_transfer", TRANSFERS, "transfer", transfer_id)
+            .await
     }
 
     async fn list_transfers_by_call(&self, call_id: &str) -> Result<Vec<Transfer>, StoreError> {
-        let call_id = call_id.to_owned();
-        self.blocking("list_transfers_by_call", move |db| {
-            read(db, "list_transfers_by_call", |txn| {
-                let index = open_table!(txn, TRANSFERS_BY_CALL, "list_transfers_by_call");
-                let transfers = open_table!(txn, TRANSFERS, "list_transfers_by_call");
-                let ids = time_index_ids(&index, "transfers_by_call", &call_id)?;
-                load_all(&transfers, "transfer", &ids)
-            })
-        })
-        .await
+        let op = "list_transfers_by_call";
+        self.list_by_time_index(op, TRANSFERS_BY_CALL, TRANSFERS, "transfer", call_id)
+            .await
     }
 
     async fn list_transfers(
@@ -128,9 +110,7 @@ impl CallStore for EmbeddedStore {
                     }
                     load_all(&transfers, "transfer", &ids)?
                 };
-                out.sort_by(|a, b| {
-                    (a.created_at, &a.transfer_id).cmp(&(b.created_at, &b.transfer_id))
-                });
+                oldest_first(&mut out);
                 Ok(out)
             })
         })
@@ -195,14 +175,7 @@ impl CallStore for EmbeddedStore {
     }
 
     async fn get_room(&self, room_id: &str) -> Result<Option<Room>, StoreError> {
-        let id = room_id.to_owned();
-        self.blocking("get_room", move |db| {
-            read(db, "get_room", |txn| {
-                let rooms = open_table!(txn, ROOMS, "get_room");
-                get_record(&rooms, "room", &id)
-            })
-        })
-        .await
+        self.get_json("get_room", ROOMS, "room", room_id).await
     }
 
     async fn get_room_by_name(&self, room_name: &str) -> Result<Option<Room>, StoreError> {

@@ -112,10 +112,8 @@ impl OrgStore for EmbeddedStore {
     async fn list_api_keys(&self, org_id: Option<&str>) -> Result<Vec<ApiKeyRecord>, StoreError> {
         let org = org_id.map(str::to_owned);
         self.blocking("list_api_keys", move |db| {
-            let mut all: Vec<ApiKeyRecord> = list(db, API_KEYS, "api key")?;
-            all.retain(|k| org.as_deref().is_none_or(|o| k.org_id == o));
-            all.sort_by(|a, b| (a.created_at, &a.key_id).cmp(&(b.created_at, &b.key_id)));
-            Ok(all)
+            let all: Vec<ApiKeyRecord> = list(db, API_KEYS, "api key")?;
+            Ok(of_org(all, org.as_deref()))
         })
         .await
     }
@@ -167,12 +165,8 @@ impl OrgStore for EmbeddedStore {
     async fn list_assistants(&self, org_id: Option<&str>) -> Result<Vec<Assistant>, StoreError> {
         let org = org_id.map(str::to_owned);
         self.blocking("list_assistants", move |db| {
-            let mut all: Vec<Assistant> = list(db, ASSISTANTS, "assistant")?;
-            all.retain(|a| org.as_deref().is_none_or(|o| a.org_id == o));
-            all.sort_by(|a, b| {
-                (a.created_at, &a.assistant_id).cmp(&(b.created_at, &b.assistant_id))
-            });
-            Ok(all)
+            let all: Vec<Assistant> = list(db, ASSISTANTS, "assistant")?;
+            Ok(of_org(all, org.as_deref()))
         })
         .await
     }
@@ -182,28 +176,7 @@ impl OrgStore for EmbeddedStore {
         self.blocking("update_assistant", move |db| {
             write(db, "update_assistant", |txn| {
                 let mut t = open_table!(txn, ASSISTANTS, "update_assistant");
-                let id = a.assistant_id.clone();
-                let stored: Option<Assistant> = get_record(&t, "assistant", &id)?;
-                let Some(stored) = stored else {
-                    return Err(StoreError::NotFound {
-                        entity: "assistant",
-                        id,
-                    });
-                };
-                if stored.version != a.version {
-                    return Err(StoreError::VersionConflict {
-                        entity: "assistant",
-                        id,
-                        expected: a.version,
-                    });
-                }
-                a.version = a.version.checked_add(1).ok_or_else(|| {
-                    StoreError::backend(format!("update_assistant {id}"), "version overflowed")
-                })?;
-                let bytes = encode("assistant", &id, &a)?;
-                t.insert(id.as_str(), bytes.as_slice())
-                    .or_backend(|| format!("update_assistant: writing {id}"))?;
-                Ok(())
+                replace_versioned(&mut t, "update_assistant", &mut a)
             })?;
             Ok(a)
         })
@@ -237,10 +210,8 @@ impl OrgStore for EmbeddedStore {
     async fn list_sip_trunks(&self, org_id: Option<&str>) -> Result<Vec<SipTrunk>, StoreError> {
         let org = org_id.map(str::to_owned);
         self.blocking("list_sip_trunks", move |db| {
-            let mut all: Vec<SipTrunk> = list(db, SIP_TRUNKS, "sip trunk")?;
-            all.retain(|t| org.as_deref().is_none_or(|o| t.org_id == o));
-            all.sort_by(|a, b| (a.created_at, &a.trunk_id).cmp(&(b.created_at, &b.trunk_id)));
-            Ok(all)
+            let all: Vec<SipTrunk> = list(db, SIP_TRUNKS, "sip trunk")?;
+            Ok(of_org(all, org.as_deref()))
         })
         .await
     }

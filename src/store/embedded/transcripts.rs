@@ -1,116 +1,90 @@
 //! The embedded store's transcripts and summaries ([`TranscriptStore`]).
 
-use super::*;
 use async_trait::async_trait;
 
+use super::*;
 use crate::model::{Summary, Transcript};
-use crate::store::{StoreError, TranscriptStore};
+use crate::store::TranscriptStore;
+
+impl EmbeddedStore {
+    /// Writes a new record of a call and lists it under the call in `index`;
+    /// `AlreadyExists` (writing nothing) if the id is taken.
+    async fn put_of_call<T>(
+        &self,
+        op: &'static str,
+        def: RecordTable,
+        index: TimeIndex,
+        record: T,
+        call_id: String,
+    ) -> Result<(), StoreError>
+    where
+        T: Record + Serialize + Send + 'static,
+    {
+        self.blocking(op, move |db| {
+            write(db, op, |txn| {
+                let mut table = open_table!(txn, def, op);
+                let mut by_call = open_table!(txn, index, op);
+                let id = record.id();
+                insert_new(&mut table, op, T::ENTITY, id, &record)?;
+                index_by_time(
+                    &mut by_call,
+                    op,
+                    T::ENTITY,
+                    &call_id,
+                    &record.created_at(),
+                    id,
+                )
+            })
+        })
+        .await
+    }
+}
 
 #[async_trait]
 impl TranscriptStore for EmbeddedStore {
     async fn put_transcript(&self, transcript: &Transcript) -> Result<(), StoreError> {
-        let t = transcript.clone();
-        self.blocking("put_transcript", move |db| {
-            write(db, "put_transcript", |txn| {
-                let op = "put_transcript";
-                let mut table = open_table!(txn, TRANSCRIPTS, op);
-                let mut index = open_table!(txn, TRANSCRIPTS_BY_CALL, op);
-                let id = t.transcript_id.as_str();
-                if has_record(&table, "transcript", id)? {
-                    return Err(StoreError::AlreadyExists {
-                        entity: "transcript",
-                        id: id.to_owned(),
-                    });
-                }
-                let bytes = encode("transcript", id, &t)?;
-                table
-                    .insert(id, bytes.as_slice())
-                    .or_backend(|| format!("{op}: writing transcript {id}"))?;
-                let (secs, nanos) = time_key(&t.created_at);
-                index
-                    .insert((t.call_id.as_str(), secs, nanos, id), ())
-                    .or_backend(|| format!("{op}: indexing transcript {id}"))?;
-                Ok(())
-            })
-        })
+        let call_id = transcript.call_id.clone();
+        self.put_of_call(
+            "put_transcript",
+            TRANSCRIPTS,
+            TRANSCRIPTS_BY_CALL,
+            transcript.clone(),
+            call_id,
+        )
         .await
     }
 
     async fn get_transcript(&self, transcript_id: &str) -> Result<Option<Transcript>, StoreError> {
-        let id = transcript_id.to_owned();
-        self.blocking("get_transcript", move |db| {
-            read(db, "get_transcript", |txn| {
-                let table = open_table!(txn, TRANSCRIPTS, "get_transcript");
-                get_record(&table, "transcript", &id)
-            })
-        })
-        .await
+        self.get_json("get_transcript", TRANSCRIPTS, "transcript", transcript_id)
+            .await
     }
 
     async fn list_transcripts_by_call(&self, call_id: &str) -> Result<Vec<Transcript>, StoreError> {
-        let call_id = call_id.to_owned();
-        self.blocking("list_transcripts_by_call", move |db| {
-            read(db, "list_transcripts_by_call", |txn| {
-                let op = "list_transcripts_by_call";
-                let index = open_table!(txn, TRANSCRIPTS_BY_CALL, op);
-                let table = open_table!(txn, TRANSCRIPTS, op);
-                let ids = time_index_ids(&index, "transcripts_by_call", &call_id)?;
-                load_all(&table, "transcript", &ids)
-            })
-        })
-        .await
+        let op = "list_transcripts_by_call";
+        self.list_by_time_index(op, TRANSCRIPTS_BY_CALL, TRANSCRIPTS, "transcript", call_id)
+            .await
     }
 
     async fn put_summary(&self, summary: &Summary) -> Result<(), StoreError> {
-        let s = summary.clone();
-        self.blocking("put_summary", move |db| {
-            write(db, "put_summary", |txn| {
-                let op = "put_summary";
-                let mut table = open_table!(txn, SUMMARIES, op);
-                let mut index = open_table!(txn, SUMMARIES_BY_CALL, op);
-                let id = s.summary_id.as_str();
-                if has_record(&table, "summary", id)? {
-                    return Err(StoreError::AlreadyExists {
-                        entity: "summary",
-                        id: id.to_owned(),
-                    });
-                }
-                let bytes = encode("summary", id, &s)?;
-                table
-                    .insert(id, bytes.as_slice())
-                    .or_backend(|| format!("{op}: writing summary {id}"))?;
-                let (secs, nanos) = time_key(&s.created_at);
-                index
-                    .insert((s.call_id.as_str(), secs, nanos, id), ())
-                    .or_backend(|| format!("{op}: indexing summary {id}"))?;
-                Ok(())
-            })
-        })
+        let call_id = summary.call_id.clone();
+        self.put_of_call(
+            "put_summary",
+            SUMMARIES,
+            SUMMARIES_BY_CALL,
+            summary.clone(),
+            call_id,
+        )
         .await
     }
 
     async fn get_summary(&self, summary_id: &str) -> Result<Option<Summary>, StoreError> {
-        let id = summary_id.to_owned();
-        self.blocking("get_summary", move |db| {
-            read(db, "get_summary", |txn| {
-                let table = open_table!(txn, SUMMARIES, "get_summary");
-                get_record(&table, "summary", &id)
-            })
-        })
-        .await
+        self.get_json("get_summary", SUMMARIES, "summary", summary_id)
+            .await
     }
 
     async fn list_summaries_by_call(&self, call_id: &str) -> Result<Vec<Summary>, StoreError> {
-        let call_id = call_id.to_owned();
-        self.blocking("list_summaries_by_call", move |db| {
-            read(db, "list_summaries_by_call", |txn| {
-                let op = "list_summaries_by_call";
-                let index = open_table!(txn, SUMMARIES_BY_CALL, op);
-                let table = open_table!(txn, SUMMARIES, op);
-                let ids = time_index_ids(&index, "summaries_by_call", &call_id)?;
-                load_all(&table, "summary", &ids)
-            })
-        })
-        .await
+        let op = "list_summaries_by_call";
+        self.list_by_time_index(op, SUMMARIES_BY_CALL, SUMMARIES, "summary", call_id)
+            .await
     }
 }

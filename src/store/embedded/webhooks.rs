@@ -1,11 +1,29 @@
 //! The embedded store's end-of-call webhook deliveries ([`WebhookStore`]).
 
-use super::*;
 use async_trait::async_trait;
 
+use super::*;
 use crate::model::webhook::{DeliveryStatus, WebhookDelivery};
-use crate::store::{StoreError, WebhookStore};
-use redb::ReadableTable;
+use crate::store::WebhookStore;
+
+/// Keeps `id` in the `pending_webhooks` set exactly while the delivery is pending.
+fn mark_pending(
+    pending: &mut redb::Table<'_, &'static str, ()>,
+    op: &str,
+    delivery: &WebhookDelivery,
+) -> Result<(), StoreError> {
+    let id = delivery.delivery_id.as_str();
+    if delivery.status == DeliveryStatus::Pending {
+        pending
+            .insert(id, ())
+            .or_backend(|| format!("{op}: marking {id} pending"))?;
+    } else {
+        pending
+            .remove(id)
+            .or_backend(|| format!("{op}: unmarking {id}"))?;
+    }
+    Ok(())
+}
 
 #[async_trait]
 impl WebhookStore for EmbeddedStore {
@@ -22,26 +40,16 @@ impl WebhookStore for EmbeddedStore {
                 let mut by_call = open_table!(txn, WEBHOOKS_BY_CALL, op);
                 let mut pending = open_table!(txn, PENDING_WEBHOOKS, op);
                 let id = d.delivery_id.as_str();
-                if has_record(&table, "webhook delivery", id)? {
-                    return Err(StoreError::AlreadyExists {
-                        entity: "webhook delivery",
-                        id: id.to_owned(),
-                    });
-                }
-                let bytes = encode("webhook delivery", id, &d)?;
-                table
-                    .insert(id, bytes.as_slice())
-                    .or_backend(|| format!("{op}: writing {id}"))?;
-                let (secs, nanos) = time_key(&d.created_at);
-                by_call
-                    .insert((d.call_id.as_str(), secs, nanos, id), ())
-                    .or_backend(|| format!("{op}: indexing {id}"))?;
-                if d.status == DeliveryStatus::Pending {
-                    pending
-                        .insert(id, ())
-                        .or_backend(|| format!("{op}: marking {id} pending"))?;
-                }
-                Ok(())
+                insert_new(&mut table, op, "webhook delivery", id, &d)?;
+                index_by_time(
+                    &mut by_call,
+                    op,
+                    "webhook delivery",
+                    &d.call_id,
+                    &d.created_at,
+                    id,
+                )?;
+                mark_pending(&mut pending, op, &d)
             })?;
             Ok(d)
         })
@@ -58,38 +66,8 @@ impl WebhookStore for EmbeddedStore {
                 let op = "update_webhook_delivery";
                 let mut table = open_table!(txn, WEBHOOK_DELIVERIES, op);
                 let mut pending = open_table!(txn, PENDING_WEBHOOKS, op);
-                let id = d.delivery_id.clone();
-                let stored: Option<WebhookDelivery> = get_record(&table, "webhook delivery", &id)?;
-                let Some(stored) = stored else {
-                    return Err(StoreError::NotFound {
-                        entity: "webhook delivery",
-                        id,
-                    });
-                };
-                if stored.version != d.version {
-                    return Err(StoreError::VersionConflict {
-                        entity: "webhook delivery",
-                        id,
-                        expected: d.version,
-                    });
-                }
-                d.version = d.version.checked_add(1).ok_or_else(|| {
-                    StoreError::backend(format!("{op} {id}"), "version overflowed u64")
-                })?;
-                let bytes = encode("webhook delivery", &id, &d)?;
-                table
-                    .insert(id.as_str(), bytes.as_slice())
-                    .or_backend(|| format!("{op}: writing {id}"))?;
-                if d.status == DeliveryStatus::Pending {
-                    pending
-                        .insert(id.as_str(), ())
-                        .or_backend(|| format!("{op}: marking {id} pending"))?;
-                } else {
-                    pending
-                        .remove(id.as_str())
-                        .or_backend(|| format!("{op}: unmarking {id}"))?;
-                }
-                Ok(())
+                replace_versioned(&mut table, op, &mut d)?;
+                mark_pending(&mut pending, op, &d)
             })?;
             Ok(d)
         })
@@ -100,30 +78,23 @@ impl WebhookStore for EmbeddedStore {
         &self,
         delivery_id: &str,
     ) -> Result<Option<WebhookDelivery>, StoreError> {
-        let id = delivery_id.to_owned();
-        self.blocking("get_webhook_delivery", move |db| {
-            read(db, "get_webhook_delivery", |txn| {
-                let table = open_table!(txn, WEBHOOK_DELIVERIES, "get_webhook_delivery");
-                get_record(&table, "webhook delivery", &id)
-            })
-        })
-        .await
+        let op = "get_webhook_delivery";
+        self.get_json(op, WEBHOOK_DELIVERIES, "webhook delivery", delivery_id)
+            .await
     }
 
     async fn list_webhook_deliveries_by_call(
         &self,
         call_id: &str,
     ) -> Result<Vec<WebhookDelivery>, StoreError> {
-        let call_id = call_id.to_owned();
-        self.blocking("list_webhook_deliveries_by_call", move |db| {
-            read(db, "list_webhook_deliveries_by_call", |txn| {
-                let op = "list_webhook_deliveries_by_call";
-                let index = open_table!(txn, WEBHOOKS_BY_CALL, op);
-                let table = open_table!(txn, WEBHOOK_DELIVERIES, op);
-                let ids = time_index_ids(&index, "webhooks_by_call", &call_id)?;
-                load_all(&table, "webhook delivery", &ids)
-            })
-        })
+        let op = "list_webhook_deliveries_by_call";
+        self.list_by_time_index(
+            op,
+            WEBHOOKS_BY_CALL,
+            WEBHOOK_DELIVERIES,
+            "webhook delivery",
+            call_id,
+        )
         .await
     }
 
@@ -133,15 +104,9 @@ impl WebhookStore for EmbeddedStore {
                 let op = "list_pending_webhook_deliveries";
                 let pending = open_table!(txn, PENDING_WEBHOOKS, op);
                 let table = open_table!(txn, WEBHOOK_DELIVERIES, op);
-                let mut ids = Vec::new();
-                for item in pending.iter().or_backend(|| format!("{op}: scanning"))? {
-                    let (k, _) = item.or_backend(|| format!("{op}: scanning"))?;
-                    ids.push(k.value().to_owned());
-                }
+                let ids = key_ids(&pending, op, "pending_webhooks")?;
                 let mut out: Vec<WebhookDelivery> = load_all(&table, "webhook delivery", &ids)?;
-                out.sort_by(|a, b| {
-                    (a.created_at, &a.delivery_id).cmp(&(b.created_at, &b.delivery_id))
-                });
+                oldest_first(&mut out);
                 Ok(out)
             })
         })
