@@ -62,6 +62,7 @@ use serde_json::Value;
 
 use self::codec::{codec_err, from_item, get_s, get_u64, item_size, s, Item};
 pub use self::tables::{TableAction, TableNames, TableReport, TABLE_VARS};
+use super::record::{bumped, of_org, oldest_first, Record};
 use super::{CallCommit, StoreError, StoredCall};
 use crate::model::org::{ApiKeyRecord, Assistant, SipTrunk};
 use crate::model::webhook::{DeliveryStatus, WebhookDelivery};
@@ -319,51 +320,29 @@ impl DynamoStore {
 }
 
 /// A record that belongs to a call, stored in its own table keyed by its id and listed by
-/// call through `callId-index` (transfers, transcripts, summaries).
-trait CallRecord: serde::de::DeserializeOwned {
-    /// The entity's name in errors.
-    const ENTITY: &'static str;
+/// call through `callId-index` (transfers, transcripts, summaries, webhook deliveries).
+trait CallRecord: Record + serde::de::DeserializeOwned {
     /// The partition key attribute.
     const PK: &'static str;
-    /// Its id.
-    fn id(&self) -> &str;
     /// Its call.
     fn call_id(&self) -> &str;
-    /// When it was created.
-    fn created_at(&self) -> chrono::DateTime<chrono::Utc>;
-    /// Listing order: creation time, then id.
-    fn order_key(&self) -> (chrono::DateTime<chrono::Utc>, &str) {
-        (self.created_at(), self.id())
-    }
 }
 
 macro_rules! call_record {
-    ($ty:ty, $entity:literal, $pk:literal, $id:ident) => {
+    ($ty:ty, $pk:literal) => {
         impl CallRecord for $ty {
-            const ENTITY: &'static str = $entity;
             const PK: &'static str = $pk;
-            fn id(&self) -> &str {
-                &self.$id
-            }
             fn call_id(&self) -> &str {
                 &self.call_id
-            }
-            fn created_at(&self) -> chrono::DateTime<chrono::Utc> {
-                self.created_at
             }
         }
     };
 }
 
-call_record!(Transfer, "transfer", "transferId", transfer_id);
-call_record!(Transcript, "transcript", "transcriptId", transcript_id);
-call_record!(Summary, "summary", "summaryId", summary_id);
-call_record!(
-    WebhookDelivery,
-    "webhook delivery",
-    "deliveryId",
-    delivery_id
-);
+call_record!(Transfer, "transferId");
+call_record!(Transcript, "transcriptId");
+call_record!(Summary, "summaryId");
+call_record!(WebhookDelivery, "deliveryId");
 
 /// Fields of a webhook delivery kept as JSON text.
 const DELIVERY_JSON: &[&str] = &["payload", "attempts"];
@@ -402,7 +381,7 @@ impl DynamoStore {
             .await?;
         let mut out: Vec<T> = self.load_many(table, T::PK, &ids, &[], T::ENTITY).await?;
         out.retain(|x| x.call_id() == call_id);
-        out.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+        oldest_first(&mut out);
         Ok(out)
     }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 
-use super::codec::{codec_err, n, s, to_item};
+use super::codec::{codec_err, s, to_item};
 use crate::store::AgentStore;
 
 #[async_trait]
@@ -40,44 +40,22 @@ impl AgentStore for DynamoStore {
         let ctx = format!("update_agent {id}");
         let expected = agent.version;
         let mut next = agent.clone();
-        next.version = expected.checked_add(1).ok_or_else(|| {
-            StoreError::backend(
-                ctx.clone(),
-                DynamoError::plain("agent version overflowed u64"),
-            )
-        })?;
+        next.version = bumped("agent", &id, expected)?;
         let item = to_item(&next, &[]).map_err(codec_err(ctx.clone()))?;
-        // Version 0 is an agent read from an item without a version (one written in the
-        // classic six-table layout, before versions).
-        let (condition, names, values) = if expected == 0 {
-            (
-                "attribute_exists(#pk) AND attribute_not_exists(#v)",
-                Self::names(&[("#pk", "agentId"), ("#v", VERSION)]),
-                None,
-            )
+        let table = &self.tables.agents;
+        let key = HashMap::from([("agentId".to_owned(), s(id.as_str()))]);
+        let what = ("agent", id.as_str(), expected);
+        if expected == 0 {
+            // Version 0 is an agent read from an item without a version (one written in
+            // the classic six-table layout, before versions).
+            let condition = "attribute_exists(#pk) AND attribute_not_exists(#v)";
+            let names = Self::names(&[("#pk", "agentId"), ("#v", VERSION)]);
+            self.put_checked(table, key, item, condition, names, None, what, &ctx)
+                .await?;
         } else {
-            (
-                "#v = :expected",
-                Self::names(&[("#v", VERSION)]),
-                Some(HashMap::from([(":expected".to_owned(), n(expected))])),
-            )
-        };
-        let failed = self
-            .conditional_put(&self.tables.agents, item, condition, names, values, &ctx)
-            .await?;
-        match failed {
-            None => Ok(next),
-            Some(old) => Err(self
-                .update_failure(
-                    &self.tables.agents,
-                    HashMap::from([("agentId".to_owned(), s(id.as_str()))]),
-                    old,
-                    "agent",
-                    &id,
-                    expected,
-                )
-                .await?),
+            self.put_if_version(table, key, item, what, &ctx).await?;
         }
+        Ok(next)
     }
 
     async fn list_agents(&self) -> Result<Vec<Agent>, StoreError> {
@@ -88,7 +66,7 @@ impl AgentStore for DynamoStore {
             .iter()
             .map(|i| decode(i, &[], "agent", "agentId"))
             .collect::<Result<_, _>>()?;
-        all.sort_by(|a, b| (a.created_at, &a.agent_id).cmp(&(b.created_at, &b.agent_id)));
+        oldest_first(&mut all);
         Ok(all)
     }
 }

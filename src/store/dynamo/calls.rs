@@ -169,7 +169,7 @@ impl CallStore for DynamoStore {
             found.retain(|x| wanted.contains(&x.status));
             found
         };
-        out.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+        oldest_first(&mut out);
         Ok(out)
     }
 

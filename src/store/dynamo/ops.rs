@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, KeysAndAttributes, ReturnValuesOnConditionCheckFailure,
 };
 
-use super::codec::{s, Item};
+use super::codec::{n, s, Item};
 use crate::store::{StoreError, StoredCall};
 
 impl DynamoStore {
@@ -318,5 +318,52 @@ impl DynamoStore {
             .batch_get(&self.tables.calls, "callId", ids, &context)
             .await?;
         items.iter().map(decode_call).collect()
+    }
+
+    /// Puts `item` under `condition`, a check of the stored version; when the check fails,
+    /// says why: `VersionConflict` if the item of `key` exists, `NotFound` otherwise.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn put_checked(
+        &self,
+        table: &str,
+        key: Item,
+        item: Item,
+        condition: &str,
+        names: HashMap<String, String>,
+        values: Option<HashMap<String, AttributeValue>>,
+        (entity, id, expected): (&'static str, &str, u64),
+        context: &str,
+    ) -> Result<(), StoreError> {
+        let failed = self
+            .conditional_put(table, item, condition, names, values, context)
+            .await?;
+        match failed {
+            None => Ok(()),
+            Some(old) => Err(self
+                .update_failure(table, key, old, entity, id, expected)
+                .await?),
+        }
+    }
+
+    /// Puts `item` if the stored item's `version` is `expected` (see [`Self::put_checked`]).
+    pub(super) async fn put_if_version(
+        &self,
+        table: &str,
+        key: Item,
+        item: Item,
+        (entity, id, expected): (&'static str, &str, u64),
+        context: &str,
+    ) -> Result<(), StoreError> {
+        self.put_checked(
+            table,
+            key,
+            item,
+            "#v = :expected",
+            Self::names(&[("#v", VERSION)]),
+            Some(HashMap::from([(":expected".to_owned(), n(expected))])),
+            (entity, id, expected),
+            context,
+        )
+        .await
     }
 }

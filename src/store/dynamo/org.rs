@@ -174,10 +174,8 @@ impl OrgStore for DynamoStore {
     }
 
     async fn list_api_keys(&self, org_id: Option<&str>) -> Result<Vec<ApiKeyRecord>, StoreError> {
-        let mut all: Vec<ApiKeyRecord> = self.org_list(KEY, org_id).await?;
-        all.retain(|k| org_id.is_none_or(|o| k.org_id == o));
-        all.sort_by(|a, b| (a.created_at, &a.key_id).cmp(&(b.created_at, &b.key_id)));
-        Ok(all)
+        let all: Vec<ApiKeyRecord> = self.org_list(KEY, org_id).await?;
+        Ok(of_org(all, org_id))
     }
 
     async fn revoke_api_key(
@@ -232,43 +230,27 @@ impl OrgStore for DynamoStore {
     }
 
     async fn list_assistants(&self, org_id: Option<&str>) -> Result<Vec<Assistant>, StoreError> {
-        let mut all: Vec<Assistant> = self.org_list(ASSISTANT, org_id).await?;
-        all.retain(|a| org_id.is_none_or(|o| a.org_id == o));
-        all.sort_by(|a, b| (a.created_at, &a.assistant_id).cmp(&(b.created_at, &b.assistant_id)));
-        Ok(all)
+        let all: Vec<Assistant> = self.org_list(ASSISTANT, org_id).await?;
+        Ok(of_org(all, org_id))
     }
 
     async fn update_assistant(&self, assistant: &Assistant) -> Result<Assistant, StoreError> {
         let mut a = assistant.clone();
         let id = a.assistant_id.clone();
         let expected = a.version;
-        a.version = expected.checked_add(1).ok_or_else(|| {
-            StoreError::backend(format!("update_assistant {id}"), "version overflowed")
-        })?;
+        a.version = bumped(ASSISTANT.entity, &id, expected)?;
         let item = item(ASSISTANT, &id, &a.org_id, Some(a.version), &a)?;
-        let failed = self
-            .conditional_put(
-                &self.tables.org_records,
-                item,
-                "#v = :v",
-                Self::names(&[("#v", VERSION)]),
-                Some(HashMap::from([(":v".to_owned(), n(expected))])),
-                &format!("updating assistant {id}"),
-            )
-            .await?;
-        match failed {
-            None => Ok(a),
-            Some(old) => Err(self
-                .update_failure(
-                    &self.tables.org_records,
-                    key(ASSISTANT, &id),
-                    old,
-                    ASSISTANT.entity,
-                    &id,
-                    expected,
-                )
-                .await?),
-        }
+        let what = (ASSISTANT.entity, id.as_str(), expected);
+        let ctx = format!("updating assistant {id}");
+        self.put_if_version(
+            &self.tables.org_records,
+            key(ASSISTANT, &id),
+            item,
+            what,
+            &ctx,
+        )
+        .await?;
+        Ok(a)
     }
 
     async fn delete_assistant(&self, assistant_id: &str) -> Result<bool, StoreError> {
@@ -285,10 +267,8 @@ impl OrgStore for DynamoStore {
     }
 
     async fn list_sip_trunks(&self, org_id: Option<&str>) -> Result<Vec<SipTrunk>, StoreError> {
-        let mut all: Vec<SipTrunk> = self.org_list(TRUNK, org_id).await?;
-        all.retain(|t| org_id.is_none_or(|o| t.org_id == o));
-        all.sort_by(|a, b| (a.created_at, &a.trunk_id).cmp(&(b.created_at, &b.trunk_id)));
-        Ok(all)
+        let all: Vec<SipTrunk> = self.org_list(TRUNK, org_id).await?;
+        Ok(of_org(all, org_id))
     }
 
     async fn delete_sip_trunk(&self, trunk_id: &str) -> Result<bool, StoreError> {

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 
-use super::codec::{codec_err, n, s, to_item};
+use super::codec::{codec_err, s, to_item};
 use crate::store::WebhookStore;
 
 #[async_trait]
@@ -37,34 +37,13 @@ impl WebhookStore for DynamoStore {
         let ctx = format!("update_webhook_delivery {id}");
         let expected = delivery.version;
         let mut next = delivery.clone();
-        next.version = expected.checked_add(1).ok_or_else(|| {
-            StoreError::backend(ctx.clone(), DynamoError::plain("version overflowed u64"))
-        })?;
+        next.version = bumped("webhook delivery", &id, expected)?;
         let item = to_item(&next, DELIVERY_JSON).map_err(codec_err(ctx.clone()))?;
-        let table = &self.tables.webhook_deliveries;
-        let failed = self
-            .conditional_put(
-                table,
-                item,
-                "#v = :expected",
-                Self::names(&[("#v", VERSION)]),
-                Some(HashMap::from([(":expected".to_owned(), n(expected))])),
-                &ctx,
-            )
+        let key = HashMap::from([("deliveryId".to_owned(), s(id.as_str()))]);
+        let what = ("webhook delivery", id.as_str(), expected);
+        self.put_if_version(&self.tables.webhook_deliveries, key, item, what, &ctx)
             .await?;
-        match failed {
-            None => Ok(next),
-            Some(old) => Err(self
-                .update_failure(
-                    table,
-                    HashMap::from([("deliveryId".to_owned(), s(id.as_str()))]),
-                    old,
-                    "webhook delivery",
-                    &id,
-                    expected,
-                )
-                .await?),
-        }
+        Ok(next)
     }
 
     async fn get_webhook_delivery(
@@ -101,7 +80,7 @@ impl WebhookStore for DynamoStore {
             .load_many(t, "deliveryId", &ids, DELIVERY_JSON, "webhook delivery")
             .await?;
         out.retain(|d| d.call_id == call_id);
-        out.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+        oldest_first(&mut out);
         Ok(out)
     }
 
@@ -123,7 +102,7 @@ impl WebhookStore for DynamoStore {
             .await?;
         // The index may lag behind a status change: keep only what is pending now.
         out.retain(|d| d.status == DeliveryStatus::Pending);
-        out.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+        oldest_first(&mut out);
         Ok(out)
     }
 }
