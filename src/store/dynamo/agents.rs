@@ -1,11 +1,11 @@
 //! The DynamoDB store's agent directory ([`AgentStore`]).
 
-use super::*;
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 
 use super::codec::{codec_err, s, to_item};
+use super::*;
 use crate::store::AgentStore;
 
 #[async_trait]

@@ -1,11 +1,11 @@
 //! The DynamoDB store's calls, transfers, events and rooms ([`CallStore`]).
 
-use super::*;
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 
 use super::codec::{codec_err, from_item, get_i64, get_s, get_u64, n, s, to_item};
+use super::*;
 use crate::store::CallStore;
 
 #[async_trait]

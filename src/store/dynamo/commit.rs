@@ -2,12 +2,12 @@
 //! DynamoDB's limits before it is sent, and its cancellation reasons read back as the
 //! store's errors.
 
-use super::*;
 use std::collections::{HashMap, HashSet};
 
 use aws_sdk_dynamodb::types::{CancellationReason, Delete, Put, TransactWriteItem};
 
 use super::codec::{codec_err, item_size, n, s, to_item, Item};
+use super::*;
 
 /// What each write of a commit's transaction is, to read the cancellation reasons.
 #[derive(Debug, Clone)]

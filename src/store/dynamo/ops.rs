@@ -1,7 +1,6 @@
 //! The DynamoDB store's requests: consistent reads, paginated scans and queries, index
 //! look-ups, batched reads with retries of unprocessed keys, and conditioned writes.
 
-use super::*;
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{
@@ -9,6 +8,7 @@ use aws_sdk_dynamodb::types::{
 };
 
 use super::codec::{n, s, Item};
+use super::*;
 use crate::store::{StoreError, StoredCall};
 
 impl DynamoStore {

@@ -6,14 +6,13 @@
 //! its digest). Listing by organisation takes the ids from the index and reads the items
 //! consistently; listing everything scans the table.
 
-use super::*;
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-
-use super::codec::{get_s, n, s, Item};
 use serde::Serialize;
 
+use super::codec::{get_s, n, s, Item};
+use super::*;
 use crate::store::OrgStore;
 
 /// The attribute holding the record's JSON.

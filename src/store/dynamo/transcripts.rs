@@ -1,10 +1,9 @@
 //! The DynamoDB store's transcripts and summaries ([`TranscriptStore`]).
 
-use super::*;
-
 use async_trait::async_trait;
 
 use super::codec::{codec_err, to_item};
+use super::*;
 use crate::store::TranscriptStore;
 
 #[async_trait]

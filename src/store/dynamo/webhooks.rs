@@ -1,11 +1,11 @@
 //! The DynamoDB store's end-of-call webhook deliveries ([`WebhookStore`]).
 
-use super::*;
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 
 use super::codec::{codec_err, s, to_item};
+use super::*;
 use crate::store::WebhookStore;
 
 #[async_trait]

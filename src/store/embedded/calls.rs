@@ -1,11 +1,11 @@
 //! The embedded store's calls, transfers, events and rooms ([`CallStore`]).
 
-use super::*;
 use async_trait::async_trait;
+use redb::{ReadableTable, ReadableTableMetadata};
 
+use super::*;
 use crate::model::{Call, Event, Room, Transfer, TransferStatus};
 use crate::store::{CallCommit, CallStore, StoreError, StoredCall};
-use redb::{ReadableTable, ReadableTableMetadata};
 
 #[async_trait]
 impl CallStore for EmbeddedStore {

@@ -1,10 +1,10 @@
 //! The embedded store's call commits: the writer thread that group-commits them, and what one
 //! commit checks and writes inside the group's transaction.
 
-use super::*;
 use redb::{Database, WriteTransaction};
 
-use crate::model::Transfer;
+use super::*;
+use crate::model::{Event, Transfer};
 use crate::store::{CallCommit, StoreError};
 
 /// A call commit waiting for the writer thread, with where to send its answer.
@@ -104,11 +104,7 @@ fn check_commit(txn: &WriteTransaction, commit: &CallCommit) -> Result<(), Store
     let mut in_commit = std::collections::HashSet::new();
     for event in &commit.events {
         let key = (event.call_id.as_str(), event.seq);
-        let taken = events
-            .get(key)
-            .or_backend(|| format!("{OP}: reading event {} of {}", event.seq, event.call_id))?
-            .is_some();
-        if taken || !in_commit.insert(key) {
+        if event_taken(&events, OP, event)? || !in_commit.insert(key) {
             return Err(StoreError::DuplicateEvent {
                 call_id: event.call_id.clone(),
                 seq: event.seq,
@@ -116,6 +112,17 @@ fn check_commit(txn: &WriteTransaction, commit: &CallCommit) -> Result<(), Store
         }
     }
     Ok(())
+}
+
+/// Whether the store holds an event with `event`'s `(callId, seq)` already.
+fn event_taken<R>(events: &R, op: &str, event: &Event) -> Result<bool, StoreError>
+where
+    R: ReadableTable<(&'static str, u64), &'static [u8]>,
+{
+    Ok(events
+        .get((event.call_id.as_str(), event.seq))
+        .or_backend(|| format!("{op}: reading event {} of {}", event.seq, event.call_id))?
+        .is_some())
 }
 
 /// The version a commit gives the call, or why it may not be written.
@@ -158,11 +165,7 @@ fn apply_commit(txn: &WriteTransaction, commit: &CallCommit) -> Result<u64, Stor
     let mut events = open_table!(txn, EVENTS, OP);
     for event in &commit.events {
         let key = (event.call_id.as_str(), event.seq);
-        let taken = events
-            .get(key)
-            .or_backend(|| format!("{OP}: reading event {} of {}", event.seq, event.call_id))?
-            .is_some();
-        if taken {
+        if event_taken(&events, OP, event)? {
             return Err(StoreError::DuplicateEvent {
                 call_id: event.call_id.clone(),
                 seq: event.seq,

@@ -6,16 +6,15 @@
 //! find nothing. Listing by organisation scans the table and filters: an organisation's keys,
 //! assistants and trunks number in the dozens, not in the millions calls do.
 
-use super::*;
 use async_trait::async_trait;
-
-use crate::model::org::{ApiKeyRecord, Assistant, SipTrunk};
-use crate::store::OrgStore;
 use chrono::{DateTime, Utc};
 use redb::{Database, TableError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::*;
+use crate::model::org::{ApiKeyRecord, Assistant, SipTrunk};
+use crate::store::OrgStore;
 use crate::store::StoreError;
 
 const API_KEYS: RecordTable = RecordTable::new("api_keys");
