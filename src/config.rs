@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::auth::ApiKey;
-use crate::call::machine::Timeouts;
 use crate::secret::Secret;
+use crate::call::machine::Timeouts;
 use crate::store::dynamo::{
     tables::check_table_name, DynamoConfig, StaticCredentials, TableNames, TABLE_VARS,
 };

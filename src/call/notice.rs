@@ -9,8 +9,8 @@ use async_trait::async_trait;
 
 use crate::call::actor::EndOfCall;
 use crate::call::machine::CallMachine;
-use crate::http::assistants::ROOT_CREATOR;
 use crate::secret::Secret;
+use crate::http::assistants::ROOT_CREATOR;
 use crate::store::Store;
 use crate::webhooks::{WebhookError, WebhookTarget, Webhooks};
 
