@@ -142,7 +142,7 @@ impl Application {
         listener: TcpListener,
     ) -> Result<Application, StartupError> {
         let store: Arc<dyn Store> =
-            Arc::new(crate::metrics::MeteredStore(open_store(&config).await?));
+            Arc::new(crate::store::MeteredStore(open_store(&config).await?));
         let secret = session_secret(&config)?;
         let keys = SessionKeys::new(&secret, config.session_ttl.as_secs() as i64);
         let hub = Hub::new(config.outbox_capacity);

@@ -5,7 +5,8 @@
 //!   by outcome and mode and observes their duration (from `transfer.initiated`);
 //! - the WebSocket sessions observe push latency (publish → frame written to the socket);
 //! - the webhook handlers count verification failures per provider;
-//! - the LiveKit and Twilio clients and the store ([`MeteredStore`]) count provider errors.
+//! - the LiveKit and Twilio clients and the store ([`crate::store::MeteredStore`]) count
+//!   provider errors.
 //!
 //! Gauges that describe the present (live calls by status, WebSocket sessions) are read
 //! when scraped, from the store and the hub, so they can never drift.
@@ -14,18 +15,13 @@
 //! encoder, nothing global beyond the one [`Metrics`] value here.
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
-
-use crate::model::{Agent, Call, Event, Room, Summary, Transcript, Transfer, TransferStatus};
-use crate::store::{CallCommit, Store, StoreError, StoredCall};
-use crate::webhooks::WebhookDelivery;
 
 /// Providers whose failures are counted in `switchboard_provider_errors_total`.
 pub const PROVIDERS: [&str; 4] = ["livekit", "twilio", "llm", "store"];
@@ -294,186 +290,6 @@ impl Metrics {
         TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
         String::from_utf8(out).map_err(|e| prometheus::Error::Msg(e.to_string()))
     }
-}
-
-/// A [`Store`] that counts its failures (other than not-found, already-exists and version
-/// conflicts, which are answers, not failures) as `store` provider errors.
-pub struct MeteredStore(pub Arc<dyn Store>);
-
-fn counted<T>(r: Result<T, StoreError>) -> Result<T, StoreError> {
-    if let Err(e) = &r {
-        if !matches!(
-            e,
-            StoreError::NotFound { .. }
-                | StoreError::AlreadyExists { .. }
-                | StoreError::VersionConflict { .. }
-        ) {
-            metrics().provider_error("store");
-        }
-    }
-    r
-}
-
-#[async_trait]
-impl Store for MeteredStore {
-    async fn ping(&self) -> Result<(), StoreError> {
-        counted(self.0.ping().await)
-    }
-    async fn create_agent(&self, agent: &Agent) -> Result<Agent, StoreError> {
-        counted(self.0.create_agent(agent).await)
-    }
-    async fn get_agent(&self, agent_id: &str) -> Result<Option<Agent>, StoreError> {
-        counted(self.0.get_agent(agent_id).await)
-    }
-    async fn update_agent(&self, agent: &Agent) -> Result<Agent, StoreError> {
-        counted(self.0.update_agent(agent).await)
-    }
-    async fn list_agents(&self) -> Result<Vec<Agent>, StoreError> {
-        counted(self.0.list_agents().await)
-    }
-    async fn commit_call(&self, commit: CallCommit) -> Result<u64, StoreError> {
-        counted(self.0.commit_call(commit).await)
-    }
-    async fn get_call(&self, call_id: &str) -> Result<Option<StoredCall>, StoreError> {
-        counted(self.0.get_call(call_id).await)
-    }
-    async fn list_calls_by_agent(&self, agent_id: &str) -> Result<Vec<Call>, StoreError> {
-        counted(self.0.list_calls_by_agent(agent_id).await)
-    }
-    async fn list_unfinished_calls(&self) -> Result<Vec<StoredCall>, StoreError> {
-        counted(self.0.list_unfinished_calls().await)
-    }
-    async fn get_transfer(&self, transfer_id: &str) -> Result<Option<Transfer>, StoreError> {
-        counted(self.0.get_transfer(transfer_id).await)
-    }
-    async fn list_transfers_by_call(&self, call_id: &str) -> Result<Vec<Transfer>, StoreError> {
-        counted(self.0.list_transfers_by_call(call_id).await)
-    }
-    async fn list_transfers(
-        &self,
-        statuses: &[TransferStatus],
-    ) -> Result<Vec<Transfer>, StoreError> {
-        counted(self.0.list_transfers(statuses).await)
-    }
-    async fn put_transcript(&self, transcript: &Transcript) -> Result<(), StoreError> {
-        counted(self.0.put_transcript(transcript).await)
-    }
-    async fn get_transcript(&self, transcript_id: &str) -> Result<Option<Transcript>, StoreError> {
-        counted(self.0.get_transcript(transcript_id).await)
-    }
-    async fn list_transcripts_by_call(&self, call_id: &str) -> Result<Vec<Transcript>, StoreError> {
-        counted(self.0.list_transcripts_by_call(call_id).await)
-    }
-    async fn put_summary(&self, summary: &Summary) -> Result<(), StoreError> {
-        counted(self.0.put_summary(summary).await)
-    }
-    async fn get_summary(&self, summary_id: &str) -> Result<Option<Summary>, StoreError> {
-        counted(self.0.get_summary(summary_id).await)
-    }
-    async fn list_summaries_by_call(&self, call_id: &str) -> Result<Vec<Summary>, StoreError> {
-        counted(self.0.list_summaries_by_call(call_id).await)
-    }
-    async fn put_room(&self, room: &Room) -> Result<(), StoreError> {
-        counted(self.0.put_room(room).await)
-    }
-    async fn get_room(&self, room_id: &str) -> Result<Option<Room>, StoreError> {
-        counted(self.0.get_room(room_id).await)
-    }
-    async fn get_room_by_name(&self, room_name: &str) -> Result<Option<Room>, StoreError> {
-        counted(self.0.get_room_by_name(room_name).await)
-    }
-    async fn events_since(&self, call_id: &str, after_seq: u64) -> Result<Vec<Event>, StoreError> {
-        counted(self.0.events_since(call_id, after_seq).await)
-    }
-    // ---- Organisations (src/org.rs) ----
-    async fn create_api_key(&self, key: &crate::org::ApiKeyRecord) -> Result<(), StoreError> {
-        counted(self.0.create_api_key(key).await)
-    }
-    async fn get_api_key(
-        &self,
-        key_id: &str,
-    ) -> Result<Option<crate::org::ApiKeyRecord>, StoreError> {
-        counted(self.0.get_api_key(key_id).await)
-    }
-    async fn list_api_keys(
-        &self,
-        org_id: Option<&str>,
-    ) -> Result<Vec<crate::org::ApiKeyRecord>, StoreError> {
-        counted(self.0.list_api_keys(org_id).await)
-    }
-    async fn revoke_api_key(
-        &self,
-        key_id: &str,
-        at: chrono::DateTime<chrono::Utc>,
-    ) -> Result<crate::org::ApiKeyRecord, StoreError> {
-        counted(self.0.revoke_api_key(key_id, at).await)
-    }
-    async fn create_assistant(
-        &self,
-        a: &crate::org::Assistant,
-    ) -> Result<crate::org::Assistant, StoreError> {
-        counted(self.0.create_assistant(a).await)
-    }
-    async fn get_assistant(&self, id: &str) -> Result<Option<crate::org::Assistant>, StoreError> {
-        counted(self.0.get_assistant(id).await)
-    }
-    async fn list_assistants(
-        &self,
-        org_id: Option<&str>,
-    ) -> Result<Vec<crate::org::Assistant>, StoreError> {
-        counted(self.0.list_assistants(org_id).await)
-    }
-    async fn update_assistant(
-        &self,
-        a: &crate::org::Assistant,
-    ) -> Result<crate::org::Assistant, StoreError> {
-        counted(self.0.update_assistant(a).await)
-    }
-    async fn delete_assistant(&self, id: &str) -> Result<bool, StoreError> {
-        counted(self.0.delete_assistant(id).await)
-    }
-    async fn create_sip_trunk(&self, t: &crate::org::SipTrunk) -> Result<(), StoreError> {
-        counted(self.0.create_sip_trunk(t).await)
-    }
-    async fn get_sip_trunk(&self, id: &str) -> Result<Option<crate::org::SipTrunk>, StoreError> {
-        counted(self.0.get_sip_trunk(id).await)
-    }
-    async fn list_sip_trunks(
-        &self,
-        org_id: Option<&str>,
-    ) -> Result<Vec<crate::org::SipTrunk>, StoreError> {
-        counted(self.0.list_sip_trunks(org_id).await)
-    }
-    async fn delete_sip_trunk(&self, id: &str) -> Result<bool, StoreError> {
-        counted(self.0.delete_sip_trunk(id).await)
-    }
-    // ---- end of organisations ----
-    // ---- End-of-call webhook deliveries ----
-    async fn create_webhook_delivery(
-        &self,
-        d: &WebhookDelivery,
-    ) -> Result<WebhookDelivery, StoreError> {
-        counted(self.0.create_webhook_delivery(d).await)
-    }
-    async fn update_webhook_delivery(
-        &self,
-        d: &WebhookDelivery,
-    ) -> Result<WebhookDelivery, StoreError> {
-        counted(self.0.update_webhook_delivery(d).await)
-    }
-    async fn get_webhook_delivery(&self, id: &str) -> Result<Option<WebhookDelivery>, StoreError> {
-        counted(self.0.get_webhook_delivery(id).await)
-    }
-    async fn list_webhook_deliveries_by_call(
-        &self,
-        call_id: &str,
-    ) -> Result<Vec<WebhookDelivery>, StoreError> {
-        counted(self.0.list_webhook_deliveries_by_call(call_id).await)
-    }
-    async fn list_pending_webhook_deliveries(&self) -> Result<Vec<WebhookDelivery>, StoreError> {
-        counted(self.0.list_pending_webhook_deliveries().await)
-    }
-    // ---- end of webhook deliveries ----
 }
 
 #[cfg(test)]

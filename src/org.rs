@@ -27,6 +27,8 @@ use sha2::{Digest, Sha256};
 
 use crate::secret::Secret;
 
+pub use crate::model::org::{ApiKeyRecord, Assistant, KeyRole, SipTrunk, Tts};
+
 /// The prefix of every organisation API key.
 pub const KEY_PREFIX: &str = "sbk_";
 /// The key id recorded as an assistant's creator when the root (management) key creates it:
@@ -101,60 +103,6 @@ pub fn org_id_for(org_name: &str) -> Result<String, OrgError> {
         ));
     }
     Ok(slug)
-}
-
-/// What a key may do inside its organisation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum KeyRole {
-    /// Manages the organisation's keys, assistants and trunks.
-    Admin,
-    /// Uses and manages assistants and trunks, but not keys.
-    #[default]
-    Member,
-}
-
-/// A stored API key: who it is for, its organisation, and the digest of its secret.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ApiKeyRecord {
-    /// The id in the key text (`sbk_<keyId>_...`).
-    pub key_id: String,
-    /// The organisation (slug of `org_name`).
-    pub org_id: String,
-    /// The organisation's name as given.
-    pub org_name: String,
-    /// Who the key was made for.
-    pub user_name: String,
-    /// Their email address.
-    pub user_email: String,
-    /// What the key may do.
-    pub role: KeyRole,
-    /// SHA-256 (hex) of the key's secret part.
-    pub digest: String,
-    /// The per-key HMAC secret that signs end-of-call webhooks.
-    #[serde(with = "secret_text")]
-    pub webhook_secret: Secret,
-    /// When it was made.
-    pub created_at: DateTime<Utc>,
-    /// When it was revoked; a revoked key is refused.
-    #[serde(default)]
-    pub revoked_at: Option<DateTime<Utc>>,
-}
-
-/// Serialises a [`Secret`] as its text (for the store only; never sent to clients).
-mod secret_text {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    use crate::secret::Secret;
-
-    pub fn serialize<S: Serializer>(s: &Secret, ser: S) -> Result<S::Ok, S::Error> {
-        ser.serialize_str(s.expose())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Secret, D::Error> {
-        String::deserialize(de).map(Secret::new)
-    }
 }
 
 /// A key as listed: everything but the digest and the webhook secret.
@@ -318,20 +266,6 @@ impl ApiKeyRecord {
 /// The TTS providers an assistant may name.
 pub const TTS_PROVIDERS: [&str; 4] = ["cartesia", "sarvam", "openai", "elevenlabs"];
 
-/// How an assistant speaks.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Tts {
-    /// One of [`TTS_PROVIDERS`].
-    pub provider: String,
-    /// The provider's voice id (required for `cartesia`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub voice_id: Option<String>,
-    /// The provider's speaker (required for `sarvam`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub speaker: Option<String>,
-}
-
 impl Tts {
     /// Checks the provider against the known list and what it requires.
     pub fn validate(&self) -> Result<(), OrgError> {
@@ -355,38 +289,6 @@ impl Tts {
         }
         Ok(())
     }
-}
-
-/// An AI voice assistant of an organisation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Assistant {
-    /// Its id.
-    pub assistant_id: String,
-    /// Its organisation.
-    pub org_id: String,
-    /// 1 to 120 characters.
-    pub name: String,
-    /// Free text, at most 2,000 characters.
-    pub description: String,
-    /// The system prompt, 1 to 20,000 characters; may hold `{{placeholders}}`.
-    pub prompt: String,
-    /// What it says first, at most 20,000 characters; may hold `{{placeholders}}`.
-    pub start_instruction: String,
-    /// How it speaks.
-    pub tts: Tts,
-    /// Where the end-of-call webhook goes.
-    pub end_call_url: Option<String>,
-    /// Whether its calls are recorded.
-    pub record: bool,
-    /// The key that created it.
-    pub created_by_key_id: String,
-    /// When it was created.
-    pub created_at: DateTime<Utc>,
-    /// When it last changed.
-    pub updated_at: DateTime<Utc>,
-    /// Starts at 1; every change bumps it.
-    pub version: u64,
 }
 
 /// The body of `POST /api/assistants`.
@@ -658,33 +560,6 @@ pub fn render(template: &str, metadata: &Map<String, Value>) -> Result<String, T
 
 /// The SIP transports a trunk may use.
 pub const SIP_TRANSPORTS: [&str; 4] = ["auto", "udp", "tcp", "tls"];
-
-/// An outbound SIP trunk of an organisation, created in LiveKit. The password went to
-/// LiveKit and is kept nowhere here.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SipTrunk {
-    /// Its id.
-    pub trunk_id: String,
-    /// Its organisation.
-    pub org_id: String,
-    /// 1 to 120 characters.
-    pub name: String,
-    /// The SIP server: host name or IP, optional `:port`.
-    pub address: String,
-    /// The numbers calls come from (E.164).
-    pub numbers: Vec<String>,
-    /// The SIP auth user name.
-    pub auth_username: Option<String>,
-    /// Whether a password was given to LiveKit.
-    pub has_password: bool,
-    /// `auto`, `udp`, `tcp` or `tls`.
-    pub transport: String,
-    /// LiveKit's id of the trunk (`ST_...`).
-    pub livekit_trunk_id: String,
-    /// When it was created.
-    pub created_at: DateTime<Utc>,
-}
 
 /// The body of `POST /api/sip/trunks`.
 #[derive(Clone, PartialEq, Eq, Deserialize)]

@@ -15,6 +15,7 @@ use super::codec::{get_s, s};
 use super::*;
 use crate::model::new_id;
 use crate::store::conformance::fixtures;
+use crate::store::prelude::*;
 
 /// The variable naming the local DynamoDB endpoint the tests use.
 pub const ENDPOINT_VAR: &str = "SWITCHBOARD_TEST_DYNAMODB_ENDPOINT";

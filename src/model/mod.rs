@@ -1,5 +1,9 @@
 //! The records the switchboard keeps: agents, calls, transfers, transcripts, summaries, rooms
-//! and call events, with seed 000's camelCase field names.
+//! and call events, with the camelCase field names of the classic six-table layout; and, in
+//! [`org`] and [`webhook`], the records of organisations and of end-of-call webhook deliveries.
+
+pub mod org;
+pub mod webhook;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -728,5 +732,21 @@ mod tests {
         assert_eq!(s.tried, ["reset"]);
         assert_eq!(s.usage.unwrap().total_tokens, 3);
         assert_eq!(s.spoken_text(), "Spoken.");
+    }
+}
+
+/// Serialises a [`Secret`](crate::secret::Secret) as its text (for the store only; never sent
+/// to clients).
+mod secret_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::secret::Secret;
+
+    pub fn serialize<S: Serializer>(s: &Secret, ser: S) -> Result<S::Ok, S::Error> {
+        ser.serialize_str(s.expose())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Secret, D::Error> {
+        String::deserialize(de).map(Secret::new)
     }
 }
