@@ -66,7 +66,7 @@ pub enum Presence {
     Away,
 }
 
-/// An agent of the directory (seed 000's `Agents` table).
+/// An agent of the directory (the classic `Agents` table).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Agent {
@@ -92,7 +92,7 @@ pub struct Agent {
     pub version: u64,
 }
 
-/// The status of a call (the `status` attribute of seed 000's `Calls` table).
+/// The status of a call (the `status` attribute of the classic `Calls` table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CallStatus {
@@ -136,7 +136,7 @@ impl CallStatus {
     }
 }
 
-/// A call (seed 000's `Calls` table plus the switchboard's own attributes).
+/// A call (the classic `Calls` table plus the switchboard's own attributes).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Call {
@@ -366,7 +366,7 @@ impl TransferStatus {
     }
 }
 
-/// A transfer (seed 000's `Transfers` table plus mode, reason and timestamps).
+/// A transfer (the classic `Transfers` table plus mode, reason and timestamps).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Transfer {
@@ -420,7 +420,7 @@ pub enum TranscriptSource {
     Twilio,
 }
 
-/// A transcript chunk (seed 000's `Transcripts` table plus the speaker).
+/// A transcript chunk (the classic `Transcripts` table plus the speaker).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Transcript {
@@ -507,7 +507,7 @@ where
     serde_json::from_value(v).map_err(serde::de::Error::custom)
 }
 
-/// A summary of a call (seed 000's `Summaries` table), with the structured briefing B sees.
+/// A summary of a call (the classic `Summaries` table), with the structured briefing B sees.
 /// Every field after `createdAt` has a default, so summaries stored before they existed load.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
@@ -582,7 +582,7 @@ impl Summary {
     }
 }
 
-/// A LiveKit room the switchboard knows of (seed 000's `Rooms` table).
+/// A LiveKit room the switchboard knows of (the classic `Rooms` table).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Room {

@@ -1,4 +1,4 @@
-//! The DynamoDB store (`SWITCHBOARD_STORE=dynamodb`): seed 000's six tables with their
+//! The DynamoDB store (`SWITCHBOARD_STORE=dynamodb`): the classic six tables with their
 //! camelCase attributes and `callId-index` / `agentAId-index`, plus three tables of the
 //! switchboard's own (events, who took part in which call, which calls are open). See
 //! [`tables`] for the layout and `init-tables`, and [`codec`] for how records become items.
@@ -18,7 +18,7 @@
 //!   request token, so its own retries of a transaction that did land are answered as the
 //!   success they were, never as a false conflict.
 //! * Agents are replaced with `PutItem` conditioned on the version read (`version = :v`, or
-//!   `attribute_not_exists(version)` for a seed 000 item that has none). Transcripts and
+//!   `attribute_not_exists(version)` for an item of the classic layout that has none). Transcripts and
 //!   summaries are created with `attribute_not_exists`. Nothing is read-modified-written
 //!   without a condition; rooms are plain replaces, like the embedded store's `put_room`.
 //! * Reads by key are strongly consistent (`ConsistentRead`). `events_since`,
@@ -405,7 +405,7 @@ fn decode_call(item: &Item) -> Result<StoredCall, StoreError> {
         StoreError::backend(
             format!("decoding stored call {id}"),
             DynamoError::plain(format!(
-                "the item has no {what} attribute (an item the switchboard did not write, such as a seed 000 call?)"
+                "the item has no {what} attribute (an item the switchboard did not write, such as a call of the classic layout?)"
             )),
         )
     };

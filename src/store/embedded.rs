@@ -31,7 +31,7 @@
 //! fsync), then answers each. A commit whose condition fails is answered with its own error
 //! and writes nothing; the others are unaffected. Each answer still comes only after its data
 //! is durable; what changes is that concurrent calls share the fsync (measured in
-//! BENCHMARKS.md: an fsync costs milliseconds here, so one per transition capped the whole
+//! docs/benchmarks.md: an fsync costs milliseconds here, so one per transition capped the whole
 //! node at a few hundred transitions per second).
 //!
 //! [`Agent`]: crate::model::Agent

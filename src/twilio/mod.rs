@@ -1,6 +1,6 @@
 //! Twilio: REST client, webhook signatures, Access Tokens and TwiML.
 //!
-//! A self-contained library for the Twilio bridging (issue 3); the call actor and the HTTP
+//! A self-contained library for the Twilio bridging; the call actor and the HTTP
 //! webhooks use it, nothing here knows about calls or transfers.
 //!
 //! - [`signature`]: `X-Twilio-Signature` computation and verification (form and JSON bodies).

@@ -387,7 +387,7 @@ async fn every_endpoint_and_the_websocket_refuse_or_serve_each_party_as_document
     );
 }
 
-// ---- Organisation API keys (issue 7) ----
+// ---- Organisation API keys ----
 
 /// Who asks, for the organisation rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -8,7 +8,7 @@
 //!
 //! Needs `node`, `npm ci --prefix tests/e2e` and `/usr/bin/chromium` (`scripts/test.sh` and
 //! `.ci/run` install them); without them the test fails and says so. The idle period of the
-//! no-polling check is `SWITCHBOARD_E2E_IDLE_SECS` (default 120, the two minutes).
+//! no-polling check is `SWITCHBOARD_E2E_IDLE_SECS` (default 120: two minutes idle).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -1,4 +1,4 @@
-//! Organisations (issue 7): API keys made by admin keys only, shown once, stored hashed,
+//! Organisations: API keys made by admin keys only, shown once, stored hashed,
 //! listed without secrets and revocable at once; assistants kept apart per organisation
 //! (another organisation's are 404 and never listed), validated, partially updated with
 //! versions; the embedded store's file never holds a key's secret.

@@ -1,4 +1,4 @@
-//! Outbound assistant calls end to end (issue 7) through the LiveKit fake's SIP, agent
+//! Outbound assistant calls end to end through the LiveKit fake's SIP, agent
 //! dispatch and egress services: a call answered, recorded and hung up by the callee, with
 //! its one signed end-of-call webhook; busy, no answer and a failing trunk; recording off
 //! and a refused recording; the assistant handing the caller to a human over the transfer

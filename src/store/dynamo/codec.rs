@@ -1,4 +1,4 @@
-//! Records ↔ DynamoDB items, attribute by attribute, with seed 000's camelCase names.
+//! Records ↔ DynamoDB items, attribute by attribute, with the classic layout's camelCase names.
 //!
 //! A record is turned into its camelCase JSON object (the model's own serde names, so the
 //! attributes are exactly the fields of `GET /api/...`), and every top-level field becomes
@@ -9,14 +9,14 @@
 //! | string                        | `S` (timestamps rewritten as RFC 3339 with 9 fraction digits) |
 //! | number                        | `N`                                                        |
 //! | boolean                       | `BOOL`                                                     |
-//! | `null` / an absent `Option`   | no attribute (seed 000 style: absent, not `NULL`)          |
+//! | `null` / an absent `Option`   | no attribute (classic style: absent, not `NULL`)          |
 //! | free-form JSON (`metadata`, event `data` and `audience`, the machine `state`) | `S` holding JSON text |
 //!
 //! Free-form JSON is kept as JSON text rather than a DynamoDB map because DynamoDB cannot
 //! hold every JSON value faithfully (numbers are limited to 38 digits and 1E-130..1E+126,
 //! empty map keys and set semantics differ), and the store must give back exactly what it
 //! was given. Timestamps are written with a fixed number of fraction digits so that they
-//! sort as text in the order they happened (seed 000 wrote `toISOString()`, 3 digits; both
+//! sort as text in the order they happened (the classic layout's writers wrote `toISOString()`, 3 digits; both
 //! read back).
 
 use std::collections::HashMap;
@@ -308,7 +308,7 @@ mod tests {
 
     #[test]
     fn seed_items_read_with_defaults() {
-        // An agent as seed 000 wrote it: no kind, status or version; a 3-digit timestamp.
+        // An agent as the classic layout's writers wrote it: no kind, status or version; a 3-digit timestamp.
         let item: Item = [
             ("agentId", s("agent-seed")),
             ("name", s("Seed")),

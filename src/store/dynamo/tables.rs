@@ -15,10 +15,10 @@
 //! | `OpenCalls`          | `callId` (S)                |                                                           |
 //! | `OrgRecords`         | `recordId` (S)              | `orgId-index` (`orgId`; KEYS_ONLY)                         |
 //!
-//! The first six are seed 000's tables with its index names; the others are the
+//! The first six are the classic tables with its index names; the others are the
 //! switchboard's own (`OrgRecords`: organisations' API keys, assistants and SIP trunks, see
 //! `org` in the store). New tables are created on demand (`PAY_PER_REQUEST`). An existing table
-//! (a seed 000 deployment) is kept: its key schema is checked, and the indexes it lacks are
+//! (a deployment of the classic layout) is kept: its key schema is checked, and the indexes it lacks are
 //! added one at a time with `UpdateTable` (a `PROVISIONED` table's new index gets the
 //! table's throughput).
 
@@ -41,7 +41,7 @@ pub const ACTIVE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// How many tables the store uses.
 pub const TABLE_COUNT: usize = 11;
 
-/// The environment variables naming the tables, their defaults, and seed 000's among them.
+/// The environment variables naming the tables, their defaults, and the classic layout's among them.
 pub const TABLE_VARS: [(&str, &str); TABLE_COUNT] = [
     ("DYNAMODB_TABLE_CALLS", "Calls"),
     ("DYNAMODB_TABLE_TRANSCRIPTS", "Transcripts"),
@@ -60,17 +60,17 @@ pub const TABLE_VARS: [(&str, &str); TABLE_COUNT] = [
 /// The full names (prefix included) of the store's tables.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableNames {
-    /// Calls (seed 000), with the machine state and version.
+    /// Calls (classic layout), with the machine state and version.
     pub calls: String,
-    /// Transcript chunks (seed 000).
+    /// Transcript chunks (classic layout).
     pub transcripts: String,
-    /// Summaries (seed 000).
+    /// Summaries (classic layout).
     pub summaries: String,
-    /// Transfers (seed 000).
+    /// Transfers (classic layout).
     pub transfers: String,
-    /// Agents (seed 000).
+    /// Agents (classic layout).
     pub agents: String,
-    /// Rooms (seed 000).
+    /// Rooms (classic layout).
     pub rooms: String,
     /// Call events, keyed `(callId, seq)`.
     pub events: String,
@@ -104,7 +104,7 @@ impl TableNames {
         }
     }
 
-    /// The default names with a prefix (`""` for seed 000's own names).
+    /// The default names with a prefix (`""` for the classic layout's own names).
     pub fn with_prefix(prefix: &str) -> TableNames {
         TableNames::from_parts(prefix, TABLE_VARS.map(|(_, default)| default))
     }
@@ -151,11 +151,11 @@ pub fn check_table_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Index names (seed 000's and the switchboard's).
+/// Index names (the classic layout's and the switchboard's).
 pub mod index {
-    /// `Calls` by `agentAId` (seed 000).
+    /// `Calls` by `agentAId` (classic layout).
     pub const AGENT_A: &str = "agentAId-index";
-    /// `Transcripts`, `Summaries`, `Transfers` by `callId` (seed 000).
+    /// `Transcripts`, `Summaries`, `Transfers` by `callId` (classic layout).
     pub const CALL_ID: &str = "callId-index";
     /// `Transfers` by `status`.
     pub const STATUS: &str = "status-index";
@@ -165,7 +165,7 @@ pub mod index {
     pub const ORG_ID: &str = "orgId-index";
 }
 
-/// The attributes of seed 000's `Calls` table, projected into `agentAId-index`.
+/// The attributes of the classic `Calls` table, projected into `agentAId-index`.
 const SEED_CALL_ATTRIBUTES: &[&str] = &[
     "callerId",
     "agentBId",
@@ -482,7 +482,7 @@ fn compare(spec: &TableSpec, d: &TableDescription) -> (Vec<String>, Vec<IndexSpe
             Some(g) => {
                 let have = described_key(d, g.key_schema());
                 let want = wanted_key(ix.hash, None);
-                // Seed 000's indexes may carry a range key too; only the hash key matters here.
+                // The classic layout's indexes may carry a range key too; only the hash key matters here.
                 if have.first() != want.first() {
                     problems.push(format!(
                         "index {} of table {} has the key [{}] but the switchboard needs [{}]",

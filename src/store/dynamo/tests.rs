@@ -1,7 +1,7 @@
 //! Tests of the DynamoDB store against a local server (moto, started by `scripts/test.sh`):
 //! the conformance suite, unchanged, twice (DynamoDB's page sizes, and pages of 2 items so
 //! that every listing follows `LastEvaluatedKey`), then what only this backend has: races of
-//! many writers, DynamoDB's limits, `init-tables`, seed 000 items, and error mapping.
+//! many writers, DynamoDB's limits, `init-tables`, classic-layout items, and error mapping.
 //!
 //! Every test uses its own table prefix, so tests run concurrently on one server.
 
@@ -293,14 +293,14 @@ async fn init_tables_is_idempotent() {
     a.verify_tables().await.unwrap();
 }
 
-/// A seed 000 deployment: its tables exist with their own indexes; `init-tables` keeps them,
+/// A deployment of the classic layout: its tables exist with their own indexes; `init-tables` keeps them,
 /// adds the indexes and tables the switchboard needs, and the store then works on them.
 #[tokio::test]
 async fn init_tables_completes_a_seed_deployment() {
     let config = test_config(&prefix());
     let store = DynamoStore::connect(&config).await.unwrap();
     let t = store.tables().clone();
-    // seed 000's Transfers: transferId key and callId-index only.
+    // the classic layout's Transfers: transferId key and callId-index only.
     store
         .client
         .create_table()
@@ -414,11 +414,11 @@ async fn init_tables_refuses_a_table_with_another_key() {
     assert!(err.contains("[agentId HASH (S)]"), "{err}");
 }
 
-/// Items as seed 000 wrote them (no version, 3-digit timestamps) are read, and an agent is
+/// Items as the classic layout's writers wrote them (no version, 3-digit timestamps) are read, and an agent is
 /// updated under the condition that it still has no version. A seed call, which has no
 /// machine state, is a clear error rather than a guess.
 #[tokio::test]
-async fn seed_000_items_are_read_and_updated() {
+async fn classic_layout_items_are_read_and_updated() {
     let store = fresh_store().await;
     let t = store.tables().clone();
     let put = |table: &str, attrs: Vec<(&str, AttributeValue)>| {
@@ -499,7 +499,7 @@ async fn seed_000_items_are_read_and_updated() {
     );
 }
 
-/// The stored items carry seed 000's attribute names and types (the Python check reads them
+/// The stored items carry the classic layout's attribute names and types (the Python check reads them
 /// with boto3 too).
 #[tokio::test]
 async fn stored_items_use_seed_attribute_names() {
