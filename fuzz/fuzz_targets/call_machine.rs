@@ -225,9 +225,19 @@ fn step(
             let room = room(b, m, &p)?;
             let (identity, at) = (identity(&p), now);
             Some(Input::Observe(if b.pick(2)? == 0 {
-                Observation::Joined { identity, room, at }
+                Observation::Joined {
+                    identity,
+                    room,
+                    at,
+                    session: None,
+                }
             } else {
-                Observation::Left { identity, room, at }
+                Observation::Left {
+                    identity,
+                    room,
+                    at,
+                    session: None,
+                }
             }))
         }
         15 => Some(Input::Observe(Observation::MoveAcked {

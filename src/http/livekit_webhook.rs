@@ -92,15 +92,24 @@ pub fn observation_of(activity: &RoomActivity) -> Option<Observation> {
     let agent = activity.participant_kind == Some(ParticipantKind::Agent);
     let room = activity.room.clone();
     let at = activity.at_ms;
+    let session = activity.participant_sid.clone();
     match (activity.event.as_str(), agent) {
         ("participant_joined", true) => Some(Observation::AssistantJoined { identity }),
         ("participant_left" | "participant_connection_aborted", true) => {
             Some(Observation::AssistantLeft { identity })
         }
-        ("participant_joined", false) => Some(Observation::Joined { identity, room, at }),
-        ("participant_left" | "participant_connection_aborted", false) => {
-            Some(Observation::Left { identity, room, at })
-        }
+        ("participant_joined", false) => Some(Observation::Joined {
+            identity,
+            room,
+            at,
+            session,
+        }),
+        ("participant_left" | "participant_connection_aborted", false) => Some(Observation::Left {
+            identity,
+            room,
+            at,
+            session,
+        }),
         _ => None,
     }
 }

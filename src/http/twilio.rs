@@ -508,7 +508,15 @@ async fn conference(
     let at = event_time(&p);
     let label = p.form("ParticipantLabel").map(str::to_string);
     let held_room = format!("{name}{HELD_SUFFIX}");
-    let joined = |identity: String, room: String| Observation::Joined { identity, room, at };
+    // A participant's leg is its media session: a leave of another leg of the same label is
+    // about an earlier stay.
+    let session = p.form("CallSid").map(str::to_string);
+    let joined = |identity: String, room: String| Observation::Joined {
+        identity,
+        room,
+        at,
+        session: session.clone(),
+    };
     let obs = match (event, label) {
         ("conference-start", _) => Observation::ConferenceStarted {
             conference: name,
@@ -539,6 +547,7 @@ async fn conference(
                     identity: l,
                     room: name,
                     at,
+                    session: session.clone(),
                 },
             }
         }

@@ -202,6 +202,8 @@ pub struct RoomActivity {
     pub at_ms: i64,
     /// The participant's kind, for participant events.
     pub participant_kind: Option<ParticipantKind>,
+    /// The participant's SID, for participant events: a new one for every join.
+    pub participant_sid: Option<String>,
     /// The participant's attributes (`sip.callStatus`, `sip.phoneNumber`, ...).
     pub participant_attributes: BTreeMap<String, String>,
     /// Why the participant left (`CLIENT_INITIATED`, `ROOM_DELETED`, `USER_REJECTED`, ...),
@@ -239,6 +241,11 @@ impl RoomActivity {
             .filter(|n| !n.is_empty())
             .or_else(|| egress.as_ref().map(|e| e.room.clone()))
             .unwrap_or_default();
+        let participant_sid = event
+            .participant
+            .as_ref()
+            .map(|p| p.sid.clone())
+            .filter(|s| !s.is_empty());
         let (identity, participant_kind, participant_attributes, disconnect_reason) =
             match event.participant {
                 Some(p) => {
@@ -262,6 +269,7 @@ impl RoomActivity {
             identity,
             at_ms: event.created_at.saturating_mul(1000),
             participant_kind,
+            participant_sid,
             participant_attributes,
             disconnect_reason,
             egress,
@@ -1028,6 +1036,7 @@ mod tests {
                 ..Default::default()
             }),
             participant: Some(proto::ParticipantInfo {
+                sid: "PA_callee1".into(),
                 identity: "callee".into(),
                 kind: proto::participant_info::Kind::Sip as i32,
                 disconnect_reason: proto::DisconnectReason::UserRejected as i32,
@@ -1041,6 +1050,7 @@ mod tests {
         assert_eq!(a.identity.as_deref(), Some("callee"));
         assert_eq!(a.at_ms, 1_700_000_000_000);
         assert_eq!(a.participant_kind, Some(ParticipantKind::Sip));
+        assert_eq!(a.participant_sid.as_deref(), Some("PA_callee1"));
         assert_eq!(a.participant_attributes["sip.callStatus"], "hangup");
         assert_eq!(a.disconnect_reason.as_deref(), Some("USER_REJECTED"));
         assert_eq!(a.egress, None);

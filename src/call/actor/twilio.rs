@@ -28,6 +28,7 @@ impl CallActor {
             identity: label,
             room,
             at: now_ms(),
+            session: None,
         };
         use tracing::Instrument;
         actix::spawn(async move {

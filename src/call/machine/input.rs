@@ -98,6 +98,9 @@ pub enum Observation {
         room: String,
         /// When LiveKit saw it.
         at: Millis,
+        /// The media session that joined (LiveKit's participant SID, Twilio's CallSid of the
+        /// leg), when the event names one: each join of an identity is a new session.
+        session: Option<String>,
     },
     /// LiveKit says a participant left a room.
     Left {
@@ -107,6 +110,9 @@ pub enum Observation {
         room: String,
         /// When LiveKit saw it.
         at: Millis,
+        /// The media session that left, when the event names one: the leave of another
+        /// session than the one that confirmed the placement is about an earlier stay.
+        session: Option<String>,
     },
     /// The party's client says it arrived where a `participant.move` sent it.
     MoveAcked {

@@ -134,6 +134,7 @@ impl CallMachine {
                 last_observed: 0,
                 placed_at: now,
                 plane: main_plane,
+                session: None,
             },
         );
         let data = json!({

@@ -49,7 +49,12 @@ pub(super) fn observe(tx: &mut Tx, obs: Observation) {
             call_sid,
             status,
         } => phone::leg_ended(tx, party, call_sid, &status),
-        Observation::Joined { identity, room, at } => {
+        Observation::Joined {
+            identity,
+            room,
+            at,
+            session,
+        } => {
             let Some(party) = party_of_identity(&tx.m, &identity) else {
                 return;
             };
@@ -64,6 +69,10 @@ pub(super) fn observe(tx: &mut Tx, obs: Observation) {
             }
             let placement = tx.m.placements.get_mut(&party).expect("checked above");
             placement.last_observed = at;
+            if session.is_some() {
+                // The newest session here: the leave of an older one (a reconnect) is stale.
+                placement.session = session;
+            }
             if placement.confirmed {
                 return; // duplicate
             }
@@ -84,17 +93,26 @@ pub(super) fn observe(tx: &mut Tx, obs: Observation) {
             }
             tx.arrived(&party);
         }
-        Observation::Left { identity, room, at } => {
+        Observation::Left {
+            identity,
+            room,
+            at,
+            session,
+        } => {
             let Some(party) = party_of_identity(&tx.m, &identity) else {
                 return;
             };
             let Some(p) = tx.m.placements.get(&party).cloned() else {
                 return;
             };
-            // A party cannot leave a room before it was sent there (see `Joined`).
+            // A party cannot leave a room before it was sent there (see `Joined`), nor leave
+            // with another session than the one it is there with.
             let before_move = at.saturating_add(999) < p.placed_at;
+            let other_session =
+                matches!((&p.session, &session), (Some(mine), Some(theirs)) if mine != theirs);
             if at < p.last_observed
                 || before_move
+                || other_session
                 || tx.room_for(&party, p.space) != room
                 || !p.confirmed
             {

@@ -215,6 +215,7 @@ pub(super) fn create(call: Call, plan: OutboundPlan, timeouts: Timeouts, now: Mi
             last_observed: 0,
             placed_at: now,
             plane: super::Plane::Livekit,
+            session: None,
         },
     );
     tx.m.timers

@@ -71,6 +71,11 @@ pub struct Placement {
     /// Which media plane realises the space for this party.
     #[serde(default)]
     pub plane: Plane,
+    /// The media session (LiveKit participant SID, Twilio CallSid) the party was last seen
+    /// joining with here: a leave of another session is about an earlier stay, however close
+    /// in time (LiveKit stamps its webhooks in whole seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
 }
 
 /// The media plane that realises a space: a LiveKit room, or a Twilio conference (as soon as

@@ -115,6 +115,7 @@ fn joined(identity: &str, room: &str, at: Millis) -> Input {
         identity: identity.into(),
         room: room.into(),
         at,
+        session: None,
     })
 }
 
@@ -123,6 +124,7 @@ fn left(identity: &str, room: &str, at: Millis) -> Input {
         identity: identity.into(),
         room: room.into(),
         at,
+        session: None,
     })
 }
 
@@ -2301,6 +2303,52 @@ fn a_late_left_webhook_does_not_unconfirm_an_acknowledged_later_move() {
     assert_noop(&confirmed, 2_200, left(CALLER, MAIN, 1_000));
 }
 
+fn joined_as(identity: &str, room: &str, at: Millis, session: &str) -> Input {
+    Input::Observe(Observation::Joined {
+        identity: identity.into(),
+        room: room.into(),
+        at,
+        session: Some(session.into()),
+    })
+}
+
+fn left_as(identity: &str, room: &str, at: Millis, session: &str) -> Input {
+    Input::Observe(Observation::Left {
+        identity: identity.into(),
+        room: room.into(),
+        at,
+        session: Some(session.into()),
+    })
+}
+
+/// Regression (found by the chaos run): LiveKit stamps webhooks in whole seconds, so the
+/// late `participant_left` of the caller's first stay in the main room can carry the same
+/// second as its return there. The leave names the participant SID of that first stay, not
+/// of the session that confirmed the return: it is stale and changes nothing. A leave of the
+/// confirming session still un-confirms, and a reconnect (a new session joining while the
+/// old one is there) makes the old session's leave stale too.
+#[test]
+fn a_leave_of_an_earlier_session_in_the_same_second_does_not_unconfirm() {
+    let m = active_call(A);
+    let m = apply(&m, 1_000, joined_as(CALLER, MAIN, 1_000, "PA_first")).machine;
+    let held = apply(&m, 1_100, by(A, Command::Hold)).machine;
+    let resumed = apply(&held, 1_300, by(A, Command::Resume)).machine;
+    let back = apply(&resumed, 1_400, joined_as(CALLER, MAIN, 1_000, "PA_second"));
+    assert_eq!(kinds(&back), ["participant.joined"]);
+    let back = back.machine;
+    assert!(back.placements[&Party::Caller].confirmed);
+    // The first stay's leave, redelivered late with the same second.
+    assert_noop(&back, 1_500, left_as(CALLER, MAIN, 1_000, "PA_first"));
+    // The confirming session's own leave counts.
+    let gone = apply(&back, 1_600, left_as(CALLER, MAIN, 1_000, "PA_second")).machine;
+    assert!(!gone.placements[&Party::Caller].confirmed);
+    // A reconnect: the new session joins while the old one is there; the old one's leave
+    // (LiveKit's duplicate-identity kick) is stale.
+    let again = apply(&back, 1_600, joined_as(CALLER, MAIN, 1_000, "PA_third")).machine;
+    assert!(again.placements[&Party::Caller].confirmed);
+    assert_noop(&again, 1_700, left_as(CALLER, MAIN, 1_000, "PA_second"));
+}
+
 #[test]
 fn the_caller_never_sees_the_summary_or_the_consult_room() {
     // `apply` checks every step for the caller's privacy; walk every flow through it and
@@ -2669,9 +2717,19 @@ impl Run {
                 let room = self.room(&identity, room);
                 let at = (self.now - lag).max(0);
                 let obs = if matches!(op, Op::Joined(..)) {
-                    Observation::Joined { identity, room, at }
+                    Observation::Joined {
+                        identity,
+                        room,
+                        at,
+                        session: None,
+                    }
                 } else {
-                    Observation::Left { identity, room, at }
+                    Observation::Left {
+                        identity,
+                        room,
+                        at,
+                        session: None,
+                    }
                 };
                 self.livekit.push(obs.clone());
                 Input::Observe(obs)
@@ -3161,7 +3219,12 @@ fn observation_expectation(m: &CallMachine, now: Millis, obs: &Observation) -> E
         return Expect::Nothing;
     }
     match obs {
-        Observation::Joined { identity, room, at } | Observation::Left { identity, room, at } => {
+        Observation::Joined {
+            identity, room, at, ..
+        }
+        | Observation::Left {
+            identity, room, at, ..
+        } => {
             let p = if *identity == m.call.caller_id {
                 Party::Caller
             } else {

@@ -198,6 +198,7 @@ impl Tx {
                 last_observed,
                 placed_at: self.now,
                 plane,
+                session: None,
             },
         );
         self.announce_move(&party);
