@@ -39,8 +39,9 @@ async fn transfers_survive_faults_and_kill_9_with_every_invariant_holding() {
     let r = &outcome.report;
     assert!(
         r.violations.is_empty(),
-        "invariants violated (seed {seed}):\n{}",
-        r.violations.join("\n")
+        "invariants violated (seed {seed}):\n{}\n\nthe stored events of those calls:\n{}",
+        r.violations.join("\n"),
+        r.timelines.join("\n")
     );
     assert!(outcome.initiated >= 60, "{outcome:?}");
     assert!(outcome.kills >= 5, "{outcome:?}");

@@ -94,7 +94,7 @@ async fn json_logs_carry_the_call_and_no_secret_and_sigterm_closes_sockets_with_
         port,
         livekit: livekit.clone(),
         twilio: None,
-        http: reqwest::Client::new(),
+        http: crate::support::app::http_client(),
         data_dir: tempfile::tempdir().unwrap(),
         api_key: Some(API_KEY.into()),
         store: None,

@@ -96,7 +96,7 @@ async fn process_app(opts: TestOptions) -> (TestApp, std::collections::HashMap<S
             port,
             livekit,
             twilio: None,
-            http: reqwest::Client::new(),
+            http: crate::support::app::http_client(),
             data_dir,
             api_key: None,
             store,

@@ -74,6 +74,17 @@ impl Default for TestOptions {
     }
 }
 
+/// The tests' HTTP client. It drops an idle pooled connection after a second, well before the
+/// server's keep-alive (actix's 5 s) closes it: a request sent on a connection the server is
+/// closing at that moment fails with `IncompleteMessage` (a race of the client, not the
+/// server), which a loaded machine makes likely.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_idle_timeout(std::time::Duration::from_secs(1))
+        .build()
+        .expect("HTTP client")
+}
+
 /// A running test server.
 pub struct TestApp {
     /// `http://127.0.0.1:PORT`.
@@ -209,7 +220,7 @@ pub async fn spawn_app_with(opts: TestOptions) -> TestApp {
         port,
         livekit,
         twilio,
-        http: reqwest::Client::new(),
+        http: http_client(),
         data_dir,
         api_key: opts.api_key,
         store: Some(store),

@@ -403,6 +403,8 @@ impl Api {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .pool_max_idle_per_host(256)
+                // Before the server's 5 s keep-alive closes an idle connection under it.
+                .pool_idle_timeout(Duration::from_secs(1))
                 .build()
                 .expect("HTTP client"),
             latency: Rc::new(RefCell::new(Samples::default())),
@@ -894,6 +896,9 @@ pub struct InvariantReport {
     pub conferences: BTreeMap<String, usize>,
     /// Everything wrong, one line each (empty when every invariant holds).
     pub violations: Vec<String>,
+    /// The stored event timeline of every call a violation names, to see how it got there.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub timelines: Vec<String>,
 }
 
 const TERMINAL: &[&str] = &[
@@ -1208,6 +1213,29 @@ pub async fn check_store(
             Err(e) => report
                 .violations
                 .push(format!("{id}: transfers unreadable: {e}")),
+        }
+    }
+    let named: Vec<&String> = calls
+        .keys()
+        .filter(|id| report.violations.iter().any(|v| v.contains(id.as_str())))
+        .collect();
+    for id in named {
+        if let Ok(events) = store.events_since(id, 0).await {
+            let lines: Vec<String> = events
+                .iter()
+                .map(|e| {
+                    format!(
+                        "  {:>3} {} {} {}",
+                        e.seq,
+                        e.at.format("%H:%M:%S%.3f"),
+                        e.kind,
+                        e.data
+                    )
+                })
+                .collect();
+            report
+                .timelines
+                .push(format!("{id}:\n{}", lines.join("\n")));
         }
     }
 }
