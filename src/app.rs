@@ -1,7 +1,7 @@
 //! Startup: build the whole app on a given listener (port 0 in tests), recover unfinished
 //! calls from the store, expose the bound port, and run until stopped.
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -52,6 +52,9 @@ pub enum StartupError {
     /// Recovering unfinished calls failed.
     #[error("could not recover unfinished calls: {0}")]
     Recovery(String),
+    /// `SWITCHBOARD_STATIC_DIR` is not a folder.
+    #[error("SWITCHBOARD_STATIC_DIR={0} is not a folder")]
+    StaticDir(String),
     /// The Twilio client could not be built.
     #[error("could not set up the Twilio client")]
     Twilio(#[source] crate::twilio::rest::TwilioError),
@@ -126,17 +129,45 @@ async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartupError> {
     }
 }
 
+/// Binds `addr` and listens with a backlog of `backlog` connections (`std`'s
+/// `TcpListener::bind` always asks for 128, too few for a burst of reconnecting clients; the
+/// kernel may cap it at `net.core.somaxconn`). Like `std`, sets `SO_REUSEADDR` on Unix.
+pub fn bind_listener(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    Ok(socket.into())
+}
+
+/// The access log's format: method, path (never the query string, which may carry a
+/// token), status and time taken. actix's `Logger` has no `%m`: the method is a custom
+/// request field.
+pub const ACCESS_LOG_FORMAT: &str = "%{method}xi %U %s %Dms";
+
+/// The access log middleware ([`ACCESS_LOG_FORMAT`]), leaving out `/health`.
+pub fn access_log() -> actix_web::middleware::Logger {
+    actix_web::middleware::Logger::new(ACCESS_LOG_FORMAT)
+        .custom_request_replace("method", |req| req.method().to_string())
+        .exclude("/health")
+}
+
 impl Application {
     /// Binds the configured address and builds the app.
     pub async fn build(config: Config) -> Result<Application, StartupError> {
-        let listener = TcpListener::bind(config.addr).map_err(|source| StartupError::Bind {
-            addr: config.addr.to_string(),
-            source,
+        let listener = bind_listener(config.addr, config.listen_backlog).map_err(|source| {
+            StartupError::Bind {
+                addr: config.addr.to_string(),
+                source,
+            }
         })?;
         Self::build_on(config, listener).await
     }
 
     /// Builds the app on a listener (bind port 0 for tests). Must run inside an actix system.
+    /// The listener keeps the backlog it was created with ([`bind_listener`] sets one).
     pub async fn build_on(
         config: Config,
         listener: TcpListener,
@@ -221,14 +252,30 @@ impl Application {
             })?
             .port();
         let data = web::Data::new(state.clone());
-        let static_dir = Path::new("static").to_path_buf();
+        let static_dir = config.static_dir.clone();
+        match &static_dir {
+            Some(dir) if !dir.is_dir() => {
+                return Err(StartupError::StaticDir(dir.display().to_string()))
+            }
+            Some(dir) => tracing::info!(dir = %dir.display(), "browser UI: served from a folder"),
+            None => tracing::debug!(
+                files = http::ui::embedded_files().count(),
+                "browser UI: built into the binary"
+            ),
+        }
         let server = HttpServer::new(move || {
-            let mut app = App::new()
-                .wrap(actix_web::middleware::ErrorHandlers::new().handler(
-                    actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
-                    http::meta::method_not_allowed,
-                ))
-                .wrap(actix_web::middleware::Logger::new("%m %U %s %Dms").exclude("/health"))
+            let app = App::new()
+                // Every error answer as `{code, message}` (actix's own too; see
+                // docs/api.md for the few the HTTP/1 parser gives before the app).
+                .wrap(
+                    actix_web::middleware::ErrorHandlers::new()
+                        .handler(
+                            actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+                            http::meta::method_not_allowed,
+                        )
+                        .default_handler(http::meta::json_errors),
+                )
+                .wrap(access_log())
                 // Organisation API keys (src/org.rs) are looked up before the handlers run.
                 .wrap(actix_web::middleware::from_fn(http::resolve_org_key))
                 .app_data(data.clone())
@@ -252,19 +299,13 @@ impl Application {
                 .configure(http::assistants::routes)
                 .configure(http::trunks::routes)
                 .service(web::resource("/ws").route(web::get().to(ws_route)));
-            if static_dir.is_dir() {
-                app = app.service(
-                    actix_files::Files::new("/", &static_dir)
-                        .index_file("index.html")
-                        // Other methods fall through to the JSON 404 of unknown routes.
-                        .guard(
-                            actix_web::guard::Any(actix_web::guard::Get())
-                                .or(actix_web::guard::Head()),
-                        )
-                        .default_handler(web::to(http::meta::not_found)),
-                );
+            match &static_dir {
+                Some(dir) => app
+                    .service(http::ui::from_dir(dir))
+                    .default_service(web::to(http::meta::not_found)),
+                // Unknown routes fall through to the built-in UI, which answers the JSON 404.
+                None => app.default_service(web::to(http::ui::embedded)),
             }
-            app.default_service(web::to(http::meta::not_found))
         })
         // Signals are handled by `main` through [`Application::stopper`].
         .disable_signals()
@@ -309,5 +350,24 @@ impl Application {
     /// Serves until the server is stopped.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_listener_queues_more_than_std_s_128_connections() {
+        let listener = bind_listener("127.0.0.1:0".parse().unwrap(), 1024).unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Nothing accepts: every connection waits in the backlog. With `std`'s 128 the
+        // kernel drops the SYNs past it and these connects time out.
+        let mut open = Vec::new();
+        for i in 0..400 {
+            let c = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(3))
+                .unwrap_or_else(|e| panic!("connection {i} not queued: {e}"));
+            open.push(c);
+        }
     }
 }

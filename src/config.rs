@@ -425,6 +425,12 @@ pub struct Config {
     pub disconnect_grace: Duration,
     /// Frames a WebSocket session may have waiting before it is disconnected.
     pub outbox_capacity: usize,
+    /// The listen socket's backlog: connections the kernel queues before they are accepted
+    /// (`SWITCHBOARD_LISTEN_BACKLOG`).
+    pub listen_backlog: u32,
+    /// A folder to serve the browser UI from instead of the copy built into the binary
+    /// (`SWITCHBOARD_STATIC_DIR`, for working on the UI).
+    pub static_dir: Option<PathBuf>,
     /// Summaries: LLM endpoint, redaction, refresh debounce.
     pub llm: LlmConfig,
     /// Call recordings (S3-compatible storage), when configured.
@@ -434,6 +440,10 @@ pub struct Config {
     /// End-of-call webhooks: retries, timeouts, which receivers are allowed.
     pub webhooks: WebhookConfig,
 }
+
+/// The listen backlog when `SWITCHBOARD_LISTEN_BACKLOG` is unset (the kernel may cap it at
+/// `net.core.somaxconn`).
+pub const DEFAULT_LISTEN_BACKLOG: u32 = 4096;
 
 fn parse_secs(
     name: &'static str,
@@ -726,6 +736,19 @@ impl Config {
                     message: format!("expected a number of frames from 1 to 65536, got {v:?}"),
                 })?,
         };
+        let listen_backlog = match nonempty("SWITCHBOARD_LISTEN_BACKLOG") {
+            None => DEFAULT_LISTEN_BACKLOG,
+            Some(v) => v
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=65_535).contains(n))
+                .ok_or(ConfigError::Invalid {
+                    name: "SWITCHBOARD_LISTEN_BACKLOG",
+                    message: format!("expected a number of connections from 1 to 65535, got {v:?}"),
+                })?,
+        };
+        let static_dir = nonempty("SWITCHBOARD_STATIC_DIR").map(PathBuf::from);
         let session_secret = nonempty("SWITCHBOARD_SESSION_SECRET").map(Secret::new);
         if session_secret
             .as_ref()
@@ -772,6 +795,8 @@ impl Config {
                 10.0,
             )?,
             outbox_capacity,
+            listen_backlog,
+            static_dir,
         })
     }
 
@@ -837,6 +862,26 @@ mod tests {
         assert_eq!(c.livekit.api_key, "devkey");
         assert_eq!(c.timeouts.ring_ms, 30_000);
         assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.listen_backlog, 4096);
+        assert_eq!(c.static_dir, None);
+    }
+
+    #[test]
+    fn the_listen_backlog_and_the_static_dir_are_read_and_checked() {
+        let c = with(&[
+            ("SWITCHBOARD_LISTEN_BACKLOG", "1024"),
+            ("SWITCHBOARD_STATIC_DIR", "./static"),
+        ])
+        .unwrap();
+        assert_eq!(c.listen_backlog, 1024);
+        assert_eq!(c.static_dir, Some(PathBuf::from("./static")));
+        for bad in ["0", "-1", "65536", "many"] {
+            let err = with(&[("SWITCHBOARD_LISTEN_BACKLOG", bad)]).unwrap_err();
+            assert!(
+                err.to_string().contains("SWITCHBOARD_LISTEN_BACKLOG"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod transcripts;
 pub mod transfers;
 pub mod trunks;
 pub mod twilio;
+pub mod ui;
 pub mod wallboard;
 pub mod webhooks;
 

@@ -16,6 +16,7 @@ mod hostile;
 mod layering;
 mod lifecycle;
 mod livekit_fake;
+mod operations;
 mod orgs;
 mod outbound;
 mod races;
