@@ -643,7 +643,7 @@ impl Handler<CallsOfAgent> for Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::call::actor::Crash;
+    use crate::call::actor::{Crash, Restarts};
     use crate::call::machine::{Actor as By, Command, Input};
     use crate::hub::Hub;
     use crate::media::livekit::LiveKit;
@@ -796,5 +796,76 @@ mod tests {
                 .unwrap(),
             Ok(Found::Ended(_))
         ));
+    }
+
+    #[actix_rt::test]
+    async fn an_ended_calls_actor_stops_for_good_and_is_never_restarted() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::new(
+            deps(dir.path()),
+            Timeouts::default(),
+            Duration::from_secs(5),
+        )
+        .start();
+        registry
+            .send(CreateCall {
+                call: new_call("call-e"),
+                caller_call_sid: None,
+                outbound: None,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        let addr = live(&registry, "call-e").await;
+        let m = addr
+            .send(Execute {
+                input: Input::Command(By::Caller, Command::Hangup),
+                idempotency_key: None,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.call.status, CallStatus::Ended);
+        // The registry forgets the ended call: lookups read it from the store.
+        for _ in 0..200 {
+            if matches!(
+                registry
+                    .send(Lookup {
+                        call_id: "call-e".into()
+                    })
+                    .await
+                    .unwrap(),
+                Ok(Found::Ended(_))
+            ) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(matches!(
+            registry
+                .send(Lookup {
+                    call_id: "call-e".into()
+                })
+                .await
+                .unwrap(),
+            Ok(Found::Ended(_))
+        ));
+        // While an address is left (here the test's, as the registry's was when the call
+        // ended) the actor's supervisor did not restart it and reload it from the store.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(addr.send(Restarts).await.unwrap(), 0, "restarted");
+        // Once its last address is gone, it stops for good.
+        let weak = addr.downgrade();
+        drop(addr);
+        for _ in 0..200 {
+            if weak.upgrade().is_none_or(|a| !a.connected()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            weak.upgrade().is_none_or(|a| !a.connected()),
+            "still running"
+        );
     }
 }
