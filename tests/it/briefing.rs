@@ -616,10 +616,7 @@ async fn the_caller_is_shown_transcripts_masked_like_the_agents_never_more() {
     assert_eq!(pushed["data"]["text"], masked);
     for token in [&c.owner_token, &c.caller_token] {
         let list = app
-            .get(
-                &format!("/api/transcripts/call/{}", c.call_id),
-                Some(token),
-            )
+            .get(&format!("/api/transcripts/call/{}", c.call_id), Some(token))
             .await
             .body;
         let texts: Vec<&str> = list
@@ -644,7 +641,10 @@ async fn the_caller_is_shown_transcripts_masked_like_the_agents_never_more() {
     c.caller.settle(Duration::from_millis(100)).await;
     for seen in [&again.seen, &c.caller.seen] {
         let text = serde_json::to_string(seen).unwrap();
-        assert!(!text.contains("4111") && !text.contains("ann@example"), "{text}");
+        assert!(
+            !text.contains("4111") && !text.contains("ann@example"),
+            "{text}"
+        );
         assert!(!text.contains("transcript.appended"), "{text}");
     }
     // The agent's replay carries the masked text.
