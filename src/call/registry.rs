@@ -305,7 +305,12 @@ impl Registry {
             if free.is_empty() {
                 break;
             }
-            let pick = match &entry.requested {
+            // A request for an agent since deactivated no longer holds the call.
+            let requested = entry
+                .requested
+                .as_ref()
+                .filter(|r| self.directory.get(*r).is_none_or(|a| a.active));
+            let pick = match requested {
                 Some(r) => free.iter().position(|a| a == r),
                 None => free
                     .iter()
@@ -347,6 +352,25 @@ impl Registry {
                 }
             })
             .spawn(ctx);
+        }
+    }
+
+    /// Tells every call the agent is engaged in that it went away (`AgentGone`).
+    fn agent_gone(&self, agent_id: &str) {
+        let calls: Vec<String> = self
+            .engaged
+            .get(agent_id)
+            .map(|c| c.iter().cloned().collect())
+            .unwrap_or_default();
+        for call_id in calls {
+            if let Some(addr) = self.actors.get(&call_id) {
+                addr.do_send(Execute {
+                    input: Input::Observe(Observation::AgentGone {
+                        agent_id: agent_id.to_string(),
+                    }),
+                    idempotency_key: None,
+                });
+            }
         }
     }
 
@@ -588,21 +612,7 @@ impl Handler<GraceOver> for Registry {
         if self.sessions.get(&msg.agent_id).copied().unwrap_or(0) > 0 {
             return; // came back
         }
-        let calls: Vec<String> = self
-            .engaged
-            .get(&msg.agent_id)
-            .map(|c| c.iter().cloned().collect())
-            .unwrap_or_default();
-        for call_id in calls {
-            if let Some(addr) = self.actors.get(&call_id) {
-                addr.do_send(Execute {
-                    input: Input::Observe(Observation::AgentGone {
-                        agent_id: msg.agent_id.clone(),
-                    }),
-                    idempotency_key: None,
-                });
-            }
-        }
+        self.agent_gone(&msg.agent_id);
     }
 }
 
@@ -610,7 +620,13 @@ impl Handler<AgentUpserted> for Registry {
     type Result = ();
     fn handle(&mut self, msg: AgentUpserted, ctx: &mut Context<Self>) {
         let id = msg.agent.agent_id.clone();
+        let deactivated = !msg.agent.active;
         self.directory.insert(id.clone(), msg.agent);
+        if deactivated {
+            // An agent deactivated goes away at once, as one whose grace period ran out:
+            // a call offered to it is offered again, a transfer ringing it fails.
+            self.agent_gone(&id);
+        }
         self.refresh_presence(&id);
         self.dispatch(ctx);
     }
