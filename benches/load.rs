@@ -592,24 +592,26 @@ async fn storm(args: &Args) {
     let restarts0 = metric(&rig.api, "switchboard_actor_restarts_total").await;
     let origin = Instant::now();
     let (made, create_errors) = create_calls(&rig.api, n, concurrency, origin, None).await;
-    let steady_s = made.iter().cloned().fold(0.0, f64::max);
-    let steady_rate = made.len() as f64 / steady_s.max(1e-9);
+    let created_s = made.iter().cloned().fold(0.0, f64::max);
     println!(
-        "{} calls created in {steady_s:.1} s ({steady_rate:.0}/s); they end together in about {move_timeout} s",
+        "{} calls created in {created_s:.1} s; each ends {move_timeout} s after its creation",
         made.len()
     );
-    // Keep creating (these calls will end too, later) from before the first ending until
-    // the last of the storm's calls has ended.
-    let first_end = origin + Duration::from_secs_f64(move_timeout);
-    let last_end = origin + Duration::from_secs_f64(steady_s + move_timeout);
-    let watch_from = first_end - Duration::from_secs(1);
-    tokio::time::sleep_until(watch_from.into()).await;
-    let window_end = last_end + Duration::from_secs(3);
+    // Keep creating (these calls end too, later) until the last of the storm's calls has
+    // ended, then compare: the steady rate is the one before any call ended (the first
+    // `move-timeout` seconds), the rate during the endings the one from the first ending
+    // (or the end of the storm's creation, if later) to three seconds after the last.
+    let last_end = created_s + move_timeout + 3.0;
+    let window_end = origin + Duration::from_secs_f64(last_end);
     let live_at_start = live_calls(&rig.api).await;
     let (during, during_errors) =
         create_calls(&rig.api, usize::MAX, concurrency, origin, Some(window_end)).await;
-    let window = window_end.duration_since(watch_from).as_secs_f64();
-    let during_rate = during.len() as f64 / window;
+    let all: Vec<f64> = made.iter().chain(during.iter()).cloned().collect();
+    let steady_until = move_timeout.min(created_s);
+    let steady_rate = all.iter().filter(|t| **t < steady_until).count() as f64 / steady_until;
+    let window = last_end - move_timeout;
+    let during_n = all.iter().filter(|t| **t >= move_timeout).count();
+    let during_rate = during_n as f64 / window;
     // Every storm call ends: wait until only the calls made during the window are live.
     let deadline = Instant::now() + Duration::from_secs_f64(move_timeout + 60.0);
     let mut live = live_calls(&rig.api).await;
@@ -627,10 +629,12 @@ async fn storm(args: &Args) {
             "calls_created": made.len(),
             "create_errors": create_errors,
             "move_timeout_s": move_timeout,
+            "storm_created_in_s": created_s,
             "steady_create_per_s": steady_rate,
-            "window_s": window,
-            "live_calls_at_window_start": live_at_start,
-            "created_during_endings": during.len(),
+            "endings_window_s": window,
+            "live_calls_after_creating": live_at_start,
+            "created_after_the_storm": during.len(),
+            "created_during_endings": during_n,
             "create_errors_during_endings": during_errors,
             "create_per_s_during_endings": during_rate,
             "during_over_steady": ratio,
