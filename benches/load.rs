@@ -18,6 +18,12 @@
 //! * `chaos` (`--transfers 500 --calls 20 --kills 25 --seed <n> --phone 1`): the chaos run
 //!   at full size (`tests/it/chaos.rs` runs it small in CI); `--phone 0` leaves out the
 //!   transfers to phone specialists through the Twilio fake.
+//! * `storm` (`--calls 10000 --move-timeout 20 --concurrency 64`): `calls` calls whose
+//!   callers never join, created as fast as the API takes them (the steady create rate);
+//!   they all end `caller_lost` together `move-timeout` seconds later, while the harness
+//!   keeps creating calls: the create rate during the endings against the steady one, and
+//!   `switchboard_actor_restarts_total` from `/metrics` (0: an ended call's actor is never
+//!   restarted).
 //!
 //! It is a `harness = false` bench so that it is built in the release profile together with
 //! the server binary (`CARGO_BIN_EXE_switchboard`) and can include the LiveKit fake from
@@ -75,7 +81,7 @@ impl Args {
         }
         Args {
             scenario: scenario.unwrap_or_else(|| {
-                eprintln!("usage: cargo bench --bench load -- <transfers|hold|polling|chaos> [--option value ...]");
+                eprintln!("usage: cargo bench --bench load -- <transfers|hold|polling|chaos|storm> [--option value ...]");
                 std::process::exit(2)
             }),
             values,
@@ -105,14 +111,18 @@ struct Rig {
 
 impl Rig {
     async fn start() -> Rig {
+        Rig::start_with(TestOptions {
+            disconnect_grace: 10.0,
+            ..Default::default()
+        })
+        .await
+    }
+
+    async fn start_with(opts: TestOptions) -> Rig {
         let livekit = Arc::new(FakeLiveKit::start(FakeOptions::default()));
         livekit.set_record(false);
         let data = tempfile::tempdir().expect("temp dir");
         let port = free_port();
-        let opts = TestOptions {
-            disconnect_grace: 10.0,
-            ..Default::default()
-        };
         let mut env = server_env(&opts, &livekit, data.path(), &format!("127.0.0.1:{port}"));
         env.insert("SWITCHBOARD_OUTBOX".into(), "1024".into());
         let server = ServerProcess::start(&server_binary(), env, port).await;
@@ -507,6 +517,139 @@ async fn chaos(args: &Args) {
     println!("every invariant holds (seed {seed})");
 }
 
+/// Creates calls (`POST /api/calls`, no caller ever joins), `concurrency` at a time, until
+/// `n` are made or `until` passes; returns the creation times (from `origin`) and the errors.
+async fn create_calls(
+    api: &Api,
+    n: usize,
+    concurrency: usize,
+    origin: Instant,
+    until: Option<Instant>,
+) -> (Vec<f64>, usize) {
+    let made: Rc<RefCell<Vec<f64>>> = Rc::default();
+    let errors = Rc::new(RefCell::new(0usize));
+    futures_util::stream::iter(0..n)
+        .take_while(|_| std::future::ready(until.is_none_or(|u| Instant::now() < u)))
+        .map(|_| {
+            let (made, errors) = (made.clone(), errors.clone());
+            async move {
+                let r = api
+                    .post(
+                        "/api/calls",
+                        None,
+                        json!({ "callerName": "Storm", "reason": "never joins" }),
+                    )
+                    .await;
+                if r.status == 201 {
+                    made.borrow_mut().push(origin.elapsed().as_secs_f64());
+                } else {
+                    *errors.borrow_mut() += 1;
+                }
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect::<Vec<()>>()
+        .await;
+    let times = made.borrow().clone();
+    let errs = *errors.borrow();
+    (times, errs)
+}
+
+/// A counter (no labels) from the server's `/metrics`.
+async fn metric(api: &Api, name: &str) -> f64 {
+    let r = reqwest::get(format!("{}/metrics", api.base))
+        .await
+        .expect("GET /metrics");
+    let text = r.text().await.unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// Live calls (the sum of `switchboard_live_calls` over statuses).
+async fn live_calls(api: &Api) -> f64 {
+    let r = reqwest::get(format!("{}/metrics", api.base))
+        .await
+        .expect("GET /metrics");
+    let text = r.text().await.unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with("switchboard_live_calls{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+async fn storm(args: &Args) {
+    let n = args.num("calls", 10_000.0) as usize;
+    let move_timeout = args.num("move-timeout", 20.0);
+    let concurrency = args.num("concurrency", 64.0) as usize;
+    let rig = Rig::start_with(TestOptions {
+        move_timeout,
+        ring_timeout: move_timeout * 4.0,
+        rejoin_grace: move_timeout * 4.0,
+        ..Default::default()
+    })
+    .await;
+    let restarts0 = metric(&rig.api, "switchboard_actor_restarts_total").await;
+    let origin = Instant::now();
+    let (made, create_errors) = create_calls(&rig.api, n, concurrency, origin, None).await;
+    let created_s = made.iter().cloned().fold(0.0, f64::max);
+    println!(
+        "{} calls created in {created_s:.1} s; each ends {move_timeout} s after its creation",
+        made.len()
+    );
+    // Keep creating (these calls end too, later) until the last of the storm's calls has
+    // ended, then compare: the steady rate is the one before any call ended (the first
+    // `move-timeout` seconds), the rate during the endings the one from the first ending
+    // (or the end of the storm's creation, if later) to three seconds after the last.
+    let last_end = created_s + move_timeout + 3.0;
+    let window_end = origin + Duration::from_secs_f64(last_end);
+    let live_at_start = live_calls(&rig.api).await;
+    let (during, during_errors) =
+        create_calls(&rig.api, usize::MAX, concurrency, origin, Some(window_end)).await;
+    let all: Vec<f64> = made.iter().chain(during.iter()).cloned().collect();
+    let steady_until = move_timeout.min(created_s);
+    let steady_rate = all.iter().filter(|t| **t < steady_until).count() as f64 / steady_until;
+    let window = last_end - move_timeout;
+    let during_n = all.iter().filter(|t| **t >= move_timeout).count();
+    let during_rate = during_n as f64 / window;
+    // Every storm call ends: wait until only the calls made during the window are live.
+    let deadline = Instant::now() + Duration::from_secs_f64(move_timeout + 60.0);
+    let mut live = live_calls(&rig.api).await;
+    while live > during.len() as f64 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        live = live_calls(&rig.api).await;
+    }
+    let restarts = metric(&rig.api, "switchboard_actor_restarts_total").await - restarts0;
+    let ratio = during_rate / steady_rate.max(1e-9);
+    write_result(
+        "storm",
+        args,
+        json!({
+            "calls": n,
+            "calls_created": made.len(),
+            "create_errors": create_errors,
+            "move_timeout_s": move_timeout,
+            "storm_created_in_s": created_s,
+            "steady_create_per_s": steady_rate,
+            "endings_window_s": window,
+            "live_calls_after_creating": live_at_start,
+            "created_after_the_storm": during.len(),
+            "created_during_endings": during_n,
+            "create_errors_during_endings": during_errors,
+            "create_per_s_during_endings": during_rate,
+            "during_over_steady": ratio,
+            "storm_calls_left_live": (live - during.len() as f64).max(0.0),
+            "actor_restarts": restarts,
+            "goals": { "during_over_steady_at_least": 0.5, "actor_restarts": 0 },
+            "server_rss_mib": mib(rig.server.rss_kib()),
+        }),
+    );
+    if ratio < 0.5 || restarts != 0.0 {
+        eprintln!("GOAL MISSED: {ratio:.2} of the steady create rate, {restarts} actor restarts");
+        std::process::exit(1);
+    }
+}
+
 fn main() {
     let args = Args::parse();
     let system = actix_rt::System::new();
@@ -516,8 +659,9 @@ fn main() {
             "hold" => hold(&args).await,
             "polling" => polling(&args).await,
             "chaos" => chaos(&args).await,
+            "storm" => storm(&args).await,
             other => {
-                eprintln!("unknown scenario {other:?}: transfers, hold, polling or chaos");
+                eprintln!("unknown scenario {other:?}: transfers, hold, polling, chaos or storm");
                 std::process::exit(2);
             }
         }

@@ -325,6 +325,22 @@ impl Hub {
         drop(removed);
     }
 
+    /// Closes every session of an agent (its outboxes report [`Disconnect::Unregistered`]):
+    /// for an agent just deactivated. Returns how many were open.
+    pub fn disconnect_agent(&self, agent_id: &str) -> usize {
+        let removed: Vec<_> = {
+            let mut maps = self.lock();
+            let ids: Vec<SessionId> = maps
+                .agents
+                .get(agent_id)
+                .map(|slots| slots.iter().map(|s| s.id).collect())
+                .unwrap_or_default();
+            ids.into_iter().filter_map(|id| maps.remove(id)).collect()
+        };
+        // Dropped outside the lock: closes the channels and wakes the sessions.
+        removed.len()
+    }
+
     /// Sends a call's event to the sessions in its audience: the call's caller if
     /// `audience.caller`, and each agent of `audience.agents` (each agent once).
     pub fn publish(&self, event: &Event) {

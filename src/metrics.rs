@@ -20,7 +20,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Providers whose failures are counted in `switchboard_provider_errors_total`.
@@ -63,6 +64,7 @@ pub struct Metrics {
     webhook_failures: IntCounterVec,
     provider_errors: IntCounterVec,
     webhook_deliveries: IntCounterVec,
+    actor_restarts: IntCounter,
     /// `transferId` → when `transfer.initiated` was published (bounded).
     open_transfers: Mutex<HashMap<String, DateTime<Utc>>>,
 }
@@ -153,6 +155,11 @@ impl Metrics {
         for o in WEBHOOK_OUTCOMES {
             webhook_deliveries.with_label_values(&[o]);
         }
+        let actor_restarts = must(IntCounter::new(
+            "switchboard_actor_restarts_total",
+            "Call actors restarted by their supervisor (reloaded from the store after a failure).",
+        ));
+        must(registry.register(Box::new(actor_restarts.clone())));
         for m in [&live_calls, &ws_sessions] {
             must(registry.register(Box::new(m.clone())));
         }
@@ -192,6 +199,7 @@ impl Metrics {
             webhook_failures,
             provider_errors,
             webhook_deliveries,
+            actor_restarts,
             open_transfers: Mutex::new(HashMap::new()),
         }
     }
@@ -250,6 +258,16 @@ impl Metrics {
     /// Counts an end-of-call webhook attempt by outcome (one of [`WEBHOOK_OUTCOMES`]).
     pub fn webhook_delivery(&self, outcome: &str) {
         self.webhook_deliveries.with_label_values(&[outcome]).inc();
+    }
+
+    /// Counts a call actor restarted by its supervisor.
+    pub fn actor_restarted(&self) {
+        self.actor_restarts.inc();
+    }
+
+    /// How many call actors their supervisor has restarted.
+    pub fn actor_restarts(&self) -> u64 {
+        self.actor_restarts.get()
     }
 
     /// The current value of the webhook attempt counter for an outcome.

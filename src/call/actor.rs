@@ -111,6 +111,8 @@ pub struct CallActor {
     remembered: VecDeque<(String, Arc<CallMachine>)>,
     /// Effects and events of the creating transition, carried out once started.
     pending: Option<Step>,
+    /// How often its supervisor has restarted it.
+    restarts: u32,
 }
 
 impl CallActor {
@@ -125,6 +127,7 @@ impl CallActor {
             timers: HashMap::new(),
             remembered: VecDeque::new(),
             pending: None,
+            restarts: 0,
         }
     }
 
@@ -145,6 +148,7 @@ impl CallActor {
             timers: HashMap::new(),
             remembered: VecDeque::new(),
             pending: None,
+            restarts: 0,
         }
     }
 
@@ -159,6 +163,7 @@ impl CallActor {
             timers: HashMap::new(),
             remembered: VecDeque::new(),
             pending: Some(step),
+            restarts: 0,
         }
     }
 
@@ -279,10 +284,12 @@ impl CallActor {
                 Effect::Routing(RoutingEffect::RequestAgent) => request_agent = true,
             }
         }
+        // A settled call's report makes the registry forget its address; the actor then
+        // stops by itself once the last address is gone and its last effects are done. It
+        // never stops itself: its supervisor restarts an actor that stops while any address
+        // is left (the registry's, until it reads the report), and a mass of calls ending
+        // together would reload every one of them from the store.
         self.report(request_agent);
-        if self.machine.as_ref().is_some_and(|m| m.is_settled()) {
-            ctx.stop();
-        }
     }
 
     fn remember(&mut self, key: Option<String>, m: &Arc<CallMachine>) {
@@ -404,6 +411,8 @@ impl Supervised for CallActor {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         // Never trust in-memory state after a failure: reload from the store on start.
         tracing::warn!(call_id = %self.call_id, "call actor restarting; reloading from the store");
+        self.restarts += 1;
+        crate::metrics::metrics().actor_restarted();
         self.machine = None;
         self.timers.clear();
         self.pending = None;
@@ -467,6 +476,20 @@ impl Handler<Execute> for CallActor {
                     }
                 }),
         ))
+    }
+}
+
+/// Test-only: how often the actor's supervisor has restarted it.
+#[cfg(test)]
+#[derive(Message)]
+#[rtype(result = "u32")]
+pub struct Restarts;
+
+#[cfg(test)]
+impl Handler<Restarts> for CallActor {
+    type Result = u32;
+    fn handle(&mut self, _: Restarts, _: &mut Context<Self>) -> u32 {
+        self.restarts
     }
 }
 

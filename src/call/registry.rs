@@ -305,7 +305,12 @@ impl Registry {
             if free.is_empty() {
                 break;
             }
-            let pick = match &entry.requested {
+            // A request for an agent since deactivated no longer holds the call.
+            let requested = entry
+                .requested
+                .as_ref()
+                .filter(|r| self.directory.get(*r).is_none_or(|a| a.active));
+            let pick = match requested {
                 Some(r) => free.iter().position(|a| a == r),
                 None => free
                     .iter()
@@ -347,6 +352,25 @@ impl Registry {
                 }
             })
             .spawn(ctx);
+        }
+    }
+
+    /// Tells every call the agent is engaged in that it went away (`AgentGone`).
+    fn agent_gone(&self, agent_id: &str) {
+        let calls: Vec<String> = self
+            .engaged
+            .get(agent_id)
+            .map(|c| c.iter().cloned().collect())
+            .unwrap_or_default();
+        for call_id in calls {
+            if let Some(addr) = self.actors.get(&call_id) {
+                addr.do_send(Execute {
+                    input: Input::Observe(Observation::AgentGone {
+                        agent_id: agent_id.to_string(),
+                    }),
+                    idempotency_key: None,
+                });
+            }
         }
     }
 
@@ -588,21 +612,7 @@ impl Handler<GraceOver> for Registry {
         if self.sessions.get(&msg.agent_id).copied().unwrap_or(0) > 0 {
             return; // came back
         }
-        let calls: Vec<String> = self
-            .engaged
-            .get(&msg.agent_id)
-            .map(|c| c.iter().cloned().collect())
-            .unwrap_or_default();
-        for call_id in calls {
-            if let Some(addr) = self.actors.get(&call_id) {
-                addr.do_send(Execute {
-                    input: Input::Observe(Observation::AgentGone {
-                        agent_id: msg.agent_id.clone(),
-                    }),
-                    idempotency_key: None,
-                });
-            }
-        }
+        self.agent_gone(&msg.agent_id);
     }
 }
 
@@ -610,7 +620,13 @@ impl Handler<AgentUpserted> for Registry {
     type Result = ();
     fn handle(&mut self, msg: AgentUpserted, ctx: &mut Context<Self>) {
         let id = msg.agent.agent_id.clone();
+        let deactivated = !msg.agent.active;
         self.directory.insert(id.clone(), msg.agent);
+        if deactivated {
+            // An agent deactivated goes away at once, as one whose grace period ran out:
+            // a call offered to it is offered again, a transfer ringing it fails.
+            self.agent_gone(&id);
+        }
         self.refresh_presence(&id);
         self.dispatch(ctx);
     }
@@ -643,7 +659,7 @@ impl Handler<CallsOfAgent> for Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::call::actor::Crash;
+    use crate::call::actor::{Crash, Restarts};
     use crate::call::machine::{Actor as By, Command, Input};
     use crate::hub::Hub;
     use crate::media::livekit::LiveKit;
@@ -796,5 +812,76 @@ mod tests {
                 .unwrap(),
             Ok(Found::Ended(_))
         ));
+    }
+
+    #[actix_rt::test]
+    async fn an_ended_calls_actor_stops_for_good_and_is_never_restarted() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::new(
+            deps(dir.path()),
+            Timeouts::default(),
+            Duration::from_secs(5),
+        )
+        .start();
+        registry
+            .send(CreateCall {
+                call: new_call("call-e"),
+                caller_call_sid: None,
+                outbound: None,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        let addr = live(&registry, "call-e").await;
+        let m = addr
+            .send(Execute {
+                input: Input::Command(By::Caller, Command::Hangup),
+                idempotency_key: None,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.call.status, CallStatus::Ended);
+        // The registry forgets the ended call: lookups read it from the store.
+        for _ in 0..200 {
+            if matches!(
+                registry
+                    .send(Lookup {
+                        call_id: "call-e".into()
+                    })
+                    .await
+                    .unwrap(),
+                Ok(Found::Ended(_))
+            ) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(matches!(
+            registry
+                .send(Lookup {
+                    call_id: "call-e".into()
+                })
+                .await
+                .unwrap(),
+            Ok(Found::Ended(_))
+        ));
+        // While an address is left (here the test's, as the registry's was when the call
+        // ended) the actor's supervisor did not restart it and reload it from the store.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(addr.send(Restarts).await.unwrap(), 0, "restarted");
+        // Once its last address is gone, it stops for good.
+        let weak = addr.downgrade();
+        drop(addr);
+        for _ in 0..200 {
+            if weak.upgrade().is_none_or(|a| !a.connected()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            weak.upgrade().is_none_or(|a| !a.connected()),
+            "still running"
+        );
     }
 }

@@ -199,6 +199,10 @@ pub async fn apply_patch(
                 state.registry.do_send(AgentUpserted {
                     agent: stored.clone(),
                 });
+                if !stored.active {
+                    // Its sockets close now; its REST requests are refused (principal.rs).
+                    state.hub.disconnect_agent(id);
+                }
                 return Ok(stored);
             }
             Err(crate::store::StoreError::VersionConflict { .. }) => continue,

@@ -138,24 +138,94 @@ enum OrgKeyCheck {
     Unavailable,
 }
 
+/// What [`resolve_org_key`] found for the agent of the request's session token.
+#[derive(Debug, Clone)]
+enum AgentCheck {
+    /// Stored and active.
+    Active,
+    /// Deactivated (403 `forbidden`) or deleted (401).
+    Refused(ApiErrorKind, String),
+    /// The store could not be read (503).
+    Unavailable,
+}
+
+/// Which refusal an [`AgentCheck::Refused`] is.
+#[derive(Debug, Clone, Copy)]
+enum ApiErrorKind {
+    Forbidden,
+    Unauthorized,
+}
+
 /// Middleware: when `x-api-key` holds an organisation key (`sbk_...`, not the root key), looks
-/// it up in the store (every request: a revoked key is refused at once) and leaves the result
-/// for [`authenticate`], which stays synchronous.
+/// it up in the store (every request: a revoked key is refused at once); when the request
+/// carries an agent's session token, reads the agent (every request: a deactivated agent is
+/// refused at once). Leaves the result for [`authenticate`], which stays synchronous.
 pub async fn resolve_org_key(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
 ) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
     let presented = header(req.request(), "x-api-key").map(str::to_owned);
     let state = req.app_data::<web::Data<AppState>>().cloned();
-    if let (Some(key), Some(state)) = (presented, state) {
+    let Some(state) = state else {
+        return next.call(req).await;
+    };
+    if let Some(key) = presented {
         let root =
             matches!(&state.config.management, ManagementAccess::ApiKey(e) if e.matches(&key));
         if !root && crate::org::looks_like_key(&key) {
             let check = check_org_key(&state, &key).await;
             req.extensions_mut().insert(check);
         }
+    } else {
+        let agent = header(req.request(), "authorization")
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .and_then(|t| match state.keys.verify(t.trim()) {
+                Ok(PartyRef::Agent { agent_id }) => Some(agent_id),
+                _ => None,
+            });
+        if let Some(agent_id) = agent {
+            let check = check_agent(&state, &agent_id).await;
+            req.extensions_mut().insert(check);
+        }
     }
     next.call(req).await
+}
+
+async fn check_agent(state: &AppState, agent_id: &str) -> AgentCheck {
+    match state.store.get_agent(agent_id).await {
+        Ok(Some(a)) if a.active => AgentCheck::Active,
+        Ok(Some(_)) => AgentCheck::Refused(
+            ApiErrorKind::Forbidden,
+            format!("agent {agent_id} is not active"),
+        ),
+        Ok(None) => AgentCheck::Refused(
+            ApiErrorKind::Unauthorized,
+            format!("agent {agent_id} no longer exists"),
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "reading an agent failed");
+            AgentCheck::Unavailable
+        }
+    }
+}
+
+/// Whether the agent of a session token may act now, as [`resolve_org_key`] found.
+fn active_agent(req: &HttpRequest, agent_id: String) -> Result<Principal, ApiError> {
+    match req.extensions().get::<AgentCheck>() {
+        Some(AgentCheck::Active) => Ok(Principal::Agent(agent_id)),
+        Some(AgentCheck::Refused(ApiErrorKind::Forbidden, m)) => {
+            Err(ApiError::Forbidden(m.clone()))
+        }
+        Some(AgentCheck::Refused(ApiErrorKind::Unauthorized, m)) => {
+            Err(ApiError::Unauthorized(m.clone()))
+        }
+        Some(AgentCheck::Unavailable) => Err(ApiError::Unavailable(
+            "agents cannot be checked right now (storage is unavailable)".into(),
+        )),
+        None => Err(ApiError::Internal(
+            "agents are not resolved: resolve_org_key is not installed".into(),
+        )),
+    }
 }
 
 async fn check_org_key(state: &AppState, text: &str) -> OrgKeyCheck {
@@ -183,8 +253,8 @@ async fn check_org_key(state: &AppState, text: &str) -> OrgKeyCheck {
 }
 
 /// Works out who is asking: `x-api-key` (the root key is management, an organisation key is
-/// [`Principal::Org`]), then `Authorization: Bearer <session token>`, then (with no key
-/// configured) a local client.
+/// [`Principal::Org`]), then `Authorization: Bearer <session token>` (an agent's only while
+/// the agent is active: 403 once deactivated), then (with no key configured) a local client.
 pub fn authenticate(req: &HttpRequest, state: &AppState) -> Result<Principal, ApiError> {
     if let Some(key) = header(req, "x-api-key") {
         let root =
@@ -212,7 +282,7 @@ pub fn authenticate(req: &HttpRequest, state: &AppState) -> Result<Principal, Ap
             ApiError::Unauthorized("expected Authorization: Bearer <token>".into())
         })?;
         return match state.keys.verify(token.trim()) {
-            Ok(PartyRef::Agent { agent_id }) => Ok(Principal::Agent(agent_id)),
+            Ok(PartyRef::Agent { agent_id }) => active_agent(req, agent_id),
             Ok(PartyRef::Caller { call_id }) => Ok(Principal::Caller(call_id)),
             Err(_) => Err(ApiError::Unauthorized(
                 "invalid or expired session token".into(),

@@ -174,6 +174,11 @@ impl SessionHandler for Sessions {
     }
 
     async fn message(&self, party: &PartyRef, msg: ClientMessage) -> Result<Value, ClientError> {
+        // Every message of an agent is checked as its connection was: a deactivated agent
+        // can do nothing more (its sockets are closed too, but a message may be under way).
+        if let PartyRef::Agent { .. } = party {
+            self.authorize(party).await?;
+        }
         match msg {
             ClientMessage::Ack { call_id, move_id } => self.ack(party, call_id, move_id).await,
             ClientMessage::Transcript {

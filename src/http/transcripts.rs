@@ -89,11 +89,12 @@ async fn create_transcript(
     Ok(HttpResponse::Created().json(t))
 }
 
-/// A chunk as `who` is shown it: masked for agents when redaction is on (management sees it
-/// as stored; a caller sees its own words).
+/// A chunk as `who` is shown it: masked for agents and for the caller when redaction is on
+/// (the caller never sees more than the agents, its own chunks included: a caller token is a
+/// link anyone holding it can use); management and organisation keys see it as stored.
 fn as_shown(state: &AppState, who: &Principal, t: Transcript) -> Transcript {
     match who {
-        Principal::Agent(_) => Transcript {
+        Principal::Agent(_) | Principal::Caller(_) => Transcript {
             text: state.summaries.shown(&t.text),
             ..t
         },

@@ -739,3 +739,98 @@ async fn organisation_keys_reach_their_own_organisation_and_nothing_else() {
         failures.join("\n")
     );
 }
+
+/// What a deactivated agent's token can no longer do (REST): every request is 403.
+async fn assert_powerless(app: &TestApp, id: &str, token: &str) {
+    for (method, path, body) in [
+        ("GET", "/api/agents".to_string(), None),
+        ("GET", format!("/api/agents/{id}"), None),
+        ("GET", "/api/transfers".to_string(), None),
+        (
+            "PATCH",
+            format!("/api/agents/{id}"),
+            Some(json!({ "status": "available" })),
+        ),
+    ] {
+        let r = app.request(method, &path, Some(token), body).await;
+        assert_eq!(r.status, 403, "{method} {path}: {:?}", r.body);
+        assert_eq!(r.body["code"], "forbidden", "{method} {path}: {:?}", r.body);
+    }
+}
+
+async fn deactivate(app: &TestApp, id: &str) {
+    let r = app
+        .request(
+            "PATCH",
+            &format!("/api/agents/{id}"),
+            None,
+            Some(json!({ "active": false })),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["active"], false);
+}
+
+#[actix_web::test]
+async fn a_deactivated_agent_loses_its_powers_and_its_sockets_and_its_offered_call_moves_on() {
+    let app = spawn_app_with(TestOptions::default()).await;
+    let bob_token = app.agent("bob").await;
+    let mut bob = app.connect("bob", &bob_token, None).await;
+    let carol_token = app.agent("carol").await;
+    let mut carol = app.connect("carol", &carol_token, None).await;
+    // Before: Bob's token works.
+    let r = app.get("/api/agents", Some(&bob_token)).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let created = app.create_call(Some("bob")).await;
+    let call_id = created["call"]["callId"].as_str().unwrap().to_string();
+    let caller_token = created["callerToken"].as_str().unwrap().to_string();
+    let mut caller = app.connect("caller", &caller_token, None).await;
+    caller.join_from(&created["livekit"]);
+    let offered = bob.expect("call.offered").await;
+    assert_eq!(offered["callId"], call_id.as_str());
+
+    deactivate(&app, "bob").await;
+    bob.expect("socket.closed").await;
+    assert_powerless(&app, "bob", &bob_token).await;
+    // The call offered to Bob is offered to Carol.
+    let again = carol.expect("call.offered").await;
+    assert_eq!(again["callId"], call_id.as_str());
+    let call = crate::flows::call_until(&app, &call_id, "offered to carol", |c| {
+        c["offeredTo"] == "carol"
+    })
+    .await;
+    assert_eq!(call["status"], "ringing");
+    // Management still sees Bob; reactivated, his token works again.
+    let r = app
+        .request(
+            "PATCH",
+            "/api/agents/bob",
+            None,
+            Some(json!({ "active": true })),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = app.get("/api/agents", Some(&bob_token)).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+}
+
+#[actix_web::test]
+async fn deactivating_the_agent_a_transfer_rings_fails_the_transfer() {
+    let app = spawn_app_with(TestOptions::default()).await;
+    let mut c = active_call(&app, "alice").await;
+    let bob_token = app.agent("bob").await;
+    let mut bob = app.connect("bob", &bob_token, None).await;
+    crate::flows::initiate(&app, &c, "bob", "warm").await;
+    bob.expect("transfer.offered").await;
+
+    deactivate(&app, "bob").await;
+    bob.expect("socket.closed").await;
+    assert_powerless(&app, "bob", &bob_token).await;
+    let failed = c.owner.expect("transfer.failed").await;
+    assert_eq!(failed["callId"], c.call_id.as_str());
+    let call = crate::flows::call_until(&app, &c.call_id, "transfer failed", |c| {
+        c["status"] == "active" && c["openTransferId"].is_null()
+    })
+    .await;
+    assert_eq!(call["ownerId"], "alice");
+}

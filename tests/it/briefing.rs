@@ -594,3 +594,63 @@ async fn redaction_can_be_switched_off() {
         .unwrap()
         .contains("ann@example.com"));
 }
+
+#[actix_web::test]
+async fn the_caller_is_shown_transcripts_masked_like_the_agents_never_more() {
+    let app = spawn_app_with(opts(vec![], 30.0)).await;
+    let mut c = active_call(&app, "alice").await;
+    let spoken = "Your card 4111 1111 1111 1111 is on file, I wrote to ann@example.com.";
+    let masked = "Your card [card] is on file, I wrote to [email].";
+    let t = say(&app, &c, "alice", spoken).await;
+    let id = t["transcriptId"].as_str().unwrap().to_string();
+    // The caller's own words, posted with its own token, are masked for it too.
+    let r = app
+        .post(
+            "/api/transcripts",
+            Some(&c.caller_token),
+            json!({ "callId": c.call_id, "text": "Mine is 5500 0000 0000 0004.", "source": "livekit" }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let pushed = c.owner.expect("transcript.appended").await;
+    assert_eq!(pushed["data"]["text"], masked);
+    for token in [&c.owner_token, &c.caller_token] {
+        let list = app
+            .get(&format!("/api/transcripts/call/{}", c.call_id), Some(token))
+            .await
+            .body;
+        let texts: Vec<&str> = list
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|t| t["text"].as_str().unwrap())
+            .collect();
+        assert_eq!(texts, [masked, "Mine is [card]."], "{list}");
+        let one = app
+            .get(&format!("/api/transcripts/{id}"), Some(token))
+            .await
+            .body;
+        assert_eq!(one["text"], masked, "{one}");
+    }
+    // Over the WebSocket the caller gets no transcript at all, live or replayed.
+    let full = format!("{}:0", c.call_id);
+    let mut again = app
+        .connect("caller again", &c.caller_token, Some(&full))
+        .await;
+    again.settle(Duration::from_millis(200)).await;
+    c.caller.settle(Duration::from_millis(100)).await;
+    for seen in [&again.seen, &c.caller.seen] {
+        let text = serde_json::to_string(seen).unwrap();
+        assert!(
+            !text.contains("4111") && !text.contains("ann@example"),
+            "{text}"
+        );
+        assert!(!text.contains("transcript.appended"), "{text}");
+    }
+    // The agent's replay carries the masked text.
+    let mut history = app
+        .connect("alice history", &c.owner_token, Some(&full))
+        .await;
+    let replayed = history.expect("transcript.appended").await;
+    assert_eq!(replayed["data"]["text"], masked);
+}

@@ -16,6 +16,8 @@ pub struct ActiveCall {
     pub caller: Party,
     pub owner: Party,
     pub owner_token: String,
+    /// The caller's token (from `POST /api/calls`).
+    pub caller_token: String,
 }
 
 /// Creates agents, a call for `owner`, and has the owner accept it.
@@ -49,6 +51,7 @@ pub async fn active_call(app: &TestApp, owner_id: &str) -> ActiveCall {
         caller,
         owner,
         owner_token,
+        caller_token,
     }
 }
 
