@@ -508,3 +508,76 @@ async fn bodies_are_read_strictly() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 200, "the landing page is served");
 }
+
+/// Without a management key, a page of another name that resolves to loopback (DNS
+/// rebinding) is not a local manager: its `Host` is not a loopback name (403 JSON), on the
+/// management endpoints and the wallboard's stream alike; an allow-listed `Host` is.
+#[actix_web::test]
+async fn a_rebound_host_is_not_a_local_manager() {
+    let app = spawn_app_with(TestOptions {
+        env: vec![("SWITCHBOARD_ALLOWED_HOSTS".into(), "box.lan".into())],
+        ..Default::default()
+    })
+    .await;
+    let send = |method: &str, path: &str, host: &str, origin: Option<&str>| {
+        let mut req = app
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", app.address))
+            .header("host", host);
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        if method == "POST" {
+            req = req.json(&json!({ "agentId": "mallory", "name": "Mallory" }));
+        }
+        req.send()
+    };
+    for (method, path) in [
+        ("POST", "/api/agents"),
+        ("GET", "/api/wallboard"),
+        ("GET", "/api/wallboard/events"),
+    ] {
+        for (host, origin) in [
+            ("evil.test", None),
+            ("rebind.evil.test", Some("http://rebind.evil.test")),
+            ("localhost.evil.test:80", None),
+            ("128.0.0.1", None),
+        ] {
+            let r = send(method, path, host, origin).await.unwrap();
+            assert_eq!(r.status().as_u16(), 403, "{method} {path} Host: {host}");
+            let v: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(v["code"], "forbidden", "{v}");
+        }
+    }
+    // An origin that is no web page (file:, a custom scheme) is refused as well.
+    let port = app.port;
+    let r = send(
+        "GET",
+        "/api/wallboard",
+        &format!("localhost:{port}"),
+        Some(&format!("ftp://localhost:{port}")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    // Loopback names and the allow-list still manage.
+    for (host, origin) in [
+        (format!("localhost:{port}"), None),
+        (
+            format!("127.0.0.1:{port}"),
+            Some(format!("http://127.0.0.1:{port}")),
+        ),
+        ("app.localhost".to_string(), None),
+        (
+            "box.lan:8080".to_string(),
+            Some("https://box.lan:8080".to_string()),
+        ),
+    ] {
+        let r = send("GET", "/api/wallboard", &host, origin.as_deref())
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "Host: {host}");
+    }
+    let agents = app.get("/api/agents", None).await;
+    assert!(!agents.body.to_string().contains("mallory"));
+}
