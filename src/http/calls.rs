@@ -242,7 +242,7 @@ async fn patch(
     let m = visible_call(&state, &who, &call_id).await?;
     let body = body.into_inner();
     if let Some(n) = &body.caller_name {
-        check_text("callerName", n, 0, 200)?;
+        super::check_line("callerName", n, 0, 200)?;
     }
     if let Some(r) = &body.reason {
         check_text("reason", r, 0, 2000)?;

@@ -53,6 +53,11 @@ pub fn check_text(field: &str, value: &str, min: usize, max: usize) -> Result<()
     Ok(crate::call::service::check_text(field, value, min, max)?)
 }
 
+/// Checks a one-line text (a name): its length, and no control or format character at all.
+pub fn check_line(field: &str, value: &str, min: usize, max: usize) -> Result<(), ApiError> {
+    Ok(crate::call::service::check_line(field, value, min, max)?)
+}
+
 /// Largest JSON body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
 

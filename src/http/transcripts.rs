@@ -75,7 +75,7 @@ async fn create_transcript(
     let speaker = match (&who, body.speaker) {
         (Principal::Caller(_), _) => "caller".to_string(),
         (_, Some(s)) => {
-            check_text("speaker", &s, 1, 100)?;
+            super::check_line("speaker", &s, 1, 100)?;
             s
         }
         (Principal::Agent(a), None) => a.clone(),

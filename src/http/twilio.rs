@@ -593,21 +593,20 @@ async fn transcription(
         Err(ServiceError::NotFound { .. }) => return Ok(ok()),
         Err(e) => return Err(e.into()),
     };
-    // The caller is `caller` in transcripts, as in every transcript.
+    // The caller is `caller` in transcripts, as in every transcript. The provider's text and
+    // label lose what a console must not show (control and bidirectional-format characters).
     let speaker = if speaker == m.call.caller_id {
         "caller".to_string()
     } else {
-        speaker.to_string()
+        crate::call::service::strip_hidden(speaker)
     };
+    let text = crate::call::service::strip_hidden(text);
+    if text.is_empty() || speaker.is_empty() {
+        return Ok(ok());
+    }
     match state
         .calls
-        .append_transcript_once(
-            call_id,
-            id,
-            speaker,
-            text.to_string(),
-            TranscriptSource::Twilio,
-        )
+        .append_transcript_once(call_id, id, speaker, text, TranscriptSource::Twilio)
         .await
     {
         Ok(_) | Err(ServiceError::Conflict { .. }) => Ok(ok()),

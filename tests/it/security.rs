@@ -581,3 +581,93 @@ async fn a_rebound_host_is_not_a_local_manager() {
     let agents = app.get("/api/agents", None).await;
     assert!(!agents.body.to_string().contains("mallory"));
 }
+
+/// Control, bidirectional-format and non-characters are refused with a 400 naming the field
+/// in every text a console shows (names one line; reasons, notes and transcripts keep `\n`
+/// and `\t`), and nothing is stored.
+#[actix_web::test]
+async fn control_and_bidi_characters_are_refused_naming_the_field() {
+    let app = spawn_app().await;
+    let c = active_call(&app, "alice").await;
+    let id = &c.call_id;
+    let cases: Vec<(&str, String, serde_json::Value, &str)> = vec![
+        (
+            "POST",
+            "/api/calls".into(),
+            json!({"callerName": "Ann\u{202e}gnp.exe"}),
+            "callerName",
+        ),
+        (
+            "POST",
+            "/api/calls".into(),
+            json!({"callerName": "Ann\nLee"}),
+            "callerName",
+        ),
+        (
+            "POST",
+            "/api/calls".into(),
+            json!({"reason": "\u{1b}[31mred"}),
+            "reason",
+        ),
+        (
+            "PATCH",
+            format!("/api/calls/{id}"),
+            json!({"reason": "bell\u{7}"}),
+            "reason",
+        ),
+        (
+            "PATCH",
+            format!("/api/calls/{id}"),
+            json!({"callerName": "x\u{fffe}"}),
+            "callerName",
+        ),
+        (
+            "POST",
+            "/api/agents".into(),
+            json!({"agentId": "zed", "name": "Zed\u{0}"}),
+            "name",
+        ),
+        (
+            "PATCH",
+            "/api/agents/alice".into(),
+            json!({"name": "Al\u{2066}ice"}),
+            "name",
+        ),
+        (
+            "POST",
+            "/api/transcripts".into(),
+            json!({"callId": id, "text": "hi\u{0}"}),
+            "text",
+        ),
+        (
+            "POST",
+            "/api/transcripts".into(),
+            json!({"callId": id, "text": "hi", "speaker": "a\u{200b}"}),
+            "speaker",
+        ),
+        (
+            "POST",
+            "/api/transfers/initiate".into(),
+            json!({"callId": id, "agentAId": "alice", "agentBId": "bob", "note": "\u{202e}x"}),
+            "note",
+        ),
+    ];
+    for (method, path, body, field) in cases {
+        let r = app.request(method, &path, None, Some(body.clone())).await;
+        assert_eq!(r.status, 400, "{method} {path} {body}: {:?}", r.body);
+        let m = r.body["message"].as_str().unwrap();
+        assert!(m.starts_with(&format!("{field}:")), "{m}");
+    }
+    let call = app.get(&format!("/api/calls/{id}"), None).await.body;
+    assert!(!call.to_string().contains("bell"), "{call}");
+    // Multi-line text stays allowed where it is multi-line.
+    let r = app
+        .request(
+            "PATCH",
+            &format!("/api/calls/{id}"),
+            None,
+            Some(json!({"reason": "two\nlines\tok"})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+}

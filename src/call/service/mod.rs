@@ -191,8 +191,24 @@ pub fn check_id(field: &str, value: &str) -> Result<(), ServiceError> {
     }
 }
 
-/// Checks a text's length in characters.
+/// Checks a multi-line text: its length in characters, and no character that could make a
+/// console show something else than was sent ([`hidden_char`]; `\n` and `\t` are allowed).
 pub fn check_text(field: &str, value: &str, min: usize, max: usize) -> Result<(), ServiceError> {
+    check_chars(field, value, min, max, true)
+}
+
+/// Checks a one-line text (a name): as [`check_text`], but `\n` and `\t` are refused too.
+pub fn check_line(field: &str, value: &str, min: usize, max: usize) -> Result<(), ServiceError> {
+    check_chars(field, value, min, max, false)
+}
+
+fn check_chars(
+    field: &str,
+    value: &str,
+    min: usize,
+    max: usize,
+    multi_line: bool,
+) -> Result<(), ServiceError> {
     let n = value.chars().count();
     if n < min || n > max {
         return Err(ServiceError::invalid(
@@ -200,7 +216,68 @@ pub fn check_text(field: &str, value: &str, min: usize, max: usize) -> Result<()
             format!("must be {min} to {max} characters (got {n})"),
         ));
     }
+    let allowed = |c: char| multi_line && matches!(c, '\n' | '\t');
+    if let Some(c) = value.chars().find(|&c| hidden_char(c) && !allowed(c)) {
+        return Err(ServiceError::invalid(
+            field,
+            format!(
+                "must not contain control, bidirectional-format or non-characters (found U+{:04X})",
+                c as u32
+            ),
+        ));
+    }
     Ok(())
+}
+
+/// Whether `c` is a control character (Unicode category Cc, `\n` and `\t` included), a
+/// format character (Cf: bidirectional overrides and isolates, zero-width spaces, the BOM,
+/// ...; zero-width joiner and non-joiner excepted, which emoji and several scripts need), a
+/// line or paragraph separator, or a noncharacter (`U+FDD0..=U+FDEF`, `U+xxFFFE`, `U+xxFFFF`).
+pub fn hidden_char(c: char) -> bool {
+    let u = c as u32;
+    let control = c.is_control();
+    let noncharacter = (0xFDD0..=0xFDEF).contains(&u) || (u & 0xFFFE) == 0xFFFE;
+    let format = matches!(u,
+        0x00AD
+        | 0x0600..=0x0605
+        | 0x061C
+        | 0x06DD
+        | 0x070F
+        | 0x0890..=0x0891
+        | 0x08E2
+        | 0x180E
+        | 0x200B
+        | 0x200E..=0x200F
+        | 0x2028..=0x202E
+        | 0x2060..=0x2064
+        | 0x2066..=0x206F
+        | 0xFEFF
+        | 0xFFF9..=0xFFFB
+        | 0x110BD
+        | 0x110CD
+        | 0x13430..=0x1343F
+        | 0x1BCA0..=0x1BCA3
+        | 0x1D173..=0x1D17A
+        | 0xE0001
+        | 0xE0020..=0xE007F);
+    control || noncharacter || format
+}
+
+/// `value` without its [`hidden_char`]s (a provider's value we cannot refuse, such as
+/// Twilio's `CallerName`): each is dropped, and a run of whitespace left behind is one space.
+pub fn strip_hidden(value: &str) -> String {
+    let kept: String = value
+        .chars()
+        .map(|c| {
+            if matches!(c, '\n' | '\t' | '\r') {
+                ' '
+            } else {
+                c
+            }
+        })
+        .filter(|&c| !hidden_char(c))
+        .collect();
+    kept.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The main and hold room (and conference) names of a call.
@@ -286,5 +363,42 @@ impl CallService {
             .ok_or_else(|| ServiceError::not_found("call", call_id))?;
         let m = decode(&stored).map_err(|e| ServiceError::Internal(Box::new(e)))?;
         Ok(Arc::new(m))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hidden_characters_are_refused_or_stripped() {
+        for bad in [
+            "a\u{0}b",
+            "bell\u{7}",
+            "\u{1b}[31mred",
+            "abc\u{202e}fed",
+            "x\u{fffe}",
+            "x\u{ffff}",
+            "x\u{fdd0}",
+            "x\u{200b}",
+            "x\u{2066}",
+            "x\u{feff}",
+            "x\u{85}",
+            "x\u{1fffe}",
+            "x\r\ny",
+        ] {
+            assert!(check_text("reason", bad, 0, 100).is_err(), "{bad:?}");
+            assert!(check_line("callerName", bad, 0, 100).is_err(), "{bad:?}");
+        }
+        let e = check_line("callerName", "Ann\u{202e}", 0, 100).unwrap_err();
+        assert!(e.to_string().starts_with("callerName:"), "{e}");
+        assert!(check_text("reason", "two\nlines\tand a tab", 0, 100).is_ok());
+        assert!(check_line("name", "two\nlines", 0, 100).is_err());
+        assert!(check_line("name", "Zoë 👨\u{200d}👩\u{200d}👧 محمد", 0, 100).is_ok());
+        assert_eq!(
+            strip_hidden("\u{1b}[31mAnn\u{202e} \u{7}Lee\n"),
+            "[31mAnn Lee"
+        );
+        assert_eq!(strip_hidden("\u{0}\u{fffe}"), "");
     }
 }

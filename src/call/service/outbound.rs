@@ -174,6 +174,7 @@ impl CallService {
             caller_name: metadata
                 .get("name")
                 .and_then(Value::as_str)
+                .map(super::strip_hidden)
                 .unwrap_or_default()
                 .chars()
                 .take(200)
