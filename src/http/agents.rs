@@ -4,7 +4,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
-use super::{check_id, principal, ApiError, AppState, Body, Principal};
+use super::{check_id, principal, ApiError, AppState, LateBody, Principal};
 use crate::call::registry::{AgentUpserted, PresenceList};
 use crate::model::{new_id, Agent, AgentKind, AgentStatus, PartyRef, Presence};
 
@@ -83,10 +83,10 @@ async fn presence(state: &AppState) -> std::collections::HashMap<String, Presenc
 async fn create(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: Body<NewAgent>,
+    body: LateBody,
 ) -> Result<HttpResponse, ApiError> {
     principal(&req, &state)?.require_admin()?;
-    let body = body.into_inner();
+    let body: NewAgent = body.parse()?;
     let agent_id = body.agent_id.unwrap_or_else(|| new_id("agent"));
     check_id("agentId", &agent_id)?;
     let name = body.name.trim().to_string();
@@ -215,10 +215,12 @@ async fn patch(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: Body<AgentPatch>,
+    body: LateBody,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    match principal(&req, &state)? {
+    let who = principal(&req, &state)?;
+    let body: AgentPatch = body.parse()?;
+    match who {
         Principal::Admin => {}
         Principal::Agent(a) if a == id => {
             if body.active.is_some() || body.phone_number.is_some() {

@@ -7,8 +7,8 @@ use serde_json::json;
 
 use super::calls::resolve_agent;
 use super::{
-    authenticate, check_id, check_text, idempotency_key, principal, ApiError, AppState, Body,
-    OptionalBody, Principal,
+    authenticate, check_id, check_text, idempotency_key, principal, ApiError, AppState, LateBody,
+    Principal,
 };
 use crate::call::machine::Command;
 use crate::call::service::transfers::{Initiator, NewTransfer};
@@ -53,10 +53,10 @@ pub struct TransferQuery {
 async fn initiate(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: Body<InitiateTransfer>,
+    body: LateBody,
 ) -> Result<HttpResponse, ApiError> {
     let who = authenticate(&req, &state)?;
-    let body = body.into_inner();
+    let body: InitiateTransfer = body.parse()?;
     check_id("callId", &body.call_id)?;
     check_id("agentBId", &body.agent_b_id)?;
     let from = match &who {
@@ -221,11 +221,12 @@ async fn answer(
     req: HttpRequest,
     state: web::Data<AppState>,
     transfer_id: String,
-    body: OptionalBody<Answer>,
+    body: LateBody,
     cmd: Command,
     by_target: bool,
 ) -> Result<HttpResponse, ApiError> {
     let who = authenticate(&req, &state)?;
+    let body: Answer = body.parse_optional()?;
     let t = load_visible(&state, &who, &transfer_id).await?;
     if let Principal::Org(_) = &who {
         // The assistant may cancel or complete its own hand-off; only B answers it.
@@ -241,7 +242,6 @@ async fn answer(
         &t.from_agent_id
     };
     let named = body
-        .0
         .agent_id
         .or_else(|| (who == Principal::Admin).then(|| default_agent.clone()));
     let agent = match &who {
@@ -274,7 +274,7 @@ async fn act(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
-    body: OptionalBody<Answer>,
+    body: LateBody,
 ) -> Result<HttpResponse, ApiError> {
     let (transfer_id, action) = path.into_inner();
     let (cmd, by_target) = match action.as_str() {
