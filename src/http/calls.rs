@@ -11,6 +11,7 @@ use super::{
 };
 use crate::call::machine::{Actor, CallMachine, Command, Input, Party, Plane, Space};
 use crate::call::service::calls::NewWebCall;
+use crate::call::service::IdempotencyKey;
 use crate::model::{Call, PartyRef};
 
 /// Routes of this resource.
@@ -240,6 +241,7 @@ async fn patch(
     let who = principal(&req, &state)?;
     let call_id = path.into_inner();
     let m = visible_call(&state, &who, &call_id).await?;
+    let key = idempotency_key(&req, &who, body.raw())?;
     let body: CallPatch = body.parse()?;
     if let Some(n) = &body.caller_name {
         super::check_line("callerName", n, 0, 200)?;
@@ -268,7 +270,7 @@ async fn patch(
     };
     let m = state
         .calls
-        .execute(&call_id, Input::Command(actor, cmd), idempotency_key(&req)?)
+        .execute(&call_id, Input::Command(actor, cmd), key)
         .await?;
     Ok(HttpResponse::Ok().json(view(&m, &who)))
 }
@@ -316,16 +318,13 @@ async fn agent_action(
     call_id: String,
     named: Option<String>,
     cmd: Command,
+    key: Option<IdempotencyKey>,
 ) -> Result<HttpResponse, ApiError> {
     let who = principal(&req, &state)?;
     let agent = resolve_agent(&state, &who, named.as_deref(), "agentId").await?;
     let m = state
         .calls
-        .execute(
-            &call_id,
-            Input::Command(Actor::Agent(agent), cmd),
-            idempotency_key(&req)?,
-        )
+        .execute(&call_id, Input::Command(Actor::Agent(agent), cmd), key)
         .await?;
     Ok(HttpResponse::Ok().json(view(&m, &who)))
 }
@@ -344,6 +343,7 @@ async fn act(
         _ => return super::meta::not_found(req).await,
     }
     let who = principal(&req, &state)?;
+    let key = idempotency_key(&req, &who, body.raw())?;
     let body: ActingAgent = body.parse_optional()?;
     let cmd = match action.as_str() {
         "accept" => Command::AcceptCall,
@@ -380,7 +380,7 @@ async fn act(
         }
         (_, named, _) => named,
     };
-    agent_action(req, state, call_id, named, cmd).await
+    agent_action(req, state, call_id, named, cmd, key).await
 }
 
 async fn hangup(
@@ -405,7 +405,7 @@ async fn hangup(
         .execute(
             &call_id,
             Input::Command(actor, Command::Hangup),
-            idempotency_key(&req)?,
+            idempotency_key(&req, &who, b"")?,
         )
         .await?;
     Ok(HttpResponse::Ok().json(view(&m, &who)))

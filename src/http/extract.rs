@@ -6,9 +6,32 @@ use actix_web::{web, HttpRequest, ResponseError};
 
 use super::principal::header;
 use super::ApiError;
+use crate::call::service::IdempotencyKey;
 
-/// The `Idempotency-Key` header, if any (at most 200 characters).
-pub fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+/// The `Idempotency-Key` header, if any, bound to the request: scoped to `who` and
+/// fingerprinted over the method, the path (the route and the ids in it, the call's
+/// included) and `body`, so that a reuse with another request is 422
+/// `idempotency_key_reused`.
+pub fn idempotency_key(
+    req: &HttpRequest,
+    who: &super::Principal,
+    body: &[u8],
+) -> Result<Option<IdempotencyKey>, ApiError> {
+    Ok(idempotency_header(req)?.map(|k| {
+        IdempotencyKey::new(
+            k,
+            who.scope(),
+            &[
+                req.method().as_str().as_bytes(),
+                req.path().as_bytes(),
+                body,
+            ],
+        )
+    }))
+}
+
+/// The `Idempotency-Key` header's text, if any (at most 200 characters).
+fn idempotency_header(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     let Some(raw) = req.headers().get("idempotency-key") else {
         return Ok(None);
     };
@@ -130,6 +153,12 @@ impl std::fmt::Debug for LateBody {
 }
 
 impl LateBody {
+    /// The body's bytes as read (empty when it could not be read), for
+    /// [`idempotency_key`]'s fingerprint.
+    pub fn raw(&self) -> &[u8] {
+        self.bytes.as_deref().unwrap_or_default()
+    }
+
     /// Parses the body strictly ([`read_object`]); call it once the request is authenticated.
     pub fn parse<T: serde::de::DeserializeOwned>(self) -> Result<T, ApiError> {
         let bytes = self.bytes.map_err(|e| ApiError::BadRequest {

@@ -88,6 +88,17 @@ impl Principal {
         )
     }
 
+    /// Whose `Idempotency-Key`s these are: one principal's keys never answer another's
+    /// requests (an organisation's keys share its organisation's).
+    pub fn scope(&self) -> String {
+        match self {
+            Principal::Admin => "admin".into(),
+            Principal::Agent(a) => format!("agent:{a}"),
+            Principal::Caller(c) => format!("caller:{c}"),
+            Principal::Org(k) => format!("org:{}", k.org_id),
+        }
+    }
+
     /// Fails unless this is management.
     pub fn require_admin(&self) -> Result<(), ApiError> {
         match self {

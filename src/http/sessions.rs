@@ -97,6 +97,7 @@ fn to_client(e: impl Into<ApiError>) -> ClientError {
         ApiError::Forbidden(_) => "forbidden",
         ApiError::Conflict { code, .. } => code,
         ApiError::BadRequest { code, .. } => code,
+        ApiError::Unprocessable { code, .. } => code,
         ApiError::Unauthorized(_) => "unauthorized",
         ApiError::Unavailable(_) => "unavailable",
         ApiError::BadGateway(_) => "bad_gateway",

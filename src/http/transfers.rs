@@ -56,6 +56,7 @@ async fn initiate(
     body: LateBody,
 ) -> Result<HttpResponse, ApiError> {
     let who = authenticate(&req, &state)?;
+    let key = idempotency_key(&req, &who, body.raw())?;
     let body: InitiateTransfer = body.parse()?;
     check_id("callId", &body.call_id)?;
     check_id("agentBId", &body.agent_b_id)?;
@@ -86,7 +87,7 @@ async fn initiate(
             mode: body.mode,
             note: body.note,
             transcript_text: body.transcript_text,
-            idempotency_key: idempotency_key(&req)?,
+            idempotency_key: key,
         })
         .await?;
     let t = started.transfer;
@@ -226,6 +227,7 @@ async fn answer(
     by_target: bool,
 ) -> Result<HttpResponse, ApiError> {
     let who = authenticate(&req, &state)?;
+    let key = idempotency_key(&req, &who, body.raw())?;
     let body: Answer = body.parse_optional()?;
     let t = load_visible(&state, &who, &transfer_id).await?;
     if let Principal::Org(_) = &who {
@@ -262,10 +264,7 @@ async fn answer(
         }
         _ => resolve_agent(&state, &who, named.as_deref(), "agentId").await?,
     };
-    let t = state
-        .calls
-        .answer_transfer(t, agent, cmd, idempotency_key(&req)?)
-        .await?;
+    let t = state.calls.answer_transfer(t, agent, cmd, key).await?;
     Ok(HttpResponse::Ok().json(t))
 }
 

@@ -24,7 +24,7 @@ use crate::call::machine::{
     Actor, CallMachine, Command, Input, Observation, Party, Plane, HELD_SUFFIX,
 };
 use crate::call::service::calls::NewPhoneCall;
-use crate::call::service::ServiceError;
+use crate::call::service::{IdempotencyKey, ServiceError};
 use crate::media::twilio::{TwilioBridge, GATHER_TIMEOUT_SECS};
 use crate::model::{TranscriptSource, TransferStatus};
 use crate::twilio::{signature, twiml};
@@ -406,7 +406,12 @@ async fn accept_by_phone(
         .execute(
             call_id,
             Input::Command(Actor::Agent(agent_id.to_string()), Command::AcceptTransfer),
-            Some(format!("twilio-gather-{transfer_id}")),
+            // The gather's own key: Twilio's retry of the webhook answers as the first one.
+            Some(IdempotencyKey::new(
+                format!("twilio-gather-{transfer_id}"),
+                "twilio",
+                &[b"gather", agent_id.as_bytes()],
+            )),
         )
         .await;
     match accepted {

@@ -671,3 +671,99 @@ async fn control_and_bidi_characters_are_refused_naming_the_field() {
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
 }
+
+/// An `Idempotency-Key` is bound to its request: the same request again answers the first
+/// answer; another body, or another command on the call, is 422 `idempotency_key_reused`
+/// and changes nothing; another principal's key of the same text is its own.
+#[actix_web::test]
+async fn an_idempotency_key_is_bound_to_its_request() {
+    let app = spawn_app().await;
+    let c = active_call(&app, "alice").await;
+    let id = c.call_id.clone();
+    let send =
+        |method: &'static str, path: String, token: Option<String>, body: serde_json::Value| {
+            let mut req = app
+                .http
+                .request(method.parse().unwrap(), format!("{}{path}", app.address))
+                .header("Idempotency-Key", "same-key-1")
+                .json(&body);
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            req.send()
+        };
+    let patch = format!("/api/calls/{id}");
+    let r = send("PATCH", patch.clone(), None, json!({"reason": "first"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let r = send("PATCH", patch.clone(), None, json!({"reason": "first"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "the same request again");
+    let r = send("PATCH", patch.clone(), None, json!({"reason": "second"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 422);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["code"], "idempotency_key_reused", "{v}");
+    let r = send("POST", format!("/api/calls/{id}/hangup"), None, json!({}))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        422,
+        "a PATCH key does not stand for a hangup"
+    );
+    let call = app.get(&patch, None).await.body;
+    assert_eq!(call["reason"], "first", "{call}");
+    assert_ne!(call["status"], "ended", "{call}");
+    // The owner's key of the same text is another key: it hangs up.
+    let r = send(
+        "POST",
+        format!("/api/calls/{id}/hangup"),
+        Some(c.owner_token.clone()),
+        json!({}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let call = app.get(&patch, None).await.body;
+    assert_eq!(call["status"], "ended", "{call}");
+}
+
+/// A retried initiate answers the first transfer; the key with another body is 422 and adds
+/// no transcript.
+#[actix_web::test]
+async fn an_initiate_key_reused_with_another_body_is_refused() {
+    let app = spawn_app().await;
+    let c = active_call(&app, "alice").await;
+    let bob_token = app.agent("bob").await;
+    let _bob = app.connect("bob", &bob_token, None).await;
+    let send = |body: serde_json::Value| {
+        app.http
+            .post(format!("{}/api/transfers/initiate", app.address))
+            .bearer_auth(&c.owner_token)
+            .header("Idempotency-Key", "initiate-1")
+            .json(&body)
+            .send()
+    };
+    let first = json!({"callId": c.call_id, "agentBId": "bob", "transcriptText": "one"});
+    assert_eq!(send(first.clone()).await.unwrap().status().as_u16(), 201);
+    assert_eq!(send(first).await.unwrap().status().as_u16(), 201);
+    let r = send(json!({"callId": c.call_id, "agentBId": "bob", "transcriptText": "two"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 422);
+    let texts = app
+        .get(&format!("/api/transcripts/call/{}", c.call_id), None)
+        .await
+        .body;
+    let texts: Vec<&str> = texts
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["text"].as_str())
+        .collect();
+    assert_eq!(texts, ["one"], "the retry and the refusal add nothing");
+}

@@ -27,7 +27,8 @@ use std::time::Duration;
 
 use actix::Addr;
 
-use crate::call::actor::{decode, now_ms, CallError, Execute};
+pub use crate::call::actor::IdempotencyKey;
+use crate::call::actor::{decode, now_ms, CallError, Execute, Recall};
 use crate::call::machine::{CallMachine, Input, Rejection};
 use crate::call::registry::{ActorDied, Found, Lookup, Registry};
 use crate::media::livekit::LiveKit;
@@ -70,6 +71,15 @@ pub enum ServiceError {
         /// What is wrong.
         message: String,
     },
+    /// The request is well-formed but cannot be processed (422), with a stable code
+    /// (`idempotency_key_reused`); nothing was changed.
+    #[error("{message}")]
+    Unprocessable {
+        /// Stable code.
+        code: &'static str,
+        /// What is wrong.
+        message: String,
+    },
     /// A dependency is down or the call is being recovered; nothing was changed.
     #[error("{0}")]
     Unavailable(String),
@@ -103,6 +113,17 @@ impl ServiceError {
         ServiceError::Conflict {
             code: "call_ended",
             message: format!("call {call_id} has ended"),
+        }
+    }
+
+    /// An `Idempotency-Key` reused for another request (422 `idempotency_key_reused`).
+    pub fn key_reused(key: &str) -> Self {
+        ServiceError::Unprocessable {
+            code: "idempotency_key_reused",
+            message: format!(
+                "Idempotency-Key {key:?} was already used for another request (another body, \
+                 method or route); use a new key"
+            ),
         }
     }
 
@@ -159,6 +180,7 @@ impl From<CallError> for ServiceError {
             }
             CallError::Unavailable => ServiceError::recovering(),
             CallError::Media(e) => ServiceError::Internal(Box::new(CallError::Media(e))),
+            CallError::KeyReused(k) => ServiceError::key_reused(&k),
         }
     }
 }
@@ -311,7 +333,7 @@ impl CallService {
         &self,
         call_id: &str,
         input: Input,
-        idempotency_key: Option<String>,
+        idempotency_key: Option<IdempotencyKey>,
     ) -> Result<Arc<CallMachine>, ServiceError> {
         for attempt in 0..2 {
             let found = self
@@ -352,6 +374,30 @@ impl CallService {
             }
         }
         Err(ServiceError::recovering())
+    }
+
+    /// What a live call's actor remembers of `key`: the first answer (`Some`), nothing yet
+    /// (`None`, also for an ended call), or 422 `idempotency_key_reused` when the key came
+    /// with another request. For commands with side effects before [`CallService::execute`].
+    pub async fn recall(
+        &self,
+        call_id: &str,
+        key: &IdempotencyKey,
+    ) -> Result<Option<Arc<CallMachine>>, ServiceError> {
+        let found = self
+            .registry
+            .send(Lookup {
+                call_id: call_id.to_string(),
+            })
+            .await
+            .map_err(|_| ServiceError::shutting_down())??;
+        match found {
+            Found::Live(addr) => match addr.send(Recall(key.clone())).await {
+                Ok(res) => Ok(res?),
+                Err(_) => Err(ServiceError::recovering()),
+            },
+            Found::Ended(_) => Ok(None),
+        }
     }
 
     /// The current state of a call (live or ended), as stored.
