@@ -411,6 +411,10 @@ pub struct Config {
     pub management: ManagementAccess,
     /// Whether anonymous callers may create calls (`POST /api/calls`) without a key.
     pub public_calls: bool,
+    /// Extra `Host` names (lower case, with or without a port) that local management accepts
+    /// while no API key is set, beyond loopback names and addresses
+    /// (`SWITCHBOARD_ALLOWED_HOSTS`, comma-separated).
+    pub allowed_hosts: Vec<String>,
     /// LiveKit.
     pub livekit: LiveKitConfig,
     /// Twilio, when configured.
@@ -780,6 +784,14 @@ impl Config {
                 "SWITCHBOARD_PUBLIC_CALLS",
                 nonempty("SWITCHBOARD_PUBLIC_CALLS"),
             )?,
+            allowed_hosts: nonempty("SWITCHBOARD_ALLOWED_HOSTS")
+                .map(|v| {
+                    v.split(',')
+                        .map(|h| h.trim().to_ascii_lowercase())
+                        .filter(|h| !h.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
             livekit,
             twilio,
             session_secret,

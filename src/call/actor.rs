@@ -74,6 +74,46 @@ pub enum CallError {
     /// A LiveKit token could not be minted.
     #[error("could not mint a LiveKit token: {0}")]
     Media(Arc<LiveKitError>),
+    /// The `Idempotency-Key` was used before for another request (another body, method or
+    /// route); nothing was changed.
+    #[error("Idempotency-Key {0:?} was used for another request")]
+    KeyReused(String),
+}
+
+/// An `Idempotency-Key` bound to the request it came with: a repeat of the same request
+/// answers the first answer, another request with the same key is [`CallError::KeyReused`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    /// The key as the client sent it.
+    pub key: String,
+    /// Who sent it (`admin`, `agent:alice`, `org:acme`, ...): one principal's key never
+    /// answers another's request.
+    pub scope: String,
+    /// SHA-256 of the request (method, route, body).
+    pub fingerprint: [u8; 32],
+}
+
+impl IdempotencyKey {
+    /// Binds `key` of `scope` to the request made of `parts` (each length-prefixed before
+    /// it is hashed, so no two lists of parts share a digest).
+    pub fn new(key: impl Into<String>, scope: impl Into<String>, parts: &[&[u8]]) -> Self {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for p in parts {
+            h.update((p.len() as u64).to_be_bytes());
+            h.update(p);
+        }
+        IdempotencyKey {
+            key: key.into(),
+            scope: scope.into(),
+            fingerprint: h.finalize().into(),
+        }
+    }
+
+    /// Whether `other` is the same key of the same principal (whatever the request).
+    pub fn same_key(&self, other: &IdempotencyKey) -> bool {
+        self.key == other.key && self.scope == other.scope
+    }
 }
 
 impl From<StoreError> for CallError {
@@ -91,8 +131,22 @@ pub type CallResult = Result<Arc<CallMachine>, CallError>;
 pub struct Execute {
     /// The command or observation.
     pub input: Input,
-    /// A client-chosen key; repeating it returns the first result.
-    pub idempotency_key: Option<String>,
+    /// A client-chosen key; repeating it with the same request returns the first result.
+    pub idempotency_key: Option<IdempotencyKey>,
+}
+
+/// Looks an idempotency key up without applying anything: `Ok(Some(machine))` with the first
+/// answer, `Ok(None)` for a new key, [`CallError::KeyReused`] for a key of another request.
+#[derive(Message)]
+#[rtype(result = "Result<Option<Arc<CallMachine>>, CallError>")]
+pub struct Recall(pub IdempotencyKey);
+
+impl Handler<Recall> for CallActor {
+    type Result = Result<Option<Arc<CallMachine>>, CallError>;
+
+    fn handle(&mut self, msg: Recall, _: &mut Context<Self>) -> Self::Result {
+        self.recall(&msg.0).transpose()
+    }
 }
 
 /// Read the current state.
@@ -108,7 +162,7 @@ pub struct CallActor {
     deps: CallDeps,
     registry: Addr<Registry>,
     timers: HashMap<TimerKey, SpawnHandle>,
-    remembered: VecDeque<(String, Arc<CallMachine>)>,
+    remembered: VecDeque<(IdempotencyKey, Arc<CallMachine>)>,
     /// Effects and events of the creating transition, carried out once started.
     pending: Option<Step>,
     /// How often its supervisor has restarted it.
@@ -292,7 +346,18 @@ impl CallActor {
         self.report(request_agent);
     }
 
-    fn remember(&mut self, key: Option<String>, m: &Arc<CallMachine>) {
+    /// The first answer to `key`'s request, [`CallError::KeyReused`] when the key came with
+    /// another request, `None` when it is new.
+    fn recall(&self, key: &IdempotencyKey) -> Option<CallResult> {
+        let (first, m) = self.remembered.iter().find(|(k, _)| k.same_key(key))?;
+        Some(if first.fingerprint == key.fingerprint {
+            Ok(m.clone())
+        } else {
+            Err(CallError::KeyReused(key.key.clone()))
+        })
+    }
+
+    fn remember(&mut self, key: Option<IdempotencyKey>, m: &Arc<CallMachine>) {
         if let Some(k) = key {
             if self.remembered.len() >= REMEMBERED_KEYS {
                 self.remembered.pop_front();
@@ -435,8 +500,8 @@ impl Handler<Execute> for CallActor {
             return AtomicResponse::new(Box::pin(fut::ready(Err(CallError::Unavailable))));
         };
         if let Some(key) = &msg.idempotency_key {
-            if let Some((_, m)) = self.remembered.iter().find(|(k, _)| k == key) {
-                return AtomicResponse::new(Box::pin(fut::ready(Ok(m.clone()))));
+            if let Some(answer) = self.recall(key) {
+                return AtomicResponse::new(Box::pin(fut::ready(answer)));
             }
         }
         let step = match machine.handle(now_ms(), msg.input) {

@@ -4,7 +4,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
-use super::{check_id, check_text, principal, ApiError, AppState, Body, Principal};
+use super::{check_id, principal, ApiError, AppState, LateBody, Principal};
 use crate::call::registry::{AgentUpserted, PresenceList};
 use crate::model::{new_id, Agent, AgentKind, AgentStatus, PartyRef, Presence};
 
@@ -83,14 +83,14 @@ async fn presence(state: &AppState) -> std::collections::HashMap<String, Presenc
 async fn create(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: Body<NewAgent>,
+    body: LateBody,
 ) -> Result<HttpResponse, ApiError> {
     principal(&req, &state)?.require_admin()?;
-    let body = body.into_inner();
+    let body: NewAgent = body.parse()?;
     let agent_id = body.agent_id.unwrap_or_else(|| new_id("agent"));
     check_id("agentId", &agent_id)?;
     let name = body.name.trim().to_string();
-    check_text("name", &name, 1, 200)?;
+    super::check_line("name", &name, 1, 200)?;
     if let Some(n) = &body.phone_number {
         check_e164(n)?;
     }
@@ -181,7 +181,7 @@ pub async fn apply_patch(
             .ok_or_else(|| ApiError::not_found("agent", id))?;
         if let Some(n) = &patch.name {
             let n = n.trim();
-            check_text("name", n, 1, 200)?;
+            super::check_line("name", n, 1, 200)?;
             agent.name = n.to_string();
         }
         if let Some(a) = patch.active {
@@ -219,10 +219,12 @@ async fn patch(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: Body<AgentPatch>,
+    body: LateBody,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    match principal(&req, &state)? {
+    let who = principal(&req, &state)?;
+    let body: AgentPatch = body.parse()?;
+    match who {
         Principal::Admin => {}
         Principal::Agent(a) if a == id => {
             if body.active.is_some() || body.phone_number.is_some() {

@@ -6,11 +6,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{
-    authenticate, check_id, check_text, idempotency_key, principal, ApiError, AppState, Body,
-    OptionalBody, Principal,
+    authenticate, check_id, check_text, idempotency_key, principal, ApiError, AppState, LateBody,
+    Principal,
 };
 use crate::call::machine::{Actor, CallMachine, Command, Input, Party, Plane, Space};
 use crate::call::service::calls::NewWebCall;
+use crate::call::service::IdempotencyKey;
 use crate::model::{Call, PartyRef};
 
 /// Routes of this resource.
@@ -180,12 +181,12 @@ pub fn acting_agent(who: &Principal, named: Option<&str>, field: &str) -> Result
 async fn create(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: OptionalBody<NewCall>,
+    body: LateBody,
 ) -> Result<HttpResponse, ApiError> {
     if !state.config.public_calls {
         principal(&req, &state)?.require_admin()?;
     }
-    let body = body.0;
+    let body: NewCall = body.parse_optional()?;
     let m = state
         .calls
         .create_web_call(NewWebCall {
@@ -235,14 +236,15 @@ async fn patch(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: Body<CallPatch>,
+    body: LateBody,
 ) -> Result<HttpResponse, ApiError> {
     let who = principal(&req, &state)?;
     let call_id = path.into_inner();
     let m = visible_call(&state, &who, &call_id).await?;
-    let body = body.into_inner();
+    let key = idempotency_key(&req, &who, body.raw())?;
+    let body: CallPatch = body.parse()?;
     if let Some(n) = &body.caller_name {
-        check_text("callerName", n, 0, 200)?;
+        super::check_line("callerName", n, 0, 200)?;
     }
     if let Some(r) = &body.reason {
         check_text("reason", r, 0, 2000)?;
@@ -268,7 +270,7 @@ async fn patch(
     };
     let m = state
         .calls
-        .execute(&call_id, Input::Command(actor, cmd), idempotency_key(&req)?)
+        .execute(&call_id, Input::Command(actor, cmd), key)
         .await?;
     Ok(HttpResponse::Ok().json(view(&m, &who)))
 }
@@ -316,16 +318,13 @@ async fn agent_action(
     call_id: String,
     named: Option<String>,
     cmd: Command,
+    key: Option<IdempotencyKey>,
 ) -> Result<HttpResponse, ApiError> {
     let who = principal(&req, &state)?;
     let agent = resolve_agent(&state, &who, named.as_deref(), "agentId").await?;
     let m = state
         .calls
-        .execute(
-            &call_id,
-            Input::Command(Actor::Agent(agent), cmd),
-            idempotency_key(&req)?,
-        )
+        .execute(&call_id, Input::Command(Actor::Agent(agent), cmd), key)
         .await?;
     Ok(HttpResponse::Ok().json(view(&m, &who)))
 }
@@ -335,16 +334,24 @@ async fn act(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
-    body: OptionalBody<ActingAgent>,
+    body: LateBody,
 ) -> Result<HttpResponse, ApiError> {
     let (call_id, action) = path.into_inner();
+    match action.as_str() {
+        "accept" | "decline" | "hold" | "resume" | "mute" | "unmute" => {}
+        "hangup" => return hangup(req, state, call_id).await,
+        _ => return super::meta::not_found(req).await,
+    }
+    let who = principal(&req, &state)?;
+    let key = idempotency_key(&req, &who, body.raw())?;
+    let body: ActingAgent = body.parse_optional()?;
     let cmd = match action.as_str() {
         "accept" => Command::AcceptCall,
         "decline" => Command::DeclineCall,
         "hold" => Command::Hold,
         "resume" => Command::Resume,
         "mute" | "unmute" => {
-            let party = match body.0.party.as_deref() {
+            let party = match body.party.as_deref() {
                 None | Some("caller") => Party::Caller,
                 Some(agent) => {
                     check_id("party", agent)?;
@@ -356,15 +363,14 @@ async fn act(
                 muted: action == "mute",
             }
         }
-        "hangup" => return hangup(req, state, call_id).await,
         _ => return super::meta::not_found(req).await,
     };
-    if body.0.party.is_some() && !matches!(cmd, Command::Mute { .. }) {
+    if body.party.is_some() && !matches!(cmd, Command::Mute { .. }) {
         return Err(ApiError::invalid("party", "is only for mute and unmute"));
     }
-    let named = body.0.agent_id;
+    let named = body.agent_id;
     // With the management key and no agentId, hold, resume and mute act as the call's owner.
-    let named = match (&cmd, named, principal(&req, &state)?) {
+    let named = match (&cmd, named, who) {
         (Command::Hold | Command::Resume | Command::Mute { .. }, None, Principal::Admin) => {
             let owner = state.calls.machine(&call_id).await?.call.owner_id.clone();
             Some(owner.ok_or_else(|| ApiError::Conflict {
@@ -374,7 +380,7 @@ async fn act(
         }
         (_, named, _) => named,
     };
-    agent_action(req, state, call_id, named, cmd).await
+    agent_action(req, state, call_id, named, cmd, key).await
 }
 
 async fn hangup(
@@ -399,7 +405,7 @@ async fn hangup(
         .execute(
             &call_id,
             Input::Command(actor, Command::Hangup),
-            idempotency_key(&req)?,
+            idempotency_key(&req, &who, b"")?,
         )
         .await?;
     Ok(HttpResponse::Ok().json(view(&m, &who)))

@@ -42,6 +42,14 @@ pub enum ApiError {
         /// What is wrong.
         message: String,
     },
+    /// Well-formed but refused (422), with a stable code (`idempotency_key_reused`).
+    #[error("{message}")]
+    Unprocessable {
+        /// Stable code.
+        code: &'static str,
+        /// What is wrong.
+        message: String,
+    },
     /// A dependency is down; nothing was changed (503).
     #[error("{0}")]
     Unavailable(String),
@@ -77,6 +85,7 @@ impl ApiError {
             ApiError::NotFound { .. } => "not_found",
             ApiError::BadRequest { code, .. } => code,
             ApiError::Conflict { code, .. } => code,
+            ApiError::Unprocessable { code, .. } => code,
             ApiError::Unavailable(_) => "unavailable",
             ApiError::BadGateway(_) => "bad_gateway",
             ApiError::Internal(_) => "internal",
@@ -101,6 +110,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -125,6 +135,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::Invalid { code, message } => ApiError::BadRequest { code, message },
             ServiceError::Forbidden(m) => ApiError::Forbidden(m),
             ServiceError::Conflict { code, message } => ApiError::Conflict { code, message },
+            ServiceError::Unprocessable { code, message } => {
+                ApiError::Unprocessable { code, message }
+            }
             ServiceError::Unavailable(m) => ApiError::Unavailable(m),
             ServiceError::BadGateway(m) => ApiError::BadGateway(m),
             ServiceError::Internal(e) => ApiError::Internal(e),

@@ -1,14 +1,37 @@
-//! Reading requests strictly: the `Idempotency-Key` header, JSON bodies ([`Body`],
-//! [`OptionalBody`], [`LateBody`]), path and query errors as `{code, message}` 400s, and the
+//! Reading requests strictly: the `Idempotency-Key` header, JSON bodies ([`LateBody`], parsed
+//! by the handler once it has authenticated), path and query errors as `{code, message}` 400s, and the
 //! field checks every handler shares.
 
 use actix_web::{web, HttpRequest, ResponseError};
 
 use super::principal::header;
 use super::ApiError;
+use crate::call::service::IdempotencyKey;
 
-/// The `Idempotency-Key` header, if any (at most 200 characters).
-pub fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+/// The `Idempotency-Key` header, if any, bound to the request: scoped to `who` and
+/// fingerprinted over the method, the path (the route and the ids in it, the call's
+/// included) and `body`, so that a reuse with another request is 422
+/// `idempotency_key_reused`.
+pub fn idempotency_key(
+    req: &HttpRequest,
+    who: &super::Principal,
+    body: &[u8],
+) -> Result<Option<IdempotencyKey>, ApiError> {
+    Ok(idempotency_header(req)?.map(|k| {
+        IdempotencyKey::new(
+            k,
+            who.scope(),
+            &[
+                req.method().as_str().as_bytes(),
+                req.path().as_bytes(),
+                body,
+            ],
+        )
+    }))
+}
+
+/// The `Idempotency-Key` header's text, if any (at most 200 characters).
+fn idempotency_header(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     let Some(raw) = req.headers().get("idempotency-key") else {
         return Ok(None);
     };
@@ -25,7 +48,7 @@ pub fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     }
 }
 
-/// Path and query extractor errors as `{code, message}` 400s (bodies: [`Body`]).
+/// Path and query extractor errors as `{code, message}` 400s (bodies: [`LateBody`]).
 pub fn configure_extractors(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::QueryConfig::default().error_handler(|err, _req| {
         let e = ApiError::BadRequest {
@@ -53,35 +76,18 @@ pub fn check_text(field: &str, value: &str, min: usize, max: usize) -> Result<()
     Ok(crate::call::service::check_text(field, value, min, max)?)
 }
 
+/// Checks a one-line text (a name): its length, and no control or format character at all.
+pub fn check_line(field: &str, value: &str, min: usize, max: usize) -> Result<(), ApiError> {
+    Ok(crate::call::service::check_line(field, value, min, max)?)
+}
+
 /// Largest JSON body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
 
-/// A JSON request body, read strictly: `Content-Type: application/json`, at most
+/// Reads a JSON request body strictly: `Content-Type: application/json`, at most
 /// [`MAX_BODY`], an object (never an array standing in for one); every failure is a 400
-/// `{code, message}` naming what is wrong.
-#[derive(Debug)]
-pub struct Body<T>(pub T);
-
-/// Like [`Body`], but an empty body means `T::default()`; a body that is present must be
-/// valid.
-#[derive(Debug)]
-pub struct OptionalBody<T>(pub T);
-
-impl<T> Body<T> {
-    /// The parsed body.
-    pub fn into_inner(self) -> T {
-        self.0
-    }
-}
-
-impl<T> std::ops::Deref for Body<T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.0
-    }
-}
-
-/// Reads a JSON object body exactly as [`Body`] does (public for the fuzz targets).
+/// `{code, message}` naming what is wrong. What [`LateBody::parse`] does (public for the fuzz
+/// targets).
 pub fn read_object<T: serde::de::DeserializeOwned>(
     content_type: Option<String>,
     bytes: &[u8],
@@ -129,23 +135,6 @@ fn content_type(req: &HttpRequest) -> Option<String> {
     header(req, "content-type").map(str::to_string)
 }
 
-impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for Body<T> {
-    type Error = ApiError;
-    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
-        let ct = content_type(req);
-        let bytes = web::Bytes::from_request(req, payload);
-        Box::pin(async move {
-            let bytes = bytes.await.map_err(|e| ApiError::BadRequest {
-                code: "invalid_request",
-                message: format!("could not read the body: {e}"),
-            })?;
-            read_object(ct, &bytes).map(Body)
-        })
-    }
-}
-
 /// A JSON body read before the handler but parsed by it ([`LateBody::parse`]), so that
 /// the handler authenticates first: a request without a valid key is 401 whatever its body.
 /// Its `Debug` shows the length only (a body may carry a password).
@@ -164,13 +153,30 @@ impl std::fmt::Debug for LateBody {
 }
 
 impl LateBody {
-    /// Parses the body exactly as [`Body`] does.
+    /// The body's bytes as read (empty when it could not be read), for
+    /// [`idempotency_key`]'s fingerprint.
+    pub fn raw(&self) -> &[u8] {
+        self.bytes.as_deref().unwrap_or_default()
+    }
+
+    /// Parses the body strictly ([`read_object`]); call it once the request is authenticated.
     pub fn parse<T: serde::de::DeserializeOwned>(self) -> Result<T, ApiError> {
         let bytes = self.bytes.map_err(|e| ApiError::BadRequest {
             code: "invalid_request",
             message: format!("could not read the body: {e}"),
         })?;
         read_object(self.content_type, &bytes)
+    }
+
+    /// As [`LateBody::parse`], but an empty (or all-whitespace) body means `T::default()`; a
+    /// body that is present must be valid.
+    pub fn parse_optional<T: serde::de::DeserializeOwned + Default>(self) -> Result<T, ApiError> {
+        if let Ok(b) = &self.bytes {
+            if b.iter().all(u8::is_ascii_whitespace) {
+                return Ok(T::default());
+            }
+        }
+        self.parse()
     }
 }
 
@@ -186,28 +192,6 @@ impl actix_web::FromRequest for LateBody {
                 content_type,
                 bytes: bytes.await.map_err(|e| e.to_string()),
             })
-        })
-    }
-}
-
-impl<T: serde::de::DeserializeOwned + Default + 'static> actix_web::FromRequest
-    for OptionalBody<T>
-{
-    type Error = ApiError;
-    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
-        let ct = content_type(req);
-        let bytes = web::Bytes::from_request(req, payload);
-        Box::pin(async move {
-            let bytes = bytes.await.map_err(|e| ApiError::BadRequest {
-                code: "invalid_request",
-                message: format!("could not read the body: {e}"),
-            })?;
-            if bytes.iter().all(u8::is_ascii_whitespace) {
-                return Ok(OptionalBody(T::default()));
-            }
-            read_object(ct, &bytes).map(OptionalBody)
         })
     }
 }

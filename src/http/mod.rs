@@ -37,8 +37,8 @@ use crate::store::Store;
 
 pub use error::{ApiError, ErrorBody};
 pub use extract::{
-    check_id, check_text, configure_extractors, idempotency_key, read_object, Body, LateBody,
-    OptionalBody, MAX_BODY,
+    check_id, check_line, check_text, configure_extractors, idempotency_key, read_object, LateBody,
+    MAX_BODY,
 };
 pub use principal::{authenticate, principal, resolve_org_key, OrgKey, Principal};
 

@@ -44,6 +44,7 @@ async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let who = authenticate(&req, &state)?;
     who.require_org_or_admin()?;
+    let key = idempotency_key(&req, &who, body.raw())?;
     let body: NewOutboundCall = body.parse()?;
     let placed = state
         .calls
@@ -55,7 +56,7 @@ async fn create(
             from_number: body.from_number,
             metadata: body.metadata,
             record: body.record,
-            idempotency_key: idempotency_key(&req)?,
+            idempotency_key: key,
         })
         .await?;
     let view = outbound_view(&placed.call);

@@ -88,6 +88,17 @@ impl Principal {
         )
     }
 
+    /// Whose `Idempotency-Key`s these are: one principal's keys never answer another's
+    /// requests (an organisation's keys share its organisation's).
+    pub fn scope(&self) -> String {
+        match self {
+            Principal::Admin => "admin".into(),
+            Principal::Agent(a) => format!("agent:{a}"),
+            Principal::Caller(c) => format!("caller:{c}"),
+            Principal::Org(k) => format!("org:{}", k.org_id),
+        }
+    }
+
     /// Fails unless this is management.
     pub fn require_admin(&self) -> Result<(), ApiError> {
         match self {
@@ -105,16 +116,75 @@ pub(super) fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
 }
 
 /// Whether a browser request comes from a page of another site (its `Origin` differs from
-/// the `Host` it targets).
+/// the `Host` it targets, case-insensitively).
 fn cross_site(req: &HttpRequest) -> bool {
-    match (header(req, "origin"), header(req, "host")) {
+    match (header(req, "origin"), request_host(req)) {
         (Some(origin), Some(host)) => {
             let origin_host = origin.split("://").nth(1).unwrap_or(origin);
-            origin_host != host
+            !origin_host.eq_ignore_ascii_case(host)
         }
         (Some(_), None) => true,
         _ => false,
     }
+}
+
+/// The `Host` the request targets (the header, or the URI's authority over HTTP/2).
+fn request_host(req: &HttpRequest) -> Option<&str> {
+    header(req, "host").or_else(|| req.uri().authority().map(|a| a.as_str()))
+}
+
+/// The name or address of a `Host` value without its port (`[::1]:8080` → `::1`), or `None`
+/// when it is malformed.
+fn host_name(host: &str) -> Option<&str> {
+    let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    if let Some(rest) = host.strip_prefix('[') {
+        let (inner, after) = rest.split_once(']')?;
+        return match after.strip_prefix(':') {
+            None if after.is_empty() => Some(inner),
+            Some(port) if digits(port) => Some(inner),
+            _ => None,
+        };
+    }
+    let name = match host.split_once(':') {
+        None => host,
+        Some((name, port)) if digits(port) => name,
+        Some(_) => return None,
+    };
+    (!name.is_empty()).then_some(name)
+}
+
+/// Whether `host` (a `Host` value) names this machine's loopback interface: `localhost`,
+/// `*.localhost`, `127.0.0.0/8` or `::1`, with or without a port.
+pub fn loopback_host(host: &str) -> bool {
+    let Some(name) = host_name(host) else {
+        return false;
+    };
+    let name = name.to_ascii_lowercase();
+    let name = name.strip_suffix('.').unwrap_or(&name);
+    if name == "localhost" || name.ends_with(".localhost") {
+        return true;
+    }
+    if host.starts_with('[') {
+        return name
+            .parse::<std::net::Ipv6Addr>()
+            .is_ok_and(|a| a.is_loopback());
+    }
+    name.parse::<std::net::Ipv4Addr>()
+        .is_ok_and(|a| a.is_loopback())
+}
+
+/// Whether local management may answer a request for `host`: a loopback name or address,
+/// or one of `allowed` (`SWITCHBOARD_ALLOWED_HOSTS`, with or without its port).
+pub fn host_allowed(host: &str, allowed: &[String]) -> bool {
+    if loopback_host(host) {
+        return true;
+    }
+    let Some(name) = host_name(host) else {
+        return false;
+    };
+    allowed
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(host) || a.eq_ignore_ascii_case(name))
 }
 
 /// Works out who is asking, for every endpoint that organisation keys may not use: as
@@ -274,7 +344,7 @@ pub fn authenticate(req: &HttpRequest, state: &AppState) -> Result<Principal, Ap
         return match &state.config.management {
             ManagementAccess::ApiKey(expected) if expected.matches(key) => Ok(Principal::Admin),
             ManagementAccess::ApiKey(_) => Err(ApiError::Unauthorized("invalid API key".into())),
-            ManagementAccess::LoopbackOnly => local_admin(req),
+            ManagementAccess::LoopbackOnly => local_admin(req, state),
         };
     }
     if let Some(auth) = header(req, "authorization") {
@@ -290,7 +360,7 @@ pub fn authenticate(req: &HttpRequest, state: &AppState) -> Result<Principal, Ap
         };
     }
     match &state.config.management {
-        ManagementAccess::LoopbackOnly => local_admin(req),
+        ManagementAccess::LoopbackOnly => local_admin(req, state),
         ManagementAccess::ApiKey(_) => Err(ApiError::Unauthorized(
             "send x-api-key (management) or Authorization: Bearer <session token>".into(),
         )),
@@ -310,7 +380,27 @@ fn forwarded(req: &HttpRequest) -> bool {
     .any(|h| req.headers().contains_key(*h))
 }
 
-fn local_admin(req: &HttpRequest) -> Result<Principal, ApiError> {
+/// Management for a local client while no API key is set. A page of another site whose name
+/// resolves to loopback (DNS rebinding) reaches us with its own `Host`: only loopback names
+/// and `SWITCHBOARD_ALLOWED_HOSTS` are accepted (403 otherwise), and an `Origin` must be an
+/// `http://` or `https://` page of that same host.
+fn local_admin(req: &HttpRequest, state: &AppState) -> Result<Principal, ApiError> {
+    let host_ok = request_host(req).is_some_and(|h| host_allowed(h, &state.config.allowed_hosts));
+    if !host_ok {
+        return Err(ApiError::Forbidden(
+            "management without SWITCHBOARD_API_KEY answers loopback Host names only \
+             (localhost, 127.0.0.1, [::1]) or SWITCHBOARD_ALLOWED_HOSTS"
+                .into(),
+        ));
+    }
+    if let Some(origin) = header(req, "origin") {
+        if !(origin.starts_with("http://") || origin.starts_with("https://")) {
+            return Err(ApiError::Forbidden(
+                "management without SWITCHBOARD_API_KEY accepts http:// and https:// origins only"
+                    .into(),
+            ));
+        }
+    }
     let local = req.peer_addr().is_some_and(|a| a.ip().is_loopback());
     if local && !cross_site(req) && !forwarded(req) {
         Ok(Principal::Admin)
@@ -319,5 +409,43 @@ fn local_admin(req: &HttpRequest) -> Result<Principal, ApiError> {
             "management endpoints are open to local clients only while SWITCHBOARD_API_KEY is unset"
                 .into(),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_hosts_are_local() {
+        for h in [
+            "localhost",
+            "LOCALHOST:8080",
+            "app.localhost",
+            "127.0.0.1",
+            "127.1.2.3:80",
+            "[::1]",
+            "[::1]:8080",
+        ] {
+            assert!(loopback_host(h), "{h}");
+        }
+        for h in [
+            "evil.test",
+            "rebind.evil.test:8080",
+            "localhost.evil.test",
+            "128.0.0.1",
+            "[::2]",
+            "::1",
+            "127.0.0.1:x",
+            "",
+            "[::1]x",
+        ] {
+            assert!(!loopback_host(h), "{h}");
+        }
+        let allowed = vec!["box.lan".to_string(), "dev.test:9000".to_string()];
+        assert!(host_allowed("box.lan:8080", &allowed));
+        assert!(host_allowed("DEV.test:9000", &allowed));
+        assert!(!host_allowed("dev.test:9001", &allowed));
+        assert!(!host_allowed("evil.test", &allowed));
     }
 }

@@ -4,7 +4,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use serde::Deserialize;
 
-use super::{check_id, principal, ApiError, AppState, Body};
+use super::{check_id, principal, ApiError, AppState, LateBody};
 use crate::model::{new_id, Room};
 
 /// Routes of this resource.
@@ -44,10 +44,10 @@ pub struct RoomPatch {
 async fn create(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: Body<NewRoom>,
+    body: LateBody,
 ) -> Result<HttpResponse, ApiError> {
     principal(&req, &state)?.require_admin()?;
-    let body = body.into_inner();
+    let body: NewRoom = body.parse()?;
     let room_name = body.room_name.unwrap_or_else(|| new_id("adhoc"));
     check_id("roomName", &room_name)?;
     if !body.owner_id.is_empty() {
@@ -105,9 +105,10 @@ async fn patch(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: Body<RoomPatch>,
+    body: LateBody,
 ) -> Result<HttpResponse, ApiError> {
     principal(&req, &state)?.require_admin()?;
+    let body: RoomPatch = body.parse()?;
     let mut room = load(&state, &path).await?;
     if let Some(s) = &body.status {
         if s != "open" && s != "closed" {

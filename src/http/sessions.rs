@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{check_id, principal, ApiError, AppState, Body, Principal};
+use super::{check_id, principal, ApiError, AppState, LateBody, Principal};
 use crate::call::machine::{Input, Observation, Party, Plane};
 use crate::call::registry::{AgentConnected, AgentDisconnected, CallsOfAgent};
 use crate::model::{Event, PartyRef};
@@ -32,9 +32,10 @@ pub struct TokenRequest {
 async fn livekit_token(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: Body<TokenRequest>,
+    body: LateBody,
 ) -> Result<HttpResponse, ApiError> {
     let who = principal(&req, &state)?;
+    let body: TokenRequest = body.parse()?;
     check_id("callId", &body.call_id)?;
     let m = super::calls::visible_call(&state, &who, &body.call_id).await?;
     let (party, identity, name) = match (&who, &body.agent_id) {
@@ -96,6 +97,7 @@ fn to_client(e: impl Into<ApiError>) -> ClientError {
         ApiError::Forbidden(_) => "forbidden",
         ApiError::Conflict { code, .. } => code,
         ApiError::BadRequest { code, .. } => code,
+        ApiError::Unprocessable { code, .. } => code,
         ApiError::Unauthorized(_) => "unauthorized",
         ApiError::Unavailable(_) => "unavailable",
         ApiError::BadGateway(_) => "bad_gateway",

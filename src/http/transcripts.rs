@@ -7,7 +7,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::calls::visible_call;
-use super::{authenticate, check_id, check_text, principal, ApiError, AppState, Body, Principal};
+use super::{
+    authenticate, check_id, check_text, principal, ApiError, AppState, LateBody, Principal,
+};
 use crate::model::{Transcript, TranscriptSource};
 
 pub use crate::call::service::transcripts::{MAX_CALL_TRANSCRIPT_CHARS, MAX_TRANSCRIPT_CHARS};
@@ -64,18 +66,18 @@ fn agents_only(who: &Principal) -> Result<(), ApiError> {
 async fn create_transcript(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: Body<NewTranscript>,
+    body: LateBody,
 ) -> Result<HttpResponse, ApiError> {
     // An organisation's key (its assistant's worker) adds to its own calls' transcripts.
     let who = authenticate(&req, &state)?;
-    let body = body.into_inner();
+    let body: NewTranscript = body.parse()?;
     check_id("callId", &body.call_id)?;
     check_text("text", &body.text, 1, MAX_TRANSCRIPT_CHARS)?;
     visible_call(&state, &who, &body.call_id).await?;
     let speaker = match (&who, body.speaker) {
         (Principal::Caller(_), _) => "caller".to_string(),
         (_, Some(s)) => {
-            check_text("speaker", &s, 1, 100)?;
+            super::check_line("speaker", &s, 1, 100)?;
             s
         }
         (Principal::Agent(a), None) => a.clone(),
@@ -139,11 +141,11 @@ async fn transcripts_of_call(
 async fn create_summary(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: Body<NewSummary>,
+    body: LateBody,
 ) -> Result<HttpResponse, ApiError> {
     let who = principal(&req, &state)?;
     agents_only(&who)?;
-    let body = body.into_inner();
+    let body: NewSummary = body.parse()?;
     check_id("callId", &body.call_id)?;
     let m = visible_call(&state, &who, &body.call_id).await?;
     let summary = state

@@ -7,8 +7,8 @@ use serde_json::json;
 
 use super::calls::resolve_agent;
 use super::{
-    authenticate, check_id, check_text, idempotency_key, principal, ApiError, AppState, Body,
-    OptionalBody, Principal,
+    authenticate, check_id, check_text, idempotency_key, principal, ApiError, AppState, LateBody,
+    Principal,
 };
 use crate::call::machine::Command;
 use crate::call::service::transfers::{Initiator, NewTransfer};
@@ -53,10 +53,11 @@ pub struct TransferQuery {
 async fn initiate(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: Body<InitiateTransfer>,
+    body: LateBody,
 ) -> Result<HttpResponse, ApiError> {
     let who = authenticate(&req, &state)?;
-    let body = body.into_inner();
+    let key = idempotency_key(&req, &who, body.raw())?;
+    let body: InitiateTransfer = body.parse()?;
     check_id("callId", &body.call_id)?;
     check_id("agentBId", &body.agent_b_id)?;
     let from = match &who {
@@ -86,7 +87,7 @@ async fn initiate(
             mode: body.mode,
             note: body.note,
             transcript_text: body.transcript_text,
-            idempotency_key: idempotency_key(&req)?,
+            idempotency_key: key,
         })
         .await?;
     let t = started.transfer;
@@ -221,11 +222,13 @@ async fn answer(
     req: HttpRequest,
     state: web::Data<AppState>,
     transfer_id: String,
-    body: OptionalBody<Answer>,
+    body: LateBody,
     cmd: Command,
     by_target: bool,
 ) -> Result<HttpResponse, ApiError> {
     let who = authenticate(&req, &state)?;
+    let key = idempotency_key(&req, &who, body.raw())?;
+    let body: Answer = body.parse_optional()?;
     let t = load_visible(&state, &who, &transfer_id).await?;
     if let Principal::Org(_) = &who {
         // The assistant may cancel or complete its own hand-off; only B answers it.
@@ -241,7 +244,6 @@ async fn answer(
         &t.from_agent_id
     };
     let named = body
-        .0
         .agent_id
         .or_else(|| (who == Principal::Admin).then(|| default_agent.clone()));
     let agent = match &who {
@@ -262,10 +264,7 @@ async fn answer(
         }
         _ => resolve_agent(&state, &who, named.as_deref(), "agentId").await?,
     };
-    let t = state
-        .calls
-        .answer_transfer(t, agent, cmd, idempotency_key(&req)?)
-        .await?;
+    let t = state.calls.answer_transfer(t, agent, cmd, key).await?;
     Ok(HttpResponse::Ok().json(t))
 }
 
@@ -274,7 +273,7 @@ async fn act(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
-    body: OptionalBody<Answer>,
+    body: LateBody,
 ) -> Result<HttpResponse, ApiError> {
     let (transfer_id, action) = path.into_inner();
     let (cmd, by_target) = match action.as_str() {

@@ -24,7 +24,7 @@ use crate::call::machine::{
     Actor, CallMachine, Command, Input, Observation, Party, Plane, HELD_SUFFIX,
 };
 use crate::call::service::calls::NewPhoneCall;
-use crate::call::service::ServiceError;
+use crate::call::service::{IdempotencyKey, ServiceError};
 use crate::media::twilio::{TwilioBridge, GATHER_TIMEOUT_SECS};
 use crate::model::{TranscriptSource, TransferStatus};
 use crate::twilio::{signature, twiml};
@@ -406,7 +406,12 @@ async fn accept_by_phone(
         .execute(
             call_id,
             Input::Command(Actor::Agent(agent_id.to_string()), Command::AcceptTransfer),
-            Some(format!("twilio-gather-{transfer_id}")),
+            // The gather's own key: Twilio's retry of the webhook answers as the first one.
+            Some(IdempotencyKey::new(
+                format!("twilio-gather-{transfer_id}"),
+                "twilio",
+                &[b"gather", agent_id.as_bytes()],
+            )),
         )
         .await;
     match accepted {
@@ -593,21 +598,20 @@ async fn transcription(
         Err(ServiceError::NotFound { .. }) => return Ok(ok()),
         Err(e) => return Err(e.into()),
     };
-    // The caller is `caller` in transcripts, as in every transcript.
+    // The caller is `caller` in transcripts, as in every transcript. The provider's text and
+    // label lose what a console must not show (control and bidirectional-format characters).
     let speaker = if speaker == m.call.caller_id {
         "caller".to_string()
     } else {
-        speaker.to_string()
+        crate::call::service::strip_hidden(speaker)
     };
+    let text = crate::call::service::strip_hidden(text);
+    if text.is_empty() || speaker.is_empty() {
+        return Ok(ok());
+    }
     match state
         .calls
-        .append_transcript_once(
-            call_id,
-            id,
-            speaker,
-            text.to_string(),
-            TranscriptSource::Twilio,
-        )
+        .append_transcript_once(call_id, id, speaker, text, TranscriptSource::Twilio)
         .await
     {
         Ok(_) | Err(ServiceError::Conflict { .. }) => Ok(ok()),

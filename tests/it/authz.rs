@@ -834,3 +834,68 @@ async fn deactivating_the_agent_a_transfer_rings_fails_the_transfer() {
     .await;
     assert_eq!(call["ownerId"], "alice");
 }
+
+/// Every endpoint that takes a JSON body authenticates before it reads it: an anonymous
+/// request (or one with a wrong key) with a malformed body is 401, never a 400 that would
+/// describe the body to a stranger.
+#[actix_web::test]
+async fn every_body_taking_endpoint_authenticates_before_it_parses() {
+    let app = spawn_app_with(TestOptions {
+        api_key: Some(KEY.into()),
+        ..Default::default()
+    })
+    .await;
+    let endpoints = [
+        ("POST", "/api/agents"),
+        ("PATCH", "/api/agents/alice"),
+        ("POST", "/api/calls"),
+        ("PATCH", "/api/calls/call-x"),
+        ("POST", "/api/calls/call-x/accept"),
+        ("POST", "/api/calls/call-x/decline"),
+        ("POST", "/api/calls/call-x/hold"),
+        ("POST", "/api/calls/call-x/resume"),
+        ("POST", "/api/calls/call-x/mute"),
+        ("POST", "/api/calls/call-x/unmute"),
+        ("POST", "/api/calls/call-x/hangup"),
+        ("POST", "/api/calls/outbound"),
+        ("POST", "/api/transcripts"),
+        ("POST", "/api/summaries"),
+        ("POST", "/api/rooms"),
+        ("PATCH", "/api/rooms/room-x"),
+        ("POST", "/api/tokens"),
+        ("POST", "/api/transfers/initiate"),
+        ("POST", "/api/transfers/tr-x/accept"),
+        ("POST", "/api/transfers/tr-x/decline"),
+        ("POST", "/api/transfers/tr-x/complete"),
+        ("POST", "/api/transfers/tr-x/cancel"),
+        ("POST", "/api/assistants"),
+        ("PATCH", "/api/assistants/as-x"),
+        ("POST", "/api/sip/trunks"),
+        ("POST", "/api/keys"),
+    ];
+    let bodies = [
+        ("application/json", "{"),
+        ("application/json", "[1,2]"),
+        ("application/json", "{\"agentId\":{}}"),
+        ("text/plain", "hello"),
+    ];
+    for (method, path) in endpoints {
+        for (ct, body) in bodies {
+            for key in [None, Some("wrong-key-0123456789")] {
+                let mut req = app
+                    .http
+                    .request(method.parse().unwrap(), format!("{}{path}", app.address))
+                    .header("content-type", ct)
+                    .body(body);
+                if let Some(k) = key {
+                    req = req.header("x-api-key", k);
+                }
+                let r = req.send().await.unwrap();
+                let status = r.status().as_u16();
+                let v: Value = r.json().await.unwrap_or(Value::Null);
+                assert_eq!(status, 401, "{method} {path} {ct} {body} key {key:?}: {v}");
+                assert_eq!(v["code"], "unauthorized", "{method} {path}: {v}");
+            }
+        }
+    }
+}

@@ -646,6 +646,21 @@ async fn a_retried_request_with_the_same_idempotency_key_dials_once() {
         ids.push(v["callId"].as_str().unwrap().to_string());
     }
     assert_eq!(ids[0], ids[1]);
+    // The same key with another body (another callee's metadata) is refused: 422, no dial.
+    let mut other = body.clone();
+    other["metadata"]["name"] = json!("Bob");
+    let resp = app
+        .http
+        .post(format!("{}/api/calls/outbound", app.address))
+        .header("x-api-key", &org.key)
+        .header("Idempotency-Key", "renewal-campaign-7-ada")
+        .json(&other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 422);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["code"], "idempotency_key_reused", "{v}");
     // The dial runs after the answer: wait for its result before counting.
     call_until(&app, &org, &ids[0], "answered", |c| c["status"] == "active").await;
     assert_eq!(app.livekit.sip_dials().len(), 1, "one dial for one request");

@@ -508,3 +508,262 @@ async fn bodies_are_read_strictly() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 200, "the landing page is served");
 }
+
+/// Without a management key, a page of another name that resolves to loopback (DNS
+/// rebinding) is not a local manager: its `Host` is not a loopback name (403 JSON), on the
+/// management endpoints and the wallboard's stream alike; an allow-listed `Host` is.
+#[actix_web::test]
+async fn a_rebound_host_is_not_a_local_manager() {
+    let app = spawn_app_with(TestOptions {
+        env: vec![("SWITCHBOARD_ALLOWED_HOSTS".into(), "box.lan".into())],
+        ..Default::default()
+    })
+    .await;
+    let send = |method: &str, path: &str, host: &str, origin: Option<&str>| {
+        let mut req = app
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", app.address))
+            .header("host", host);
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        if method == "POST" {
+            req = req.json(&json!({ "agentId": "mallory", "name": "Mallory" }));
+        }
+        req.send()
+    };
+    for (method, path) in [
+        ("POST", "/api/agents"),
+        ("GET", "/api/wallboard"),
+        ("GET", "/api/wallboard/events"),
+    ] {
+        for (host, origin) in [
+            ("evil.test", None),
+            ("rebind.evil.test", Some("http://rebind.evil.test")),
+            ("localhost.evil.test:80", None),
+            ("128.0.0.1", None),
+        ] {
+            let r = send(method, path, host, origin).await.unwrap();
+            assert_eq!(r.status().as_u16(), 403, "{method} {path} Host: {host}");
+            let v: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(v["code"], "forbidden", "{v}");
+        }
+    }
+    // An origin that is no web page (file:, a custom scheme) is refused as well.
+    let port = app.port;
+    let r = send(
+        "GET",
+        "/api/wallboard",
+        &format!("localhost:{port}"),
+        Some(&format!("ftp://localhost:{port}")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    // Loopback names and the allow-list still manage.
+    for (host, origin) in [
+        (format!("localhost:{port}"), None),
+        (
+            format!("127.0.0.1:{port}"),
+            Some(format!("http://127.0.0.1:{port}")),
+        ),
+        ("app.localhost".to_string(), None),
+        (
+            "box.lan:8080".to_string(),
+            Some("https://box.lan:8080".to_string()),
+        ),
+    ] {
+        let r = send("GET", "/api/wallboard", &host, origin.as_deref())
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "Host: {host}");
+    }
+    let agents = app.get("/api/agents", None).await;
+    assert!(!agents.body.to_string().contains("mallory"));
+}
+
+/// Control, bidirectional-format and non-characters are refused with a 400 naming the field
+/// in every text a console shows (names one line; reasons, notes and transcripts keep `\n`
+/// and `\t`), and nothing is stored.
+#[actix_web::test]
+async fn control_and_bidi_characters_are_refused_naming_the_field() {
+    let app = spawn_app().await;
+    let c = active_call(&app, "alice").await;
+    let id = &c.call_id;
+    let cases: Vec<(&str, String, serde_json::Value, &str)> = vec![
+        (
+            "POST",
+            "/api/calls".into(),
+            json!({"callerName": "Ann\u{202e}gnp.exe"}),
+            "callerName",
+        ),
+        (
+            "POST",
+            "/api/calls".into(),
+            json!({"callerName": "Ann\nLee"}),
+            "callerName",
+        ),
+        (
+            "POST",
+            "/api/calls".into(),
+            json!({"reason": "\u{1b}[31mred"}),
+            "reason",
+        ),
+        (
+            "PATCH",
+            format!("/api/calls/{id}"),
+            json!({"reason": "bell\u{7}"}),
+            "reason",
+        ),
+        (
+            "PATCH",
+            format!("/api/calls/{id}"),
+            json!({"callerName": "x\u{fffe}"}),
+            "callerName",
+        ),
+        (
+            "POST",
+            "/api/agents".into(),
+            json!({"agentId": "zed", "name": "Zed\u{0}"}),
+            "name",
+        ),
+        (
+            "PATCH",
+            "/api/agents/alice".into(),
+            json!({"name": "Al\u{2066}ice"}),
+            "name",
+        ),
+        (
+            "POST",
+            "/api/transcripts".into(),
+            json!({"callId": id, "text": "hi\u{0}"}),
+            "text",
+        ),
+        (
+            "POST",
+            "/api/transcripts".into(),
+            json!({"callId": id, "text": "hi", "speaker": "a\u{200b}"}),
+            "speaker",
+        ),
+        (
+            "POST",
+            "/api/transfers/initiate".into(),
+            json!({"callId": id, "agentAId": "alice", "agentBId": "bob", "note": "\u{202e}x"}),
+            "note",
+        ),
+    ];
+    for (method, path, body, field) in cases {
+        let r = app.request(method, &path, None, Some(body.clone())).await;
+        assert_eq!(r.status, 400, "{method} {path} {body}: {:?}", r.body);
+        let m = r.body["message"].as_str().unwrap();
+        assert!(m.starts_with(&format!("{field}:")), "{m}");
+    }
+    let call = app.get(&format!("/api/calls/{id}"), None).await.body;
+    assert!(!call.to_string().contains("bell"), "{call}");
+    // Multi-line text stays allowed where it is multi-line.
+    let r = app
+        .request(
+            "PATCH",
+            &format!("/api/calls/{id}"),
+            None,
+            Some(json!({"reason": "two\nlines\tok"})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+}
+
+/// An `Idempotency-Key` is bound to its request: the same request again answers the first
+/// answer; another body, or another command on the call, is 422 `idempotency_key_reused`
+/// and changes nothing; another principal's key of the same text is its own.
+#[actix_web::test]
+async fn an_idempotency_key_is_bound_to_its_request() {
+    let app = spawn_app().await;
+    let c = active_call(&app, "alice").await;
+    let id = c.call_id.clone();
+    let send =
+        |method: &'static str, path: String, token: Option<String>, body: serde_json::Value| {
+            let mut req = app
+                .http
+                .request(method.parse().unwrap(), format!("{}{path}", app.address))
+                .header("Idempotency-Key", "same-key-1")
+                .json(&body);
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            req.send()
+        };
+    let patch = format!("/api/calls/{id}");
+    let r = send("PATCH", patch.clone(), None, json!({"reason": "first"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let r = send("PATCH", patch.clone(), None, json!({"reason": "first"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "the same request again");
+    let r = send("PATCH", patch.clone(), None, json!({"reason": "second"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 422);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["code"], "idempotency_key_reused", "{v}");
+    let r = send("POST", format!("/api/calls/{id}/hangup"), None, json!({}))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        422,
+        "a PATCH key does not stand for a hangup"
+    );
+    let call = app.get(&patch, None).await.body;
+    assert_eq!(call["reason"], "first", "{call}");
+    assert_ne!(call["status"], "ended", "{call}");
+    // The owner's key of the same text is another key: it hangs up.
+    let r = send(
+        "POST",
+        format!("/api/calls/{id}/hangup"),
+        Some(c.owner_token.clone()),
+        json!({}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let call = app.get(&patch, None).await.body;
+    assert_eq!(call["status"], "ended", "{call}");
+}
+
+/// A retried initiate answers the first transfer; the key with another body is 422 and adds
+/// no transcript.
+#[actix_web::test]
+async fn an_initiate_key_reused_with_another_body_is_refused() {
+    let app = spawn_app().await;
+    let c = active_call(&app, "alice").await;
+    let bob_token = app.agent("bob").await;
+    let _bob = app.connect("bob", &bob_token, None).await;
+    let send = |body: serde_json::Value| {
+        app.http
+            .post(format!("{}/api/transfers/initiate", app.address))
+            .bearer_auth(&c.owner_token)
+            .header("Idempotency-Key", "initiate-1")
+            .json(&body)
+            .send()
+    };
+    let first = json!({"callId": c.call_id, "agentBId": "bob", "transcriptText": "one"});
+    assert_eq!(send(first.clone()).await.unwrap().status().as_u16(), 201);
+    assert_eq!(send(first).await.unwrap().status().as_u16(), 201);
+    let r = send(json!({"callId": c.call_id, "agentBId": "bob", "transcriptText": "two"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 422);
+    let texts = app
+        .get(&format!("/api/transcripts/call/{}", c.call_id), None)
+        .await
+        .body;
+    let texts: Vec<&str> = texts
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["text"].as_str())
+        .collect();
+    assert_eq!(texts, ["one"], "the retry and the refusal add nothing");
+}

@@ -1011,3 +1011,38 @@ async fn a_running_conference_is_found_by_its_name() {
         vec![running]
     );
 }
+
+/// Twilio's `CallerName` is a provider's value: its control and bidirectional-format
+/// characters are stripped (not refused), so the console shows the name as plain text.
+#[actix_web::test]
+async fn a_caller_name_loses_its_control_characters() {
+    let app = twilio_app(30.0).await;
+    let f = fake(&app);
+    let url = format!("{}/twilio/voice", app.address);
+    let params = vec![
+        (
+            "CallSid".to_string(),
+            "CA0123456789abcdef0123456789abcde1".to_string(),
+        ),
+        ("From".to_string(), CALLER_NUMBER.to_string()),
+        ("To".to_string(), TWILIO_NUMBER.to_string()),
+        (
+            "CallerName".to_string(),
+            "\u{1b}[31mANN\u{202e}\u{7} LEE\u{0}\u{fffe}".to_string(),
+        ),
+    ];
+    let sig = twilio_signature(&f.auth_token(), &url, &params);
+    let r = app
+        .http
+        .post(&url)
+        .header("X-Twilio-Signature", sig)
+        .form(&params)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let store = app.store.as_ref().expect("in-process store");
+    let calls = store.list_unfinished_calls().await.unwrap();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].call.caller_name, "[31mANN LEE");
+}

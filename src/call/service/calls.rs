@@ -6,7 +6,9 @@ use std::sync::Arc;
 use chrono::Utc;
 use serde_json::{json, Value};
 
-use super::{check_id, check_text, room_names, CallService, ServiceError};
+use super::{
+    check_id, check_line, check_text, room_names, strip_hidden, CallService, ServiceError,
+};
 use crate::call::machine::{CallMachine, Party, Plane, Space};
 use crate::call::registry::CreateCall;
 use crate::media::livekit::ParticipantRole;
@@ -70,7 +72,7 @@ impl CallService {
         let call_id = new_id("call");
         let caller_id = new.caller_id.unwrap_or_else(|| new_id("caller"));
         check_id("callerId", &caller_id)?;
-        check_text("callerName", &new.caller_name, 0, 200)?;
+        check_line("callerName", &new.caller_name, 0, 200)?;
         check_text("reason", &new.reason, 0, 2000)?;
         if let Some(a) = &new.agent_id {
             check_id("agentId", a)?;
@@ -112,8 +114,10 @@ impl CallService {
         if let Ok(m) = self.machine(&call_id).await {
             return Ok(m);
         }
+        // Twilio's CNAM is a provider's value: what a console must not show is dropped.
         let caller_name = new
             .caller_name
+            .map(|n| strip_hidden(&n))
             .filter(|n| !n.trim().is_empty())
             .unwrap_or_else(|| new.from.clone());
         let caller_id = format!("caller-{}", &call_id["call-".len()..]);

@@ -27,7 +27,8 @@ use std::time::Duration;
 
 use actix::Addr;
 
-use crate::call::actor::{decode, now_ms, CallError, Execute};
+pub use crate::call::actor::IdempotencyKey;
+use crate::call::actor::{decode, now_ms, CallError, Execute, Recall};
 use crate::call::machine::{CallMachine, Input, Rejection};
 use crate::call::registry::{ActorDied, Found, Lookup, Registry};
 use crate::media::livekit::LiveKit;
@@ -70,6 +71,15 @@ pub enum ServiceError {
         /// What is wrong.
         message: String,
     },
+    /// The request is well-formed but cannot be processed (422), with a stable code
+    /// (`idempotency_key_reused`); nothing was changed.
+    #[error("{message}")]
+    Unprocessable {
+        /// Stable code.
+        code: &'static str,
+        /// What is wrong.
+        message: String,
+    },
     /// A dependency is down or the call is being recovered; nothing was changed.
     #[error("{0}")]
     Unavailable(String),
@@ -103,6 +113,17 @@ impl ServiceError {
         ServiceError::Conflict {
             code: "call_ended",
             message: format!("call {call_id} has ended"),
+        }
+    }
+
+    /// An `Idempotency-Key` reused for another request (422 `idempotency_key_reused`).
+    pub fn key_reused(key: &str) -> Self {
+        ServiceError::Unprocessable {
+            code: "idempotency_key_reused",
+            message: format!(
+                "Idempotency-Key {key:?} was already used for another request (another body, \
+                 method or route); use a new key"
+            ),
         }
     }
 
@@ -159,6 +180,7 @@ impl From<CallError> for ServiceError {
             }
             CallError::Unavailable => ServiceError::recovering(),
             CallError::Media(e) => ServiceError::Internal(Box::new(CallError::Media(e))),
+            CallError::KeyReused(k) => ServiceError::key_reused(&k),
         }
     }
 }
@@ -191,8 +213,24 @@ pub fn check_id(field: &str, value: &str) -> Result<(), ServiceError> {
     }
 }
 
-/// Checks a text's length in characters.
+/// Checks a multi-line text: its length in characters, and no character that could make a
+/// console show something else than was sent ([`hidden_char`]; `\n` and `\t` are allowed).
 pub fn check_text(field: &str, value: &str, min: usize, max: usize) -> Result<(), ServiceError> {
+    check_chars(field, value, min, max, true)
+}
+
+/// Checks a one-line text (a name): as [`check_text`], but `\n` and `\t` are refused too.
+pub fn check_line(field: &str, value: &str, min: usize, max: usize) -> Result<(), ServiceError> {
+    check_chars(field, value, min, max, false)
+}
+
+fn check_chars(
+    field: &str,
+    value: &str,
+    min: usize,
+    max: usize,
+    multi_line: bool,
+) -> Result<(), ServiceError> {
     let n = value.chars().count();
     if n < min || n > max {
         return Err(ServiceError::invalid(
@@ -200,7 +238,68 @@ pub fn check_text(field: &str, value: &str, min: usize, max: usize) -> Result<()
             format!("must be {min} to {max} characters (got {n})"),
         ));
     }
+    let allowed = |c: char| multi_line && matches!(c, '\n' | '\t');
+    if let Some(c) = value.chars().find(|&c| hidden_char(c) && !allowed(c)) {
+        return Err(ServiceError::invalid(
+            field,
+            format!(
+                "must not contain control, bidirectional-format or non-characters (found U+{:04X})",
+                c as u32
+            ),
+        ));
+    }
     Ok(())
+}
+
+/// Whether `c` is a control character (Unicode category Cc, `\n` and `\t` included), a
+/// format character (Cf: bidirectional overrides and isolates, zero-width spaces, the BOM,
+/// ...; zero-width joiner and non-joiner excepted, which emoji and several scripts need), a
+/// line or paragraph separator, or a noncharacter (`U+FDD0..=U+FDEF`, `U+xxFFFE`, `U+xxFFFF`).
+pub fn hidden_char(c: char) -> bool {
+    let u = c as u32;
+    let control = c.is_control();
+    let noncharacter = (0xFDD0..=0xFDEF).contains(&u) || (u & 0xFFFE) == 0xFFFE;
+    let format = matches!(u,
+        0x00AD
+        | 0x0600..=0x0605
+        | 0x061C
+        | 0x06DD
+        | 0x070F
+        | 0x0890..=0x0891
+        | 0x08E2
+        | 0x180E
+        | 0x200B
+        | 0x200E..=0x200F
+        | 0x2028..=0x202E
+        | 0x2060..=0x2064
+        | 0x2066..=0x206F
+        | 0xFEFF
+        | 0xFFF9..=0xFFFB
+        | 0x110BD
+        | 0x110CD
+        | 0x13430..=0x1343F
+        | 0x1BCA0..=0x1BCA3
+        | 0x1D173..=0x1D17A
+        | 0xE0001
+        | 0xE0020..=0xE007F);
+    control || noncharacter || format
+}
+
+/// `value` without its [`hidden_char`]s (a provider's value we cannot refuse, such as
+/// Twilio's `CallerName`): each is dropped, and a run of whitespace left behind is one space.
+pub fn strip_hidden(value: &str) -> String {
+    let kept: String = value
+        .chars()
+        .map(|c| {
+            if matches!(c, '\n' | '\t' | '\r') {
+                ' '
+            } else {
+                c
+            }
+        })
+        .filter(|&c| !hidden_char(c))
+        .collect();
+    kept.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The main and hold room (and conference) names of a call.
@@ -234,7 +333,7 @@ impl CallService {
         &self,
         call_id: &str,
         input: Input,
-        idempotency_key: Option<String>,
+        idempotency_key: Option<IdempotencyKey>,
     ) -> Result<Arc<CallMachine>, ServiceError> {
         for attempt in 0..2 {
             let found = self
@@ -277,6 +376,30 @@ impl CallService {
         Err(ServiceError::recovering())
     }
 
+    /// What a live call's actor remembers of `key`: the first answer (`Some`), nothing yet
+    /// (`None`, also for an ended call), or 422 `idempotency_key_reused` when the key came
+    /// with another request. For commands with side effects before [`CallService::execute`].
+    pub async fn recall(
+        &self,
+        call_id: &str,
+        key: &IdempotencyKey,
+    ) -> Result<Option<Arc<CallMachine>>, ServiceError> {
+        let found = self
+            .registry
+            .send(Lookup {
+                call_id: call_id.to_string(),
+            })
+            .await
+            .map_err(|_| ServiceError::shutting_down())??;
+        match found {
+            Found::Live(addr) => match addr.send(Recall(key.clone())).await {
+                Ok(res) => Ok(res?),
+                Err(_) => Err(ServiceError::recovering()),
+            },
+            Found::Ended(_) => Ok(None),
+        }
+    }
+
     /// The current state of a call (live or ended), as stored.
     pub async fn machine(&self, call_id: &str) -> Result<Arc<CallMachine>, ServiceError> {
         let stored = self
@@ -286,5 +409,42 @@ impl CallService {
             .ok_or_else(|| ServiceError::not_found("call", call_id))?;
         let m = decode(&stored).map_err(|e| ServiceError::Internal(Box::new(e)))?;
         Ok(Arc::new(m))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hidden_characters_are_refused_or_stripped() {
+        for bad in [
+            "a\u{0}b",
+            "bell\u{7}",
+            "\u{1b}[31mred",
+            "abc\u{202e}fed",
+            "x\u{fffe}",
+            "x\u{ffff}",
+            "x\u{fdd0}",
+            "x\u{200b}",
+            "x\u{2066}",
+            "x\u{feff}",
+            "x\u{85}",
+            "x\u{1fffe}",
+            "x\r\ny",
+        ] {
+            assert!(check_text("reason", bad, 0, 100).is_err(), "{bad:?}");
+            assert!(check_line("callerName", bad, 0, 100).is_err(), "{bad:?}");
+        }
+        let e = check_line("callerName", "Ann\u{202e}", 0, 100).unwrap_err();
+        assert!(e.to_string().starts_with("callerName:"), "{e}");
+        assert!(check_text("reason", "two\nlines\tand a tab", 0, 100).is_ok());
+        assert!(check_line("name", "two\nlines", 0, 100).is_err());
+        assert!(check_line("name", "Zoë 👨\u{200d}👩\u{200d}👧 محمد", 0, 100).is_ok());
+        assert_eq!(
+            strip_hidden("\u{1b}[31mAnn\u{202e} \u{7}Lee\n"),
+            "[31mAnn Lee"
+        );
+        assert_eq!(strip_hidden("\u{0}\u{fffe}"), "");
     }
 }

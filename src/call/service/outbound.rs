@@ -45,8 +45,9 @@ pub struct NewOutbound {
     pub metadata: Option<Value>,
     /// Record the call (default: the assistant's setting).
     pub record: Option<bool>,
-    /// The request's `Idempotency-Key`: names one call per organisation.
-    pub idempotency_key: Option<String>,
+    /// The request's `Idempotency-Key`: names one call per organisation; a reuse with
+    /// another assistant, trunk, number or metadata is 422 `idempotency_key_reused`.
+    pub idempotency_key: Option<super::IdempotencyKey>,
 }
 
 /// A placed outbound call.
@@ -156,10 +157,22 @@ impl CallService {
                     .into(),
             });
         }
-        let key = req.idempotency_key;
+        let key = req.idempotency_key.map(|k| k.key);
         let call_id = outbound_call_id(&assistant.org_id, key.as_deref());
-        if key.is_some() {
+        if let Some(k) = &key {
             if let Some(existing) = self.store.get_call(&call_id).await? {
+                let leg = existing.call.outbound.as_ref();
+                let same = existing.call.assistant_id.as_deref()
+                    == Some(assistant.assistant_id.as_str())
+                    && leg.is_some_and(|l| {
+                        l.trunk_id == trunk.trunk_id
+                            && l.to_number == req.to_number
+                            && l.from_number == req.from_number
+                    })
+                    && existing.call.metadata == Value::Object(metadata.clone());
+                if !same {
+                    return Err(ServiceError::key_reused(k));
+                }
                 // The same request again: the call it made, not a second dial.
                 return Ok(PlacedOutbound {
                     call: existing.call,
@@ -174,6 +187,7 @@ impl CallService {
             caller_name: metadata
                 .get("name")
                 .and_then(Value::as_str)
+                .map(super::strip_hidden)
                 .unwrap_or_default()
                 .chars()
                 .take(200)

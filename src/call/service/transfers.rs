@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::{CallService, ServiceError};
+use super::{CallService, IdempotencyKey, ServiceError};
 use crate::call::machine::{Actor, CallMachine, Command, Input};
 use crate::call::registry::PresenceList;
 use crate::media::livekit::ParticipantRole;
@@ -48,8 +48,8 @@ pub struct NewTransfer {
     pub note: Option<String>,
     /// Transcript text to add (as A's words) before the briefing is taken.
     pub transcript_text: Option<String>,
-    /// The request's `Idempotency-Key`.
-    pub idempotency_key: Option<String>,
+    /// The request's `Idempotency-Key`, bound to the request.
+    pub idempotency_key: Option<IdempotencyKey>,
 }
 
 /// A started transfer.
@@ -117,6 +117,12 @@ impl CallService {
         }
         let to_number = self.phone_number_of(&m, &target)?;
         self.check_reachable(&target).await?;
+        // A repeated request answers the first answer without adding its transcript again;
+        // the key of another request is refused before anything changes.
+        let repeat = match &req.idempotency_key {
+            Some(k) => self.recall(&req.call_id, k).await?.is_some(),
+            None => false,
+        };
         if let Some(open) = m.open_transfer() {
             if req.idempotency_key.is_none() {
                 return Err(ServiceError::Conflict {
@@ -128,7 +134,7 @@ impl CallService {
         if let Some(text) = req
             .transcript_text
             .as_ref()
-            .filter(|t| !t.trim().is_empty())
+            .filter(|t| !repeat && !t.trim().is_empty())
         {
             // Stored and announced (`transcript.appended`) like any other chunk.
             self.append_transcript(
@@ -269,7 +275,7 @@ impl CallService {
         t: Transfer,
         agent: String,
         cmd: Command,
-        idempotency_key: Option<String>,
+        idempotency_key: Option<IdempotencyKey>,
     ) -> Result<Transfer, ServiceError> {
         let m = self.machine(&t.call_id).await?;
         let current = m.transfer.as_ref().map(|x| x.transfer_id.as_str());
