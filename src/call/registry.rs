@@ -541,7 +541,7 @@ impl Handler<Recover> for Registry {
                 for stored in calls.iter() {
                     match decode(stored) {
                         Ok(m) => {
-                            engaged_agents.extend(m.engaged_agents());
+                            engaged_agents.extend(m.agents_with_sessions());
                             // Read once for all calls: the actor starts from it.
                             act.start_recovered(m, stored.version, ctx);
                         }

@@ -166,6 +166,16 @@ impl CallMachine {
         tx.involved_agents()
     }
 
+    /// The engaged agents that take part over a WebSocket session, that is all but those on
+    /// a phone leg (a phone specialist never opens a session: its leg is its presence). After
+    /// a restart these have the disconnect grace to come back.
+    pub fn agents_with_sessions(&self) -> Vec<String> {
+        self.engaged_agents()
+            .into_iter()
+            .filter(|a| !self.phones.contains_key(&Party::Agent(a.clone())))
+            .collect()
+    }
+
     /// Whether the agent may see this call's details (and act on it as an agent).
     pub fn involves_agent(&self, agent_id: &str) -> bool {
         self.engaged_agents().iter().any(|a| a == agent_id)

@@ -234,6 +234,10 @@ fn warm_transfer_to_a_phone_specialist_ends_with_caller_and_b_in_the_main_confer
     let m = &step.machine;
     assert_eq!(transfer(m).status, TransferStatus::Completed);
     assert_eq!(m.call.owner_id.as_deref(), Some(B));
+    // B is on a phone leg: after a restart it is not waited for over a WebSocket (its
+    // grace running out would take the call from it while its leg is up).
+    assert!(m.engaged_agents().contains(&B.to_string()));
+    assert!(!m.agents_with_sessions().contains(&B.to_string()));
     assert_eq!(
         m.main_plane,
         Plane::Twilio,
