@@ -714,6 +714,30 @@ mod tests {
         }
     }
 
+    /// A registry on a fresh store in `dir`, with one new call `id`.
+    async fn registry_with_call(dir: &std::path::Path, id: &str) -> Addr<Registry> {
+        let registry =
+            Registry::new(deps(dir), Timeouts::default(), Duration::from_secs(5)).start();
+        registry
+            .send(CreateCall {
+                call: new_call(id),
+                caller_call_sid: None,
+                outbound: None,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        registry
+    }
+
+    /// Whether the registry answers `id` from the store (it forgot the call's actor).
+    async fn answered_as_ended(registry: &Addr<Registry>, id: &str) -> bool {
+        matches!(
+            registry.send(Lookup { call_id: id.into() }).await.unwrap(),
+            Ok(Found::Ended(_))
+        )
+    }
+
     async fn live(registry: &Addr<Registry>, id: &str) -> Addr<CallActor> {
         match registry.send(Lookup { call_id: id.into() }).await.unwrap() {
             Ok(Found::Live(addr)) => addr,
@@ -724,21 +748,7 @@ mod tests {
     #[actix_rt::test]
     async fn a_call_actor_that_panics_is_restarted_from_the_store() {
         let dir = tempfile::tempdir().unwrap();
-        let registry = Registry::new(
-            deps(dir.path()),
-            Timeouts::default(),
-            Duration::from_secs(5),
-        )
-        .start();
-        registry
-            .send(CreateCall {
-                call: new_call("call-p"),
-                caller_call_sid: None,
-                outbound: None,
-            })
-            .await
-            .unwrap()
-            .unwrap();
+        let registry = registry_with_call(dir.path(), "call-p").await;
         let addr = live(&registry, "call-p").await;
         addr.do_send(Crash);
         // The actor runs on an arbiter of the pool (another thread): wait for its end.
@@ -817,21 +827,7 @@ mod tests {
     #[actix_rt::test]
     async fn an_ended_calls_actor_stops_for_good_and_is_never_restarted() {
         let dir = tempfile::tempdir().unwrap();
-        let registry = Registry::new(
-            deps(dir.path()),
-            Timeouts::default(),
-            Duration::from_secs(5),
-        )
-        .start();
-        registry
-            .send(CreateCall {
-                call: new_call("call-e"),
-                caller_call_sid: None,
-                outbound: None,
-            })
-            .await
-            .unwrap()
-            .unwrap();
+        let registry = registry_with_call(dir.path(), "call-e").await;
         let addr = live(&registry, "call-e").await;
         let m = addr
             .send(Execute {
@@ -844,28 +840,12 @@ mod tests {
         assert_eq!(m.call.status, CallStatus::Ended);
         // The registry forgets the ended call: lookups read it from the store.
         for _ in 0..200 {
-            if matches!(
-                registry
-                    .send(Lookup {
-                        call_id: "call-e".into()
-                    })
-                    .await
-                    .unwrap(),
-                Ok(Found::Ended(_))
-            ) {
+            if answered_as_ended(&registry, "call-e").await {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert!(matches!(
-            registry
-                .send(Lookup {
-                    call_id: "call-e".into()
-                })
-                .await
-                .unwrap(),
-            Ok(Found::Ended(_))
-        ));
+        assert!(answered_as_ended(&registry, "call-e").await);
         // While an address is left (here the test's, as the registry's was when the call
         // ended) the actor's supervisor did not restart it and reload it from the store.
         tokio::time::sleep(Duration::from_millis(50)).await;
